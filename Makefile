@@ -1,0 +1,38 @@
+# `make test` and `make demo` are the two commands a fresh machine needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: test demo lint bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,lint]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term-missing:skip-covered --cov-fail-under=95 $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+demo: $(STAMP)
+	@if [ -f example_project/manage.py ]; then \
+		$(BIN)/python example_project/run_demo.py; \
+	else \
+		echo "make demo: the example shop is not written yet (see the open issue)."; \
+	fi
+
+bench: $(STAMP)
+	@if [ -d benchmarks ]; then $(BIN)/python -m benchmarks; else echo "make bench: no benchmarks yet."; fi
+
+clean:
+	rm -rf $(VENV) .tox .coverage .coverage.* .mypy_cache .ruff_cache .hypothesis

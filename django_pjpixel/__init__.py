@@ -1,0 +1,27 @@
+"""Server-side Prisjakt conversion tracking for Django shops."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "attach_click", "track_purchase"]
+
+if TYPE_CHECKING:
+    from django_pjpixel.attribution import attach_click
+    from django_pjpixel.signals import track_purchase
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that importing the package (settings files, the pytest plugin)
+    # never imports models before the app registry is ready.
+    if name == "attach_click":
+        from django_pjpixel.attribution import attach_click
+
+        return attach_click
+    if name == "track_purchase":
+        from django_pjpixel.signals import track_purchase
+
+        return track_purchase
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,254 @@
+"""System checks for the ``PJPIXEL`` settings (ids ``django_pjpixel.E0xx``/``W0xx``)."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.utils.module_loading import import_string
+
+from django_pjpixel.conf import DEFAULTS, SUPPORTED_CURRENCIES, pjpixel_settings
+
+_MIDDLEWARE = "django_pjpixel.middleware.PjclidMiddleware"
+_SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
+
+_NUMBERS: dict[str, tuple[float, float | None]] = {
+    "CONNECT_TIMEOUT": (0.001, 300),
+    "READ_TIMEOUT": (0.001, 300),
+    "RETRY_BASE_DELAY": (0, None),
+    "RETRY_MAX_DELAY": (0, None),
+    "MAX_ATTEMPTS": (1, None),
+    "LEASE_SECONDS": (1, None),
+    "MAX_COUNTDOWN": (1, None),
+    "PUBLISH_RETRIES": (0, 10),
+    "PUBLISH_TIMEOUT": (0.01, 60),
+    "BATCH_SIZE": (1, 1000),
+    "DELIVER_DUE_LIMIT": (1, None),
+    "MAX_PAGES": (1, None),
+}
+_INTEGERS = {"MAX_ATTEMPTS", "PUBLISH_RETRIES", "BATCH_SIZE", "DELIVER_DUE_LIMIT", "MAX_PAGES"}
+_DURATIONS = ("ATTRIBUTION_WINDOW", "MAX_AGE")
+_CHOICES = {"AUTH": ("headers", "oauth2"), "AMOUNT_UNITS": ("major", "minor")}
+
+
+def _hint_set(key: str, example: str) -> str:
+    return f'Set PJPIXEL = {{"{key}": {example}, ...}} in your settings.'
+
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_url(key: str, value: Any, errors: list[CheckMessage]) -> None:
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        errors.append(
+            Error(
+                f'PJPIXEL["{key}"] must be an absolute http(s) URL, not {value!r}.',
+                hint=_hint_set(key, repr(DEFAULTS[key])),
+                id="django_pjpixel.E005",
+            )
+        )
+    elif parts.scheme != "https" and not is_loopback(parts.hostname):
+        errors.append(
+            Error(
+                f'PJPIXEL["{key}"] uses plain http to {parts.hostname}: the client '
+                "secret would travel unencrypted.",
+                hint="Use https; plain http is accepted only for a loopback emulator "
+                "(127.0.0.1, ::1, localhost).",
+                id="django_pjpixel.E006",
+            )
+        )
+    elif parts.username or parts.password:
+        errors.append(
+            Error(
+                f'PJPIXEL["{key}"] must not carry credentials in the URL.',
+                hint='Put them in PJPIXEL["CLIENT_ID"] and PJPIXEL["CLIENT_SECRET"].',
+                id="django_pjpixel.E005",
+            )
+        )
+
+
+@register(Tags.compatibility)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    raw = getattr(settings, "PJPIXEL", None)
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        return [
+            Error(
+                "settings.PJPIXEL must be a dict.",
+                hint='Set PJPIXEL = {"PIXEL_ID": ..., "CLIENT_ID": ..., "CLIENT_SECRET": ...}.',
+                id="django_pjpixel.E001",
+            )
+        ]
+    messages: list[CheckMessage] = []
+    unknown = sorted(set(raw) - set(DEFAULTS))
+    if unknown:
+        messages.append(
+            Warning(
+                f"PJPIXEL has unknown keys: {', '.join(map(str, unknown))}.",
+                hint=f"Known keys: {', '.join(DEFAULTS)}. Check the spelling.",
+                id="django_pjpixel.W001",
+            )
+        )
+    enabled = raw.get("ENABLED", True)
+    if not isinstance(enabled, bool):
+        messages.append(_type_error("ENABLED", enabled, "True or False"))
+    elif enabled:
+        messages.extend(_check_credentials())
+    _check_url("API_URL", raw.get("API_URL", DEFAULTS["API_URL"]), messages)
+    if raw.get("AUTH", "headers") == "oauth2":
+        _check_url("TOKEN_URL", raw.get("TOKEN_URL", DEFAULTS["TOKEN_URL"]), messages)
+    for key, choices in _CHOICES.items():
+        if key in raw and raw[key] not in choices:
+            messages.append(_type_error(key, raw[key], " or ".join(repr(c) for c in choices)))
+    for key, (low, high) in _NUMBERS.items():
+        if key in raw:
+            messages.extend(_check_number(key, raw[key], low, high))
+    for key in _DURATIONS:
+        if key in raw:
+            value = raw[key]
+            seconds = (
+                value.total_seconds()
+                if isinstance(value, timedelta)
+                else value
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+                else None
+            )
+            if seconds is None or seconds <= 0:
+                messages.append(_type_error(key, value, "a positive timedelta or seconds"))
+    currency = raw.get("DEFAULT_CURRENCY", DEFAULTS["DEFAULT_CURRENCY"])
+    if currency not in SUPPORTED_CURRENCIES:
+        messages.append(
+            Error(
+                f'PJPIXEL["DEFAULT_CURRENCY"] is {currency!r}, which Prisjakt does not accept.',
+                hint=f"Use one of {', '.join(SUPPORTED_CURRENCIES)}.",
+                id="django_pjpixel.E008",
+            )
+        )
+    consent = raw.get("CONSENT")
+    if consent is not None:
+        messages.extend(_check_consent(consent))
+    messages.extend(_check_middleware())
+    messages.extend(_check_session_age())
+    return messages
+
+
+def _check_credentials() -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    required = (
+        ("PIXEL_ID", "E002", "your pixel id from Business Center (Settings > Conversion Pixel)"),
+        ("CLIENT_ID", "E003", "the client id Prisjakt gave you"),
+        ("CLIENT_SECRET", "E004", "the client secret Prisjakt gave you"),
+    )
+    for key, code, what in required:
+        value = pjpixel_settings.get(key)
+        if not isinstance(value, str) or not value.strip():
+            messages.append(
+                Error(
+                    f'PJPIXEL["{key}"] is not set.',
+                    hint=f'Set PJPIXEL["{key}"] to {what}, or the environment variable '
+                    f'PJPIXEL_{key}. Set PJPIXEL["ENABLED"] = False to run without it.',
+                    id=f"django_pjpixel.{code}",
+                )
+            )
+    return messages
+
+
+def _type_error(key: str, value: Any, expected: str) -> CheckMessage:
+    return Error(
+        f'PJPIXEL["{key}"] is {value!r}; expected {expected}.',
+        hint=f'Fix PJPIXEL["{key}"] or remove it to use the default ({DEFAULTS[key]!r}).',
+        id="django_pjpixel.E007",
+    )
+
+
+def _check_number(key: str, value: Any, low: float, high: float | None) -> list[CheckMessage]:
+    integer = key in _INTEGERS
+    ok_type = (isinstance(value, int) if integer else isinstance(value, (int, float))) and not (
+        isinstance(value, bool)
+    )
+    expected = f"{'a whole number' if integer else 'a number'} ≥ {low}" + (
+        f" and ≤ {high}" if high is not None else ""
+    )
+    if not ok_type or value < low or (high is not None and value > high):
+        return [_type_error(key, value, expected)]
+    return []
+
+
+def _check_consent(consent: Any) -> list[CheckMessage]:
+    hook: Callable[..., Any] | None = None
+    if callable(consent):
+        hook = consent
+    elif isinstance(consent, str):
+        try:
+            hook = import_string(consent)
+        except ImportError:
+            hook = None
+    if hook is None or not callable(hook):
+        return [
+            Error(
+                f'PJPIXEL["CONSENT"] is {consent!r}, which is not an importable callable.',
+                hint="Give the dotted path of a function taking the request and "
+                'returning True when the visitor consented, e.g. "shop.consent.pjpixel_allowed".',
+                id="django_pjpixel.E009",
+            )
+        ]
+    return []
+
+
+def _check_middleware() -> list[CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", []) or [])
+    if _MIDDLEWARE not in middleware:
+        return [
+            Warning(
+                f"{_MIDDLEWARE} is not in MIDDLEWARE: click ids from ?pjclid= are not captured.",
+                hint=f"Add {_MIDDLEWARE!r} to MIDDLEWARE after {_SESSION_MIDDLEWARE!r}.",
+                id="django_pjpixel.W002",
+            )
+        ]
+    if _SESSION_MIDDLEWARE in middleware and middleware.index(
+        _SESSION_MIDDLEWARE
+    ) > middleware.index(_MIDDLEWARE):
+        return [
+            Error(
+                f"{_MIDDLEWARE} comes before {_SESSION_MIDDLEWARE} in MIDDLEWARE.",
+                hint="Move it after SessionMiddleware: it stores the click in the session.",
+                id="django_pjpixel.E010",
+            )
+        ]
+    return []
+
+
+def _check_session_age() -> list[CheckMessage]:
+    try:
+        window = pjpixel_settings.ATTRIBUTION_WINDOW
+    except (TypeError, ValueError):
+        return []  # reported as E007 above
+    age = getattr(settings, "SESSION_COOKIE_AGE", 1209600)
+    expire_at_close = getattr(settings, "SESSION_EXPIRE_AT_BROWSER_CLOSE", False)
+    if (isinstance(age, (int, float)) and age < window.total_seconds()) or expire_at_close:
+        return [
+            Warning(
+                "Sessions end before the attribution window does: a visitor who buys "
+                f"later than SESSION_COOKIE_AGE ({age} s) after the click is not attributed.",
+                hint=f"Raise SESSION_COOKIE_AGE to at least {int(window.total_seconds())} "
+                "(the attribution window) and keep SESSION_EXPIRE_AT_BROWSER_CLOSE off, "
+                'or lower PJPIXEL["ATTRIBUTION_WINDOW"].',
+                id="django_pjpixel.W003",
+            )
+        ]
+    return []

@@ -1,0 +1,558 @@
+"""``PrisjaktClient``: the one way django-pjpixel talks to the Click & Conversion API.
+
+One ``requests.Session`` per client, explicit (connect, read) timeouts, a
+User-Agent with the version, redirects never followed (the secret travels in a
+header), every non-2xx answer mapped to a ``PrisjaktAPIError`` carrying the
+problem details, the request id, the rate-limit state and ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qs, quote, urljoin, urlsplit
+
+import requests
+
+from django_pjpixel import __version__
+from django_pjpixel.conf import SUPPORTED_CURRENCIES, pjpixel_settings
+from django_pjpixel.exceptions import (
+    InvalidInput,
+    PjpixelConfigurationError,
+    PrisjaktAPIError,
+    PrisjaktAuthError,
+    PrisjaktConnectionError,
+    PrisjaktTimeout,
+    Problem,
+    RateLimit,
+    body_excerpt,
+    error_class_for,
+)
+
+logger = logging.getLogger("django_pjpixel.client")
+
+USER_AGENT = f"django-pjpixel/{__version__}"
+EVENT_NAME_PURCHASE = "purchase"
+EVENT_NAMES = (EVENT_NAME_PURCHASE,)
+MAX_EXTERNAL_EVENT_ID = 100
+MAX_VALUE = 999_999_999
+MAX_LIST_RANGE = timedelta(days=60)
+# The observed click id is a UUID, "_" and 16 hex digits (53 characters); the
+# shop treats it as opaque but refuses what cannot be one.
+CLICK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# Keys under which a listing may wrap its events ([open] in the API notes).
+_LIST_KEYS = ("events", "data", "items", "results")
+_TOKEN_MARGIN = 60.0
+
+
+def is_valid_click_id(value: object) -> bool:
+    return isinstance(value, str) and CLICK_ID_RE.fullmatch(value) is not None
+
+
+def format_time(value: datetime) -> str:
+    """ISO-8601 in UTC with milliseconds and ``Z``: ``2025-03-13T10:45:46.987Z``."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidInput("event_time", "must be an aware datetime (with a time zone)")
+    utc = value.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def to_api_amount(amount: object, units: str | None = None) -> int:
+    """The amount as the API's integer: whole units, or minor units (öre)."""
+    if isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal, str)):
+        raise InvalidInput("amount", f"must be a number, not {type(amount).__name__}")
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation as err:
+        raise InvalidInput("amount", f"{amount!r} is not a number") from err
+    if not value.is_finite():
+        raise InvalidInput("amount", "must be a finite number")
+    if (units or pjpixel_settings.AMOUNT_UNITS) == "minor":
+        value = value * 100
+    whole = int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    if not 0 <= whole <= MAX_VALUE:
+        raise InvalidInput("amount", f"must be between 0 and {MAX_VALUE}, got {whole}")
+    return whole
+
+
+def purchase_payload(
+    *,
+    external_event_id: str,
+    amount: object,
+    currency: str,
+    number_of_items: int,
+    event_time: datetime,
+    signed_click_id: str | None,
+    event_name: str = EVENT_NAME_PURCHASE,
+    amount_units: str | None = None,
+) -> dict[str, Any]:
+    """The create-event body, exactly in the seed's shape; refuses what the API would."""
+    validate_external_event_id(external_event_id)
+    if event_name not in EVENT_NAMES:
+        raise InvalidInput("event_name", f"must be one of {', '.join(EVENT_NAMES)}")
+    payload: dict[str, Any] = {
+        "event_name": event_name,
+        "event_time": format_time(event_time),
+        "external_event_id": external_event_id,
+        "data": {
+            "amount": to_api_amount(amount, amount_units),
+            "currency": validate_currency(currency),
+            "number_of_items": validate_items(number_of_items),
+        },
+    }
+    if signed_click_id is not None:
+        if not is_valid_click_id(signed_click_id):
+            raise InvalidInput("signed_click_id", "is not a Prisjakt click id")
+        payload["signed_click_id"] = signed_click_id
+    return payload
+
+
+def validate_external_event_id(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput("external_event_id", "must be a non-empty string (the order id)")
+    if len(value) > MAX_EXTERNAL_EVENT_ID:
+        raise InvalidInput(
+            "external_event_id", f"must be at most {MAX_EXTERNAL_EVENT_ID} characters"
+        )
+    return value
+
+
+def validate_currency(value: object) -> str:
+    code = value.upper() if isinstance(value, str) else None
+    if code not in SUPPORTED_CURRENCIES:
+        raise InvalidInput("currency", f"{value!r} is not one of {', '.join(SUPPORTED_CURRENCIES)}")
+    return code
+
+
+def validate_items(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput("number_of_items", "must be a whole number")
+    if not 0 <= value <= MAX_VALUE:
+        raise InvalidInput("number_of_items", f"must be between 0 and {MAX_VALUE}")
+    return value
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value; None when absent or garbage."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
+    return max(delta, 0.0)
+
+
+@dataclass(frozen=True)
+class ApiResult:
+    """A successful answer: status, decoded JSON (or None), request id, rate limit."""
+
+    status: int
+    data: Any = None
+    request_id: str | None = None
+    rate_limit: RateLimit | None = None
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of a listing, with page numbers taken from its ``Link`` header."""
+
+    events: list[dict[str, Any]]
+    page: int
+    first: int | None = None
+    prev: int | None = None
+    next: int | None = None
+    last: int | None = None
+    links: dict[str, str] = field(default_factory=dict)
+    rate_limit: RateLimit | None = None
+    request_id: str | None = None
+
+
+class PrisjaktClient:
+    """A client for one shop's credentials. Cheap to keep; reuses its connections."""
+
+    def __init__(
+        self,
+        *,
+        api_url: str | None = None,
+        pixel_id: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
+        auth: str | None = None,
+        token_url: str | None = None,
+        timeout: tuple[float, float] | None = None,
+        max_pages: int | None = None,
+        session: requests.Session | None = None,
+    ) -> None:
+        conf = pjpixel_settings
+        self.api_url = (api_url or conf.API_URL).rstrip("/")
+        self.pixel_id = pixel_id if pixel_id is not None else conf.PIXEL_ID
+        self.client_id = client_id if client_id is not None else conf.CLIENT_ID
+        self._secret = client_secret if client_secret is not None else conf.CLIENT_SECRET
+        self.auth = auth or conf.AUTH
+        self.token_url = token_url or conf.TOKEN_URL
+        self.timeout = timeout or conf.TIMEOUT
+        self.max_pages = max_pages or conf.MAX_PAGES
+        if self.auth not in ("headers", "oauth2"):
+            raise PjpixelConfigurationError(
+                f'PJPIXEL["AUTH"] must be "headers" or "oauth2", not {self.auth!r}'
+            )
+        base = urlsplit(self.api_url)
+        self._origin = (base.scheme, base.hostname, base.port)
+        self._base_path = base.path.rstrip("/")
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = threading.Lock()
+        self.session = session or requests.Session()
+        self.session.headers["User-Agent"] = USER_AGENT
+        self.session.headers["Accept"] = "application/json"
+        if self.client_id:
+            self.session.headers["client-id"] = self.client_id
+        if self.auth == "headers" and self._secret:
+            self.session.headers["client-secret"] = self._secret
+
+    def __repr__(self) -> str:
+        return f"<PrisjaktClient {self.api_url} pixel={self.pixel_id!r} client={self.client_id!r}>"
+
+    def close(self) -> None:
+        self.session.close()
+
+    # -- endpoints ---------------------------------------------------------
+
+    def create_event(self, payload: Mapping[str, Any]) -> ApiResult:
+        """POST one event; 201 on success, ``PrisjaktConflict`` when already recorded."""
+        return self._call("POST", self._pixel_path("events"), json=dict(payload))
+
+    def create_events(self, payloads: list[Mapping[str, Any]]) -> ApiResult:
+        """PATCH many events in one request; existing ``external_event_id``s are updated.
+
+        The body is a bare JSON array of event objects: the API notes leave its
+        shape open, and this is the plainest reading of "many events".
+        """
+        return self._call("PATCH", self._pixel_path("events"), json=[dict(p) for p in payloads])
+
+    def list_events(self, *, start: datetime, end: datetime, page: int = 1) -> EventPage:
+        """One page of the pixel's events between ``start`` and ``end`` (≤ 60 days)."""
+        check_range(start, end)
+        if isinstance(page, bool) or not isinstance(page, int) or page < 1:
+            raise InvalidInput("page", "must be a whole number from 1")
+        params = {"from": format_time(start), "to": format_time(end), "page": str(page)}
+        url = f"{self.api_url}{self._pixel_path('events')}?" + "&".join(
+            f"{k}={quote(v, safe='')}" for k, v in params.items()
+        )
+        return self._page(url, page)
+
+    def iter_events(self, *, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
+        """Every event of the range, following ``rel="next"`` links, each id once.
+
+        Pages are not stable (an event may appear again on the next page), so
+        events are de-duplicated by ``id``; a repeated URL or the page cap ends
+        the walk.
+        """
+        page = self.list_events(start=start, end=end)
+        seen_ids: set[str] = set()
+        seen_urls: set[str] = set()
+        pages = 1
+        while True:
+            for event in page.events:
+                event_id = event.get("id")
+                key = event_id if isinstance(event_id, str) else repr(sorted(event.items()))
+                if key in seen_ids:
+                    continue
+                seen_ids.add(key)
+                yield event
+            next_url = page.links.get("next")
+            if next_url is None or next_url in seen_urls:
+                return
+            if pages >= self.max_pages:
+                logger.warning("pjpixel: stopped listing events at the page cap (%d)", pages)
+                return
+            seen_urls.add(next_url)
+            pages += 1
+            page = self._page(next_url, page.next or page.page + 1)
+
+    def get_event(self, event_id: str) -> ApiResult:
+        return self._call("GET", f"/events/{_segment(event_id, 'event_id')}")
+
+    def get_click(self, click_id: str) -> ApiResult:
+        return self._call("GET", f"/clicks/{_segment(click_id, 'click_id')}")
+
+    def get_client(self, client_id: str | None = None) -> ApiResult:
+        """Who the credentials are: ``{"id": ..., "roles": [...]}``."""
+        return self._call("GET", f"/clients/{_segment(client_id or self.client_id, 'client_id')}")
+
+    def list_pixels(self, shop_id: str) -> ApiResult:
+        return self._call("GET", f"/shops/{_segment(shop_id, 'shop_id')}/pixels")
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _pixel_path(self, rest: str) -> str:
+        if not self.pixel_id:
+            raise PjpixelConfigurationError(
+                'PJPIXEL["PIXEL_ID"] is not set: add your pixel id from Prisjakt\'s '
+                "Business Center (Settings > Conversion Pixel) to settings.PJPIXEL."
+            )
+        return f"/pixels/{_segment(self.pixel_id, 'PIXEL_ID')}/{rest}"
+
+    def _page(self, url: str, page: int) -> EventPage:
+        response = self._send("GET", url)
+        data = _decode_json(response)
+        events = _events_of(data)
+        links = self._safe_links(response)
+        numbers = {rel: _page_number(url) for rel, url in links.items()}
+        return EventPage(
+            events=events,
+            page=page,
+            first=numbers.get("first"),
+            prev=numbers.get("prev"),
+            next=numbers.get("next"),
+            last=numbers.get("last"),
+            links=links,
+            rate_limit=RateLimit.from_headers(response.headers),
+            request_id=response.headers.get("request-id"),
+        )
+
+    def _safe_links(self, response: requests.Response) -> dict[str, str]:
+        """The ``Link`` targets that stay on the configured origin and base path."""
+        safe: dict[str, str] = {}
+        try:
+            links = response.links
+        except Exception:  # a malformed header must not break the listing
+            logger.warning("pjpixel: ignored an unparsable Link header")
+            return safe
+        for rel, link in links.items():
+            raw = link.get("url", "")
+            try:
+                url = urljoin(response.url or self.api_url, raw)
+                parts = urlsplit(url)
+                origin = (parts.scheme, parts.hostname, parts.port)
+            except ValueError:
+                logger.warning("pjpixel: ignored a malformed %s link", rel)
+                continue
+            if (
+                origin != self._origin
+                or parts.username is not None
+                or parts.password is not None
+                or "@" in parts.netloc
+                or not parts.path.startswith(self._base_path + "/")
+                or any(ch in url for ch in "\r\n\t ")
+            ):
+                logger.warning("pjpixel: ignored a %s link outside the API origin", rel)
+                continue
+            safe[str(rel)] = url
+        return safe
+
+    def _call(self, method: str, path: str, *, json: Any = None) -> ApiResult:
+        response = self._send(method, f"{self.api_url}{path}", json=json)
+        return ApiResult(
+            status=response.status_code,
+            data=_decode_json(response) if response.content else None,
+            request_id=response.headers.get("request-id"),
+            rate_limit=RateLimit.from_headers(response.headers),
+        )
+
+    def _send(self, method: str, url: str, *, json: Any = None) -> requests.Response:
+        response = self._send_once(method, url, json)
+        if response.status_code == 401 and self.auth == "oauth2":
+            self._token = None  # expired or revoked early: fetch a new one, once
+            response = self._send_once(method, url, json)
+        if response.status_code >= 300:
+            raise self._error(response)
+        return response
+
+    def _send_once(self, method: str, url: str, json: Any) -> requests.Response:
+        headers = {}
+        if self.auth == "oauth2":
+            headers["Authorization"] = f"Bearer {self._bearer_token()}"
+        try:
+            return self.session.request(
+                method,
+                url,
+                json=json,
+                headers=headers,
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout as err:
+            raise PrisjaktTimeout(f"Prisjakt API timed out ({method} {_path_of(url)})") from err
+        except requests.RequestException as err:
+            raise PrisjaktConnectionError(
+                f"Prisjakt API could not be reached ({method} {_path_of(url)}): "
+                f"{type(err).__name__}"
+            ) from err
+
+    def _bearer_token(self) -> str:
+        with self._token_lock:
+            if self._token is None or time.monotonic() >= self._token_expires:
+                self._token, lifetime = self._fetch_token()
+                self._token_expires = time.monotonic() + max(lifetime - _TOKEN_MARGIN, 0.0)
+            return self._token
+
+    def _fetch_token(self) -> tuple[str, float]:
+        try:
+            response = self.session.post(
+                self.token_url,
+                data={
+                    "grant_type": "client_credentials",
+                    "client_id": self.client_id,
+                    "client_secret": self._secret,
+                },
+                timeout=self.timeout,
+                allow_redirects=False,
+            )
+        except requests.Timeout as err:
+            raise PrisjaktTimeout("Prisjakt token endpoint timed out") from err
+        except requests.RequestException as err:
+            raise PrisjaktConnectionError(
+                f"Prisjakt token endpoint could not be reached: {type(err).__name__}"
+            ) from err
+        if response.status_code != 200:
+            error = self._error(response)
+            if isinstance(error, PrisjaktAuthError) or response.status_code == 400:
+                raise PrisjaktAuthError(
+                    "Prisjakt token endpoint refused the client credentials",
+                    status=response.status_code,
+                    problem=error.problem,
+                    request_id=error.request_id,
+                )
+            raise error
+        data = _decode_json(response)
+        token = data.get("access_token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise PrisjaktAuthError(
+                "Prisjakt token endpoint answered without an access_token", status=200
+            )
+        expires = data.get("expires_in")
+        lifetime = float(expires) if isinstance(expires, (int, float)) else 300.0
+        return token, lifetime
+
+    def _error(self, response: requests.Response) -> PrisjaktAPIError:
+        status = response.status_code
+        body = self._redact(response.content)
+        problem = Problem.parse(body)
+        rate_limit = RateLimit.from_headers(response.headers)
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is None and status == 429 and rate_limit is not None:
+            retry_after = rate_limit.reset_seconds
+        cls = error_class_for(status)
+        return cls(
+            f"{cls.default_message} ({response.request.method} {_path_of(response.url)})",
+            status=status,
+            problem=problem,
+            request_id=(problem.request_id if problem else None)
+            or response.headers.get("request-id"),
+            retry_after=retry_after,
+            rate_limit=rate_limit,
+            body_excerpt=None if problem else body_excerpt(body),
+        )
+
+    def _redact(self, body: bytes) -> bytes:
+        if self._secret and body:
+            secret = self._secret.encode()
+            if secret in body:
+                body = body.replace(secret, b"***")
+        return body
+
+
+def check_range(start: datetime, end: datetime) -> None:
+    """Refuse a listing range the API would refuse, before any request."""
+    for name, value in (("from", start), ("to", end)):
+        if not isinstance(value, datetime) or value.tzinfo is None:
+            raise InvalidInput(name, "must be an aware datetime")
+    if end < start:
+        raise InvalidInput("to", "must not be before from")
+    if end - start > MAX_LIST_RANGE:
+        raise InvalidInput("to", "the range may span at most 60 days")
+
+
+def _segment(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidInput(name, "must be a non-empty string")
+    return quote(value, safe="")
+
+
+def _path_of(url: str | None) -> str:
+    return urlsplit(url or "").path or "/"
+
+
+def _decode_json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError as err:
+        raise PrisjaktAPIError(
+            f"Prisjakt API answered {response.status_code} with a body that is not JSON",
+            status=response.status_code,
+            request_id=response.headers.get("request-id"),
+            body_excerpt=body_excerpt(response.content),
+            retryable=False,
+        ) from err
+
+
+def _events_of(data: Any) -> list[dict[str, Any]]:
+    """The events of a listing: a bare list, or a list under one key of an object."""
+    items: Any = None
+    if isinstance(data, list):
+        items = data
+    elif isinstance(data, dict):
+        for key in _LIST_KEYS:
+            if isinstance(data.get(key), list):
+                items = data[key]
+                break
+        else:
+            lists = [v for v in data.values() if isinstance(v, list)]
+            items = lists[0] if len(lists) == 1 else None
+    if items is None:
+        raise PrisjaktAPIError(
+            "Prisjakt API answered a listing without a list of events", retryable=False
+        )
+    return [item for item in items if isinstance(item, dict)]
+
+
+def _page_number(url: str) -> int | None:
+    values = parse_qs(urlsplit(url).query).get("page")
+    if not values:
+        return None
+    try:
+        number = int(values[-1])
+    except ValueError:
+        return None
+    return number if number >= 1 else None
+
+
+_local = threading.local()
+
+
+def get_client() -> PrisjaktClient:
+    """This thread's client for the current settings (rebuilt when they change)."""
+    conf = pjpixel_settings
+    key = (
+        conf.API_URL,
+        conf.PIXEL_ID,
+        conf.CLIENT_ID,
+        conf.CLIENT_SECRET,
+        conf.AUTH,
+        conf.TOKEN_URL,
+        conf.TIMEOUT,
+        conf.MAX_PAGES,
+    )
+    cached: tuple[tuple[Any, ...], PrisjaktClient] | None = getattr(_local, "client", None)
+    if cached is None or cached[0] != key:
+        if cached is not None:
+            cached[1].close()
+        cached = (key, PrisjaktClient())
+        _local.client = cached
+    return cached[1]

@@ -1,0 +1,184 @@
+"""The ``PJPIXEL`` settings dict, read lazily through one typed object.
+
+Every property reads ``django.conf.settings.PJPIXEL`` at use time, so
+``override_settings(PJPIXEL={...})`` takes effect immediately. Values are
+returned as configured; ``checks.py`` tells the shop when one is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+
+DEFAULT_API_URL = "https://api.pj.nu/click-conversion"
+DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
+
+# The currencies the API accepts (prisjakt-api.md, "Creating an event").
+SUPPORTED_CURRENCIES = ("DKK", "EUR", "GBP", "NOK", "NZD", "SEK")
+
+DEFAULTS: dict[str, Any] = {
+    "PIXEL_ID": "",
+    "CLIENT_ID": "",
+    "CLIENT_SECRET": "",
+    "API_URL": DEFAULT_API_URL,
+    # "headers": the seed's client-id/client-secret headers;
+    # "oauth2": client-credentials bearer tokens from TOKEN_URL.
+    "AUTH": "headers",
+    "TOKEN_URL": DEFAULT_TOKEN_URL,
+    "CONNECT_TIMEOUT": 3.05,
+    "READ_TIMEOUT": 10.0,
+    "ENABLED": True,
+    "DEFAULT_CURRENCY": "SEK",
+    # [open] in the API: the project sends whole currency units ("major").
+    "AMOUNT_UNITS": "major",
+    "ATTRIBUTION_WINDOW": timedelta(days=30),
+    # Dotted path to a callable ``request -> bool``; None means allowed.
+    "CONSENT": None,
+    # Retry policy for transient answers (network, timeout, 408/425/429/5xx).
+    "RETRY_BASE_DELAY": 30.0,
+    "RETRY_MAX_DELAY": 3600.0,
+    "MAX_ATTEMPTS": 15,
+    "MAX_AGE": timedelta(days=3),
+    # How long a claimed row stays leased to one sender.
+    "LEASE_SECONDS": 120.0,
+    # Celery countdowns stay below the broker's visibility timeout (Redis: 1 h).
+    "MAX_COUNTDOWN": 3000.0,
+    # Publishing to the broker from a checkout: attempts, and seconds overall.
+    "PUBLISH_RETRIES": 2,
+    "PUBLISH_TIMEOUT": 2.0,
+    "BATCH_SIZE": 100,
+    "DELIVER_DUE_LIMIT": 10_000,
+    "MAX_PAGES": 200,
+}
+
+
+class PjpixelSettings:
+    """Typed, lazy view of ``settings.PJPIXEL`` with defaults beside it."""
+
+    @property
+    def raw(self) -> dict[str, Any]:
+        value = getattr(settings, "PJPIXEL", None)
+        return value if isinstance(value, dict) else {}
+
+    def get(self, name: str) -> Any:
+        raw = self.raw
+        if name in raw:
+            return raw[name]
+        if name in ("CLIENT_SECRET", "CLIENT_ID", "PIXEL_ID"):
+            env = os.environ.get(f"PJPIXEL_{name}")
+            if env:
+                return env
+        return DEFAULTS[name]
+
+    @property
+    def PIXEL_ID(self) -> str:
+        return str(self.get("PIXEL_ID") or "")
+
+    @property
+    def CLIENT_ID(self) -> str:
+        return str(self.get("CLIENT_ID") or "")
+
+    @property
+    def CLIENT_SECRET(self) -> str:
+        return str(self.get("CLIENT_SECRET") or "")
+
+    @property
+    def API_URL(self) -> str:
+        return str(self.get("API_URL")).rstrip("/")
+
+    @property
+    def AUTH(self) -> str:
+        return str(self.get("AUTH"))
+
+    @property
+    def TOKEN_URL(self) -> str:
+        return str(self.get("TOKEN_URL"))
+
+    @property
+    def CONNECT_TIMEOUT(self) -> float:
+        return float(self.get("CONNECT_TIMEOUT"))
+
+    @property
+    def READ_TIMEOUT(self) -> float:
+        return float(self.get("READ_TIMEOUT"))
+
+    @property
+    def TIMEOUT(self) -> tuple[float, float]:
+        return (self.CONNECT_TIMEOUT, self.READ_TIMEOUT)
+
+    @property
+    def ENABLED(self) -> bool:
+        return bool(self.get("ENABLED"))
+
+    @property
+    def DEFAULT_CURRENCY(self) -> str:
+        return str(self.get("DEFAULT_CURRENCY"))
+
+    @property
+    def AMOUNT_UNITS(self) -> str:
+        return str(self.get("AMOUNT_UNITS"))
+
+    @property
+    def ATTRIBUTION_WINDOW(self) -> timedelta:
+        return _as_timedelta(self.get("ATTRIBUTION_WINDOW"))
+
+    @property
+    def CONSENT(self) -> str | None:
+        value = self.get("CONSENT")
+        return str(value) if value else None
+
+    @property
+    def RETRY_BASE_DELAY(self) -> float:
+        return float(self.get("RETRY_BASE_DELAY"))
+
+    @property
+    def RETRY_MAX_DELAY(self) -> float:
+        return float(self.get("RETRY_MAX_DELAY"))
+
+    @property
+    def MAX_ATTEMPTS(self) -> int:
+        return int(self.get("MAX_ATTEMPTS"))
+
+    @property
+    def MAX_AGE(self) -> timedelta:
+        return _as_timedelta(self.get("MAX_AGE"))
+
+    @property
+    def LEASE_SECONDS(self) -> float:
+        return float(self.get("LEASE_SECONDS"))
+
+    @property
+    def MAX_COUNTDOWN(self) -> float:
+        return float(self.get("MAX_COUNTDOWN"))
+
+    @property
+    def PUBLISH_RETRIES(self) -> int:
+        return int(self.get("PUBLISH_RETRIES"))
+
+    @property
+    def PUBLISH_TIMEOUT(self) -> float:
+        return float(self.get("PUBLISH_TIMEOUT"))
+
+    @property
+    def BATCH_SIZE(self) -> int:
+        return int(self.get("BATCH_SIZE"))
+
+    @property
+    def DELIVER_DUE_LIMIT(self) -> int:
+        return int(self.get("DELIVER_DUE_LIMIT"))
+
+    @property
+    def MAX_PAGES(self) -> int:
+        return int(self.get("MAX_PAGES"))
+
+
+def _as_timedelta(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    return timedelta(seconds=float(value))
+
+
+pjpixel_settings = PjpixelSettings()

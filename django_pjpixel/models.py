@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class ConversionEvent(models.Model):
+    """One purchase to report to Prisjakt: the outbox row and the ledger of its fate.
+
+    Written in the order's own transaction; a row is delivered at most once per
+    (pixel, order, event name) thanks to the unique constraint and the API's
+    409 on a repeated ``external_event_id``.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        DUPLICATE = "duplicate", _("Duplicate")
+        FAILED = "failed", _("Failed")
+        SKIPPED = "skipped", _("Skipped")
+        DEAD = "dead", _("Gave up")
+
+    pixel_id = models.CharField(_("pixel id"), max_length=64)
+    order_id = models.CharField(
+        _("order id"), max_length=100, help_text=_("Sent as external_event_id.")
+    )
+    event_name = models.CharField(_("event name"), max_length=32, default="purchase")
+    event_time = models.DateTimeField(_("event time"))
+    amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+    currency = models.CharField(_("currency"), max_length=3)
+    number_of_items = models.PositiveIntegerField(_("number of items"))
+    click_id = models.CharField(_("click id"), max_length=128, blank=True)
+    click_captured_at = models.DateTimeField(_("click captured at"), null=True, blank=True)
+
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    skip_reason = models.CharField(_("skip reason"), max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    leased_until = models.DateTimeField(_("leased until"), null=True, blank=True)
+    lease_token = models.UUIDField(_("lease token"), null=True, blank=True)
+
+    last_status_code = models.PositiveSmallIntegerField(
+        _("last HTTP status"), null=True, blank=True
+    )
+    problem_type = models.CharField(_("problem type"), max_length=200, blank=True)
+    problem_title = models.CharField(_("problem title"), max_length=300, blank=True)
+    problem_detail = models.TextField(_("problem detail"), blank=True)
+    field_errors = models.JSONField(_("field errors"), default=dict, blank=True)
+    request_id = models.CharField(_("request id"), max_length=100, blank=True)
+    remote_event_id = models.CharField(_("Prisjakt event id"), max_length=64, blank=True)
+
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("conversion event")
+        verbose_name_plural = _("conversion events")
+        ordering = ("-created_at", "-pk")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("pixel_id", "order_id", "event_name"), name="pjpixel_unique_event"
+            ),
+        ]
+        indexes = [
+            # "What is due": pending rows by next attempt, leased rows by lease end.
+            models.Index(fields=("status", "next_attempt_at"), name="pjpixel_due"),
+            models.Index(fields=("status", "leased_until"), name="pjpixel_leases"),
+            models.Index(fields=("request_id",), name="pjpixel_request_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} {self.order_id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {
+        ConversionEvent.Status.SENT,
+        ConversionEvent.Status.DUPLICATE,
+        ConversionEvent.Status.FAILED,
+        ConversionEvent.Status.SKIPPED,
+        ConversionEvent.Status.DEAD,
+    }
+)
+
+
+class OrderClick(models.Model):
+    """A click kept for an order paid later without the visitor's session (webhooks)."""
+
+    order_id = models.CharField(_("order id"), max_length=100, unique=True)
+    click_id = models.CharField(_("click id"), max_length=128)
+    captured_at = models.DateTimeField(_("click captured at"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+
+    class Meta:
+        verbose_name = _("click attached to an order")
+        verbose_name_plural = _("clicks attached to orders")
+
+    def __str__(self) -> str:
+        return f"{self.order_id} ← {self.click_id[:12]}…"

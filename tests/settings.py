@@ -1,0 +1,128 @@
+"""Settings for the test suite.
+
+The default database is PostgreSQL at ``DATABASE_URL`` (the services this
+project's machines run); where it cannot be reached the suite falls back to
+SQLite and the tests marked ``postgres`` skip, or fail under CI (see
+``tests/services.py``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent
+SECRET_KEY = "tests-only-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "Europe/Stockholm"
+LANGUAGE_CODE = "en"
+ALLOWED_HOSTS = ["*"]
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_pjpixel",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django_pjpixel.middleware.PjclidMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+STATIC_URL = "/static/"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+SQLITE_PATH = BASE_DIR / "test.sqlite3"
+
+
+def _database_from_url(url: str) -> dict[str, object]:
+    parts = urlsplit(url)
+    if parts.scheme in ("postgres", "postgresql"):
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")) or "test",
+            "USER": unquote(parts.username or "postgres"),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "127.0.0.1",
+            "PORT": str(parts.port or 5432),
+        }
+    return {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}
+
+
+def _postgres_reachable(db: dict[str, object]) -> str | None:
+    """None when PostgreSQL answers, else the reason it does not."""
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a test dependency
+        return "psycopg is not installed"
+    try:
+        psycopg.connect(
+            host=str(db["HOST"]),
+            port=str(db["PORT"]),
+            user=str(db["USER"]),
+            password=str(db["PASSWORD"]),
+            dbname=str(db["NAME"]),
+            connect_timeout=3,
+        ).close()
+    except psycopg.Error as err:
+        return f"PostgreSQL at {db['HOST']}:{db['PORT']} is not reachable: {err}".strip()
+    return None
+
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
+_db = _database_from_url(DATABASE_URL)
+POSTGRES_UNAVAILABLE: str | None = None
+if _db["ENGINE"] == "django.db.backends.postgresql":
+    POSTGRES_UNAVAILABLE = _postgres_reachable(_db)
+    if POSTGRES_UNAVAILABLE:
+        _db = _database_from_url("sqlite://")
+else:
+    POSTGRES_UNAVAILABLE = f"DATABASE_URL is {DATABASE_URL!r}, not PostgreSQL"
+DATABASES = {"default": _db}
+
+PJPIXEL = {
+    "PIXEL_ID": "5c034de4-8e86-4d16-9fd1-20cfec6c97e4",
+    "CLIENT_ID": "test-client",
+    "CLIENT_SECRET": "s3cr3t-never-shown",
+    "API_URL": "https://api.pj.nu/click-conversion",
+}
+
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = False
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"null": {"class": "logging.NullHandler"}},
+    "loggers": {"django_pjpixel": {"handlers": ["null"], "level": "DEBUG"}},
+}
+SESSION_COOKIE_AGE = 60 * 60 * 24 * 31  # at least the 30-day attribution window
