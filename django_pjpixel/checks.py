@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -52,7 +53,10 @@ def is_loopback(host: str | None) -> bool:
 
 
 def _check_url(key: str, value: Any, errors: list[CheckMessage]) -> None:
-    parts = urlsplit(value) if isinstance(value, str) else None
+    try:
+        parts = urlsplit(value) if isinstance(value, str) else None
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        parts = None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         errors.append(
             Error(
@@ -95,11 +99,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         ]
     messages: list[CheckMessage] = []
-    unknown = sorted(set(raw) - set(DEFAULTS))
+    unknown = sorted(map(str, set(raw) - set(DEFAULTS)))
     if unknown:
         messages.append(
             Warning(
-                f"PJPIXEL has unknown keys: {', '.join(map(str, unknown))}.",
+                f"PJPIXEL has unknown keys: {', '.join(unknown)}.",
                 hint=f"Known keys: {', '.join(DEFAULTS)}. Check the spelling.",
                 id="django_pjpixel.W001",
             )
@@ -128,7 +132,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 if isinstance(value, (int, float)) and not isinstance(value, bool)
                 else None
             )
-            if seconds is None or seconds <= 0:
+            if seconds is None or not _is_positive_duration(seconds):
                 messages.append(_type_error(key, value, "a positive timedelta or seconds"))
     currency = raw.get("DEFAULT_CURRENCY", DEFAULTS["DEFAULT_CURRENCY"])
     if currency not in SUPPORTED_CURRENCIES:
@@ -184,9 +188,22 @@ def _check_number(key: str, value: Any, low: float, high: float | None) -> list[
     expected = f"{'a whole number' if integer else 'a number'} ≥ {low}" + (
         f" and ≤ {high}" if high is not None else ""
     )
-    if not ok_type or value < low or (high is not None and value > high):
+    if (
+        not ok_type
+        or (isinstance(value, float) and not math.isfinite(value))
+        or value < low
+        or (high is not None and value > high)
+    ):
         return [_type_error(key, value, expected)]
     return []
+
+
+def _is_positive_duration(seconds: float) -> bool:
+    try:
+        timedelta(seconds=seconds)  # NaN, infinity and huge values do not fit
+    except (OverflowError, ValueError):
+        return False
+    return seconds > 0
 
 
 def _check_consent(consent: Any) -> list[CheckMessage]:
@@ -236,7 +253,7 @@ def _check_middleware() -> list[CheckMessage]:
 def _check_session_age() -> list[CheckMessage]:
     try:
         window = pjpixel_settings.ATTRIBUTION_WINDOW
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return []  # reported as E007 above
     age = getattr(settings, "SESSION_COOKIE_AGE", 1209600)
     expire_at_close = getattr(settings, "SESSION_EXPIRE_AT_BROWSER_CLOSE", False)

@@ -8,6 +8,7 @@ returned as configured; ``checks.py`` tells the shop when one is wrong.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -126,9 +127,10 @@ class PjpixelSettings:
         return _as_timedelta(self.get("ATTRIBUTION_WINDOW"))
 
     @property
-    def CONSENT(self) -> str | None:
+    def CONSENT(self) -> str | Callable[..., Any] | None:
+        """A dotted path or a callable ``request -> bool``; None: allowed."""
         value = self.get("CONSENT")
-        return str(value) if value else None
+        return value if value else None
 
     @property
     def RETRY_BASE_DELAY(self) -> float:

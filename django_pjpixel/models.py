@@ -81,15 +81,7 @@ class ConversionEvent(models.Model):
         return self.status in FINAL_STATUSES
 
 
-FINAL_STATUSES = frozenset(
-    {
-        ConversionEvent.Status.SENT,
-        ConversionEvent.Status.DUPLICATE,
-        ConversionEvent.Status.FAILED,
-        ConversionEvent.Status.SKIPPED,
-        ConversionEvent.Status.DEAD,
-    }
-)
+FINAL_STATUSES: frozenset[str] = frozenset({"sent", "duplicate", "failed", "skipped", "dead"})
 
 
 class OrderClick(models.Model):

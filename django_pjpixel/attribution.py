@@ -1,0 +1,216 @@
+"""The click in the session, the attribution window, consent, and ``attach_click``.
+
+A click lives in ``request.session[SESSION_KEY]`` as ``{"id": click_id,
+"at": iso8601 capture time}``. At checkout ``attach_click`` copies it to an
+``OrderClick`` row, so a payment confirmed later without the visitor's session
+(a payment provider's webhook) is still attributed. ``resolve_click`` picks
+the click for an order: an explicit ``signed_click_id``, else the click
+attached to the order, else the request's session.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from django_pjpixel.client import is_valid_click_id
+from django_pjpixel.conf import pjpixel_settings
+from django_pjpixel.exceptions import InvalidInput
+
+if TYPE_CHECKING:
+    from django.http import HttpRequest
+
+logger = logging.getLogger(__name__)
+
+SESSION_KEY = "pjpixel_click"
+MAX_ORDER_ID = 100  # OrderClick.order_id.max_length
+
+# Why an order is not attributed (ConversionEvent.skip_reason).
+SKIP_NO_CLICK = "no click"
+SKIP_OUTSIDE_WINDOW = "click outside the attribution window"
+SKIP_NO_CONSENT = "no consent"
+SKIP_INVALID_CLICK_ID = "invalid click id"
+
+
+@dataclass(frozen=True)
+class Click:
+    """A Prisjakt click id and when the shop captured it (None: unknown)."""
+
+    click_id: str
+    captured_at: datetime | None
+
+    def is_within_window(self, now: datetime | None = None) -> bool:
+        """Whether ``now`` is at most ``ATTRIBUTION_WINDOW`` after the capture.
+
+        A click whose capture time is unknown (a ``signed_click_id`` the shop
+        gives explicitly) counts as within: Prisjakt applies its own window.
+        """
+        if self.captured_at is None:
+            return True
+        now = now if now is not None else timezone.now()
+        return now - self.captured_at <= pjpixel_settings.ATTRIBUTION_WINDOW
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The click an order is attributed to, or why it is not (``skip_reason``)."""
+
+    click: Click | None
+    skip_reason: str = ""
+
+    @property
+    def is_attributable(self) -> bool:
+        return self.click is not None
+
+
+def has_consent(request: HttpRequest) -> bool:
+    """Whether the visitor allows the click id to be stored and sent.
+
+    Asks ``PJPIXEL["CONSENT"]`` (a callable or its dotted path, ``request ->
+    bool``); without one, consent is assumed. The shop and Prisjakt are joint
+    controllers (GDPR Art. 26): obtaining consent is the shop's legal
+    responsibility, and this hook is where the shop says whether it has it.
+    A hook that fails (raises, cannot be imported, returns an awaitable)
+    counts as no consent and is logged.
+    """
+    hook: Any = pjpixel_settings.get("CONSENT")
+    if not hook:
+        return True
+    try:
+        func = import_string(hook) if isinstance(hook, str) else hook
+        answer = func(request)
+    except Exception:
+        logger.exception("PJPIXEL['CONSENT'] hook failed; treating it as no consent")
+        return False
+    if inspect.isawaitable(answer):
+        if inspect.iscoroutine(answer):
+            answer.close()  # never awaited: close it rather than warn
+        logger.error("PJPIXEL['CONSENT'] hook must be synchronous; treating it as no consent")
+        return False
+    return bool(answer)
+
+
+def store_click(request: HttpRequest, click_id: str, now: datetime | None = None) -> Click:
+    """Keep ``click_id`` in the session as captured at ``now``; it replaces an older click.
+
+    Does not ask for consent: the caller has (``PjclidMiddleware`` does). The
+    same click id landing again keeps its first capture time, so reloading
+    the landing page neither extends the window nor rewrites the session.
+    """
+    if not is_valid_click_id(click_id):
+        raise InvalidInput("click_id", "is not a Prisjakt click id")
+    current = get_click(request)
+    if current is not None and current.click_id == click_id:
+        return current
+    captured_at = now if now is not None else timezone.now()
+    request.session[SESSION_KEY] = {"id": click_id, "at": captured_at.isoformat()}
+    return Click(click_id, captured_at)
+
+
+def get_click(request: HttpRequest) -> Click | None:
+    """The click in the request's session, or None (also for corrupt session data)."""
+    session = getattr(request, "session", None)
+    if session is None:
+        return None
+    data = session.get(SESSION_KEY)
+    if not isinstance(data, dict):
+        return None
+    click_id, at = data.get("id"), data.get("at")
+    if not isinstance(click_id, str) or not is_valid_click_id(click_id) or not isinstance(at, str):
+        return None
+    try:
+        captured_at = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    if timezone.is_naive(captured_at):
+        return None
+    return Click(click_id, captured_at)
+
+
+def forget_click(request: HttpRequest) -> None:
+    """Withdrawn consent: drop the session's click and every order row holding it."""
+    from django_pjpixel.models import OrderClick
+
+    click = get_click(request)
+    session = getattr(request, "session", None)
+    if session is not None:
+        session.pop(SESSION_KEY, None)
+    if click is not None:
+        OrderClick.objects.filter(click_id=click.click_id).delete()
+
+
+def attach_click(
+    request: HttpRequest, order_id: str, *, now: datetime | None = None
+) -> Click | None:
+    """At checkout: keep the session's click for ``order_id``; returns it, or None.
+
+    Call it where the order is created, while the visitor's session is at
+    hand, when the payment is confirmed later without it (a payment
+    webhook). Nothing is attached without consent, without a click, or when
+    the click is outside the attribution window.
+    """
+    from django_pjpixel.models import OrderClick
+
+    _validate_order_id(order_id)
+    if not has_consent(request):
+        return None
+    click = get_click(request)
+    if click is None or not click.is_within_window(now):
+        return None
+    OrderClick.objects.update_or_create(
+        order_id=order_id,
+        defaults={"click_id": click.click_id, "captured_at": click.captured_at},
+    )
+    return click
+
+
+def click_for_order(order_id: str) -> Click | None:
+    """The click attached to ``order_id`` by ``attach_click``, or None."""
+    from django_pjpixel.models import OrderClick
+
+    if not isinstance(order_id, str) or not order_id or len(order_id) > MAX_ORDER_ID:
+        return None
+    row = OrderClick.objects.filter(order_id=order_id).first()
+    return None if row is None else Click(row.click_id, row.captured_at)
+
+
+def resolve_click(
+    *,
+    order_id: str,
+    request: HttpRequest | None = None,
+    signed_click_id: str | None = None,
+    now: datetime | None = None,
+) -> Resolution:
+    """The click ``order_id`` is attributed to, at ``now`` (default: the current time).
+
+    Sources, first found wins: ``signed_click_id`` (None or "" means not
+    given), the click attached to ``order_id``, ``request``'s session (only
+    with consent).
+    """
+    if signed_click_id:
+        if not is_valid_click_id(signed_click_id):
+            return Resolution(None, SKIP_INVALID_CLICK_ID)
+        return Resolution(Click(signed_click_id, None))
+    click = click_for_order(order_id)
+    if click is None and request is not None:
+        if not has_consent(request):
+            return Resolution(None, SKIP_NO_CONSENT)
+        click = get_click(request)
+    if click is None:
+        return Resolution(None, SKIP_NO_CLICK)
+    if not click.is_within_window(now):
+        return Resolution(None, SKIP_OUTSIDE_WINDOW)
+    return Resolution(click)
+
+
+def _validate_order_id(order_id: object) -> None:
+    if not isinstance(order_id, str) or not order_id:
+        raise InvalidInput("order_id", "must be a non-empty string")
+    if len(order_id) > MAX_ORDER_ID:
+        raise InvalidInput("order_id", f"must be at most {MAX_ORDER_ID} characters")

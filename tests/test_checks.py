@@ -1,0 +1,238 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.checks import CheckMessage
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+from django.http import HttpRequest
+from django.test import override_settings
+
+from django_pjpixel.checks import check_settings, is_loopback
+
+BASE: dict[str, Any] = dict(settings.PJPIXEL)
+PJCLID = "django_pjpixel.middleware.PjclidMiddleware"
+SESSIONS = "django.contrib.sessions.middleware.SessionMiddleware"
+MIDDLEWARE: list[str] = list(settings.MIDDLEWARE)
+NOT_CALLABLE = "a string"
+
+
+def consent_hook(request: HttpRequest) -> bool:
+    return True
+
+
+def without(*keys: str, **extra: Any) -> dict[str, Any]:
+    return {**{k: v for k, v in BASE.items() if k not in keys}, **extra}
+
+
+def pjpixel(**extra: Any) -> dict[str, Any]:
+    return {"PJPIXEL": {**BASE, **extra}}
+
+
+@pytest.fixture(autouse=True)
+def _no_credentials_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("PIXEL_ID", "CLIENT_ID", "CLIENT_SECRET"):
+        monkeypatch.delenv(f"PJPIXEL_{key}", raising=False)
+
+
+# Each case: the settings overridden, and exactly the ids check_settings() reports.
+CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
+    # E001: PJPIXEL is not a dict
+    "E001 string": ({"PJPIXEL": "pixel"}, ["E001"]),
+    "E001 list": ({"PJPIXEL": [("PIXEL_ID", "x")]}, ["E001"]),
+    # E002-E004: credentials missing while enabled
+    "E002-E004 None": ({"PJPIXEL": None}, ["E002", "E003", "E004"]),
+    "E002-E004 empty": ({"PJPIXEL": {}}, ["E002", "E003", "E004"]),
+    "E002 missing": ({"PJPIXEL": without("PIXEL_ID")}, ["E002"]),
+    "E002 blank": (pjpixel(PIXEL_ID="   "), ["E002"]),
+    "E003 missing": ({"PJPIXEL": without("CLIENT_ID")}, ["E003"]),
+    "E003 not a string": (pjpixel(CLIENT_ID=1234), ["E003"]),
+    "E004 missing": ({"PJPIXEL": without("CLIENT_SECRET")}, ["E004"]),
+    "E004 empty": (pjpixel(CLIENT_SECRET=""), ["E004"]),
+    # E005: not an absolute http(s) URL, or credentials in it
+    "E005 no scheme": (pjpixel(API_URL="api.pj.nu/click-conversion"), ["E005"]),
+    "E005 ftp": (pjpixel(API_URL="ftp://api.pj.nu/"), ["E005"]),
+    "E005 no host": (pjpixel(API_URL="https://"), ["E005"]),
+    "E005 not a string": (pjpixel(API_URL=42), ["E005"]),
+    "E005 broken IPv6": (pjpixel(API_URL="https://[::1/x"), ["E005"]),
+    "E005 credentials": (pjpixel(API_URL="https://id:secret@api.pj.nu/x"), ["E005"]),
+    "E005 token url": (pjpixel(AUTH="oauth2", TOKEN_URL="auth.pj.nu"), ["E005"]),
+    # E006: plain http beyond loopback
+    "E006 api": (pjpixel(API_URL="http://api.pj.nu/click-conversion"), ["E006"]),
+    "E006 token": (pjpixel(AUTH="oauth2", TOKEN_URL="http://auth.pj.nu/token"), ["E006"]),
+    "E006 private address": (pjpixel(API_URL="http://10.0.0.5:8000"), ["E006"]),
+    # E007: wrong type or out of range
+    "E007 ENABLED": (pjpixel(ENABLED="yes"), ["E007"]),
+    "E007 AUTH": (pjpixel(AUTH="basic"), ["E007"]),
+    "E007 AMOUNT_UNITS": (pjpixel(AMOUNT_UNITS="cents"), ["E007"]),
+    "E007 timeout zero": (pjpixel(CONNECT_TIMEOUT=0), ["E007"]),
+    "E007 timeout too long": (pjpixel(READ_TIMEOUT=301), ["E007"]),
+    "E007 timeout string": (pjpixel(READ_TIMEOUT="10"), ["E007"]),
+    "E007 timeout bool": (pjpixel(READ_TIMEOUT=True), ["E007"]),
+    "E007 timeout NaN": (pjpixel(CONNECT_TIMEOUT=float("nan")), ["E007"]),
+    "E007 infinite delay": (pjpixel(RETRY_MAX_DELAY=float("inf")), ["E007"]),
+    "E007 negative delay": (pjpixel(RETRY_BASE_DELAY=-1), ["E007"]),
+    "E007 attempts float": (pjpixel(MAX_ATTEMPTS=1.5), ["E007"]),
+    "E007 attempts zero": (pjpixel(MAX_ATTEMPTS=0), ["E007"]),
+    "E007 publish retries": (pjpixel(PUBLISH_RETRIES=11), ["E007"]),
+    "E007 batch size": (pjpixel(BATCH_SIZE=1001), ["E007"]),
+    "E007 window zero": (pjpixel(ATTRIBUTION_WINDOW=timedelta(0)), ["E007"]),
+    "E007 window negative": (pjpixel(ATTRIBUTION_WINDOW=-5), ["E007"]),
+    "E007 window string": (pjpixel(ATTRIBUTION_WINDOW="30 days"), ["E007"]),
+    "E007 window list": (pjpixel(ATTRIBUTION_WINDOW=[30]), ["E007"]),
+    "E007 window infinite": (pjpixel(ATTRIBUTION_WINDOW=float("inf")), ["E007"]),
+    "E007 window NaN": (pjpixel(ATTRIBUTION_WINDOW=float("nan")), ["E007"]),
+    "E007 window huge": (pjpixel(ATTRIBUTION_WINDOW=10**20), ["E007"]),
+    "E007 max age bool": (pjpixel(MAX_AGE=True), ["E007"]),
+    # E008: a currency Prisjakt does not accept
+    "E008": (pjpixel(DEFAULT_CURRENCY="USD"), ["E008"]),
+    "E008 lower case": (pjpixel(DEFAULT_CURRENCY="sek"), ["E008"]),
+    # E009: CONSENT is not an importable callable
+    "E009 no module": (pjpixel(CONSENT="shop.nowhere.allowed"), ["E009"]),
+    "E009 no dot": (pjpixel(CONSENT="allowed"), ["E009"]),
+    "E009 not callable": (pjpixel(CONSENT="tests.test_checks.NOT_CALLABLE"), ["E009"]),
+    "E009 wrong type": (pjpixel(CONSENT=42), ["E009"]),
+    # E010: PjclidMiddleware before SessionMiddleware
+    "E010": ({"MIDDLEWARE": [PJCLID, SESSIONS]}, ["E010"]),
+    # W001: unknown keys
+    "W001": (pjpixel(PIXELID="typo"), ["W001"]),
+    "W001 mixed key types": ({"PJPIXEL": {**BASE, 7: 1, "TIMEOUT": 1}}, ["W001"]),
+    # W002: PjclidMiddleware missing
+    "W002": ({"MIDDLEWARE": [m for m in MIDDLEWARE if m != PJCLID]}, ["W002"]),
+    "W002 None": ({"MIDDLEWARE": None}, ["W002"]),
+    # W003: sessions end before the window does
+    "W003 age": ({"SESSION_COOKIE_AGE": 60 * 60 * 24 * 14}, ["W003"]),
+    "W003 browser close": ({"SESSION_EXPIRE_AT_BROWSER_CLOSE": True}, ["W003"]),
+    "W003 longer window": (pjpixel(ATTRIBUTION_WINDOW=timedelta(days=60)), ["W003"]),
+    "W003 window in seconds": (pjpixel(ATTRIBUTION_WINDOW=40 * 86400), ["W003"]),
+}
+
+CLEAN: dict[str, dict[str, Any]] = {
+    "tests/settings.py": {},
+    "disabled without credentials": {"PJPIXEL": {"ENABLED": False}},
+    "loopback http 127.0.0.1": pjpixel(API_URL="http://127.0.0.1:8000/click-conversion"),
+    "loopback http ::1": pjpixel(API_URL="http://[::1]:8000"),
+    "loopback http localhost": pjpixel(API_URL="http://localhost:8000"),
+    "oauth2": pjpixel(AUTH="oauth2"),
+    "bad token url unused": pjpixel(AUTH="headers", TOKEN_URL="nonsense"),
+    "consent callable": pjpixel(CONSENT=consent_hook),
+    "consent path": pjpixel(CONSENT="tests.test_checks.consent_hook"),
+    "shorter window, default age": {
+        **pjpixel(ATTRIBUTION_WINDOW=timedelta(days=7)),
+        "SESSION_COOKIE_AGE": 60 * 60 * 24 * 14,
+    },
+    "every number at a bound": pjpixel(
+        CONNECT_TIMEOUT=300,
+        READ_TIMEOUT=0.001,
+        RETRY_BASE_DELAY=0,
+        MAX_ATTEMPTS=1,
+        PUBLISH_RETRIES=10,
+        BATCH_SIZE=1000,
+        AMOUNT_UNITS="minor",
+        MAX_AGE=60,
+        DEFAULT_CURRENCY="EUR",
+    ),
+    "no session middleware": {"MIDDLEWARE": [PJCLID]},
+}
+
+
+def run(overrides: dict[str, Any]) -> list[CheckMessage]:
+    with override_settings(**overrides):
+        return check_settings()
+
+
+@pytest.mark.parametrize(("overrides", "expected"), CASES.values(), ids=CASES.keys())
+def test_check_settings(overrides: dict[str, Any], expected: list[str]) -> None:
+    messages = run(overrides)
+    assert [m.id for m in messages] == [f"django_pjpixel.{code}" for code in expected]
+    for message in messages:
+        assert message.hint
+        assert message.msg
+        assert message.is_serious() is (message.id or "").startswith("django_pjpixel.E")
+
+
+# MIDDLEWARE = None crashes the admin's own checks: direct calls only.
+COMMAND_CASES = {name: case for name, case in CASES.items() if name != "W002 None"}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"), COMMAND_CASES.values(), ids=COMMAND_CASES.keys()
+)
+def test_check_command(overrides: dict[str, Any], expected: list[str]) -> None:
+    stdout, stderr = StringIO(), StringIO()
+    with override_settings(**overrides):
+        if any(code.startswith("E") for code in expected):
+            with pytest.raises(SystemCheckError) as excinfo:
+                call_command("check", stdout=stdout, stderr=stderr)
+            output = str(excinfo.value)
+        else:
+            call_command("check", stdout=stdout, stderr=stderr)
+            output = stderr.getvalue()
+    for code in expected:
+        assert f"django_pjpixel.{code}" in output
+    assert output.count("HINT:") >= len(expected)
+
+
+@pytest.mark.parametrize("overrides", CLEAN.values(), ids=CLEAN.keys())
+def test_clean_configuration(overrides: dict[str, Any]) -> None:
+    assert run(overrides) == []
+
+
+def test_clean_configuration_through_the_command() -> None:
+    stdout, stderr = StringIO(), StringIO()
+    call_command("check", stdout=stdout, stderr=stderr)
+    assert "System check identified no issues" in stdout.getvalue()
+    assert stderr.getvalue() == ""
+
+
+def test_missing_pjpixel_setting(settings: Any) -> None:
+    del settings.PJPIXEL
+    assert [m.id for m in check_settings()] == [
+        "django_pjpixel.E002",
+        "django_pjpixel.E003",
+        "django_pjpixel.E004",
+    ]
+
+
+def test_credentials_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PJPIXEL_CLIENT_SECRET", "from-env")
+    assert run({"PJPIXEL": without("CLIENT_SECRET")}) == []
+
+
+def test_messages_never_show_the_secret() -> None:
+    overrides = pjpixel(API_URL="https://id:s3cr3t-never-shown@api.pj.nu/x", PIXELID=1)
+    for message in run(overrides):
+        assert "s3cr3t-never-shown" not in message.msg
+        assert "s3cr3t-never-shown" not in (message.hint or "")
+
+
+def test_hints_name_the_fix() -> None:
+    [e002] = run({"PJPIXEL": without("PIXEL_ID")})
+    assert 'PJPIXEL["PIXEL_ID"]' in (e002.hint or "")
+    assert "PJPIXEL_PIXEL_ID" in (e002.hint or "")
+    [w003] = run({"SESSION_COOKIE_AGE": 3600})
+    assert "2592000" in (w003.hint or "")
+    [e010] = run({"MIDDLEWARE": [PJCLID, SESSIONS]})
+    assert "after SessionMiddleware" in (e010.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        (None, False),
+        ("", False),
+        ("localhost", True),
+        ("127.0.0.1", True),
+        ("127.8.9.10", True),
+        ("::1", True),
+        ("10.0.0.1", False),
+        ("api.pj.nu", False),
+        ("localhost.example.com", False),
+    ],
+)
+def test_is_loopback(host: str | None, expected: bool) -> None:
+    assert is_loopback(host) is expected
