@@ -1,0 +1,301 @@
+"""The emulator over real HTTP: a threaded WSGI server, loopback only by default.
+
+Run it::
+
+    python -m django_pjpixel.testing.server --port 8765 \\
+        --pixel 5c034de4-8e86-4d16-9fd1-20cfec6c97e4 \\
+        --client-id demo-client --client-secret demo-secret
+
+The API is then at ``http://127.0.0.1:8765/click-conversion`` and the OAuth2
+token endpoint at ``http://127.0.0.1:8765/oauth2/token``. ``Link`` headers
+point back at the server itself.
+
+In tests, ``with EmulatorServer(emulator) as server:`` serves ``emulator`` on a
+free port from a daemon thread; ``server.url`` is its base URL.
+
+Faults: a ``"timeout"`` step holds the answer for ``timeout_sleep`` seconds
+(then answers 504); a ``"reset"`` step resets the TCP connection; latency is
+slept before answering. All sleeps end early when the server stops.
+
+Admin path, for another process (the demo) to see what the emulator holds;
+not part of the emulated API, never rate limited or recorded:
+
+- ``GET /_emulator/state``: ``{"events", "requests", "clicks", "pixels"}``
+- ``GET /_emulator/events``, ``GET /_emulator/requests``: those lists alone
+- ``DELETE /_emulator/state``: ``reset()``, answers 204
+- ``POST /_emulator/script``: ``{"steps": [503, "timeout"], "method": "POST",
+  "path": "/events$"}`` queues faults, answers 204
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import socket
+import struct
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from socketserver import ThreadingMixIn
+from types import TracebackType
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.util import request_uri
+
+from django_pjpixel.testing.emulator import PrisjaktEmulator
+
+ADMIN_PREFIX = "/_emulator"
+RESET_KEY = "django_pjpixel.emulator.reset_connection"
+DEFAULT_PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+def _status_line(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"{status} Unknown"
+
+
+def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
+    headers = {
+        key[5:].replace("_", "-").lower(): str(value)
+        for key, value in environ.items()
+        if key.startswith("HTTP_")
+    }
+    if environ.get("CONTENT_LENGTH"):  # wsgiref fills in a CONTENT_TYPE of its own
+        headers["content-length"] = str(environ["CONTENT_LENGTH"])
+        headers["content-type"] = str(environ.get("CONTENT_TYPE", ""))
+    return headers
+
+
+def make_wsgi_app(
+    emulator: PrisjaktEmulator,
+    *,
+    timeout_sleep: float = 30.0,
+    wait: Callable[[float], object] | None = None,
+) -> WSGIApp:
+    """A WSGI app answering with ``emulator``; ``wait`` sleeps (default ``emulator.sleep``)."""
+
+    def sleep(seconds: float) -> None:
+        (wait or emulator.sleep)(seconds)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length > 0 else b""
+        path = environ.get("PATH_INFO", "")
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            status, headers, payload = _admin(emulator, environ["REQUEST_METHOD"], path, body)
+        else:
+            answer = emulator.handle(
+                environ["REQUEST_METHOD"], request_uri(environ), _request_headers(environ), body
+            )
+            if answer.fault == "reset" and RESET_KEY in environ:
+                environ[RESET_KEY]()
+                raise ConnectionResetError("emulated connection reset")
+            if answer.fault in ("timeout", "connect_timeout"):
+                sleep(timeout_sleep)
+            elif answer.delay > 0:
+                sleep(answer.delay)
+            status, headers, payload = answer.status, answer.headers, answer.body
+        start_response(_status_line(status), list(headers.items()))
+        return [payload]
+
+    return app
+
+
+def _admin(
+    emulator: PrisjaktEmulator, method: str, path: str, body: bytes
+) -> tuple[int, dict[str, str], bytes]:
+    name = path[len(ADMIN_PREFIX) :].strip("/")
+    state_views = {"state": None, "events": "events", "requests": "requests"}
+    if method == "GET" and name in state_views:
+        state = emulator.state()
+        key = state_views[name]
+        data = state if key is None else state[key]
+        return 200, {"Content-Type": "application/json"}, json.dumps(data).encode()
+    if method == "DELETE" and name == "state":
+        emulator.reset()
+        return 204, {}, b""
+    if method == "POST" and name == "script":
+        try:
+            spec = json.loads(body)
+            emulator.script(spec["steps"], method=spec.get("method"), path=spec.get("path"))
+        except (ValueError, KeyError, TypeError) as err:
+            error = {"title": "Bad script", "status": 400, "detail": str(err)}
+            return 400, {"Content-Type": "application/problem+json"}, json.dumps(error).encode()
+        return 204, {}, b""
+    error = {"title": "Not found", "status": 404, "detail": f"No admin resource {method} {path}"}
+    return 404, {"Content-Type": "application/problem+json"}, json.dumps(error).encode()
+
+
+class _Handler(WSGIRequestHandler):
+    def get_environ(self) -> dict[str, str]:
+        environ = super().get_environ()
+        environ[RESET_KEY] = self._reset
+        return environ
+
+    def _reset(self) -> None:
+        """Close the connection with a TCP RST instead of an answer."""
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.rfile.close()
+        self.connection.close()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if getattr(self.server, "verbose", False):
+            super().log_message(format, *args)
+
+
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    block_on_close = False
+    allow_reuse_address = True
+    verbose = False
+
+
+class EmulatorServer:
+    """``emulator`` served over HTTP from a daemon thread (``port=0``: a free one)."""
+
+    def __init__(
+        self,
+        emulator: PrisjaktEmulator,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        timeout_sleep: float = 30.0,
+        verbose: bool = False,
+    ) -> None:
+        self.emulator = emulator
+        self._stopped = threading.Event()
+        self.app = make_wsgi_app(emulator, timeout_sleep=timeout_sleep, wait=self._stopped.wait)
+        self.httpd = _ThreadingWSGIServer((host, port), _Handler)
+        self.httpd.verbose = verbose
+        self.httpd.set_app(self.app)
+        self.host = host
+        self.port = int(self.httpd.server_address[1])
+        self._thread: threading.Thread | None = None
+
+    @property
+    def origin(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The API base URL on this server, e.g. ``http://127.0.0.1:PORT/click-conversion``."""
+        return self.origin + self.emulator.base_path
+
+    @property
+    def token_url(self) -> str | None:
+        """The token endpoint on this server, when the emulator has one."""
+        path = self.emulator.token_path
+        return None if path is None else self.origin + path
+
+    def start(self) -> EmulatorServer:
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"pjpixel-emulator-{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until ``stop()`` (from another thread or a signal)."""
+        return self._stopped.wait(timeout)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self.httpd.shutdown()
+            self._thread.join(5)
+            self._thread = None
+        self.httpd.server_close()
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m django_pjpixel.testing.server",
+        description="Serve the emulated Prisjakt Click & Conversion API over HTTP.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--pixel", action="append", help=f"repeatable; default {DEFAULT_PIXEL}")
+    parser.add_argument("--client-id", default="demo-client")
+    parser.add_argument("--client-secret", default="demo-secret")
+    parser.add_argument(
+        "--roles", default="event_publisher,shop_user", help="comma-separated roles"
+    )
+    parser.add_argument("--shop", default="1", help="the shop id that holds the pixels")
+    parser.add_argument("--base-path", default="/click-conversion")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
+    parser.add_argument("--page-size", type=int, default=50)
+    parser.add_argument("--rate-limit", type=int, default=10_000)
+    parser.add_argument("--timeout-sleep", type=float, default=30.0)
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    return parser
+
+
+def emulator_from_args(args: argparse.Namespace) -> PrisjaktEmulator:
+    pixels = args.pixel or [DEFAULT_PIXEL]
+    emulator = PrisjaktEmulator(
+        base_url=f"http://{args.host}:{args.port}{args.base_path}",
+        token_url=f"http://{args.host}:{args.port}/oauth2/token",
+        pixels=pixels,
+        shops={args.shop: pixels},
+        page_size=args.page_size,
+        rate_limit=args.rate_limit,
+        latency=args.latency,
+    )
+    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
+    emulator.add_client(args.client_id, args.client_secret, roles)
+    return emulator
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not _is_loopback(args.host):
+        sys.stderr.write(f"warning: serving on {args.host}, not loopback only\n")
+    emulator = emulator_from_args(args)
+    server = EmulatorServer(
+        emulator, args.host, args.port, timeout_sleep=args.timeout_sleep, verbose=args.verbose
+    )
+    server.start()
+    sys.stdout.write(f"pjpixel emulator: API at {server.url}, token at {server.token_url}\n")
+    sys.stdout.flush()
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1173 @@
+"""The emulator on its own, held to prisjakt-api.md fact by fact.
+
+Each test quotes the fact it checks (``[seed]``/``[docs]``/``[open]`` as in
+the API notes). The seed's JSON and ``Link`` examples are copied verbatim.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+
+from django_pjpixel.testing.emulator import (
+    DEFAULT_BASE_URL,
+    REDACTED,
+    EmulatorResponse,
+    ManualClock,
+    PrisjaktEmulator,
+    parse_iso_time,
+)
+
+PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
+CLIENT = "test-client"
+SECRET = "s3cr3t-never-shown"
+AUTH = {"client-id": CLIENT, "client-secret": SECRET, "Content-Type": "application/json"}
+CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
+
+# The seed, verbatim: its cURL body, its two error bodies and its Link line.
+SEED_BODY = """{
+"event_name": "purchase",
+"event_time": "2025-03-13T10:45:46.987Z",
+"external_event_id": "<your-reference-or-order-id>",
+"data": {
+"amount": 1234,
+"currency": "SEK",
+"number_of_items": 4
+},
+"signed_click_id": "<query-param-pjclid-sent-to-webpage>"
+}"""
+SEED_NOT_FOUND = """{
+"title": "Shop not found",
+"status": 404,
+"detail": "A shop with ID 121213 could not be found",
+"context": {
+"request-id": "96206250-bb0f-487b-a334-18192bec8592"
+}
+}"""
+SEED_VALIDATION = """{
+"title": "Request validation failed",
+"status": 400,
+"detail": "Request contains invalid fields: shopId. See field_errors for more details.",
+"field_errors": {
+"shopId": {
+"message": "invalid integer",
+"value": "alfa"
+}
+},
+"context": {
+"request-id": "d61579e9-eb4a-4fef-87e9-75438bbcfcf4"
+}
+}"""
+SEED_LINK = (
+    "Link: <https://dev-api.pj.nu/click-conversion/pixels/5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
+    "/events?from=2023-04-01T17%3A32%3A28.000Z&to=2023-04-21T17%3A32%3A28.000Z&page=1>; "
+    'rel="first", <https://dev-api.pj.nu/click-conversion/pixels/5c034de4-8e86-4d16-9fd1-'
+    "20cfec6c97e4/events?from=2023-04-01T17%3A32%3A28.000Z&to=2023-04-21T17%3A32%3A28.000Z"
+    '&page=7>; rel="last", <https://dev-api.pj.nu/click-conversion/pixels/5c034de4-8e86-4d16-'
+    "9fd1-20cfec6c97e4/events?from=2023-04-01T17%3A32%3A28.000Z&to=2023-04-21T17%3A32%3A28.000Z"
+    '&page=6>; rel="prev"'
+)
+
+
+def purchase(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(SEED_BODY)
+    body["external_event_id"] = "order-1"
+    body["signed_click_id"] = CLICK
+    body.update(overrides)
+    return body
+
+
+def make_emulator(clock: ManualClock | None = None, **kwargs: Any) -> PrisjaktEmulator:
+    kwargs.setdefault("pixels", {PIXEL})
+    kwargs.setdefault(
+        "clients",
+        {
+            CLIENT: {"secret": SECRET, "roles": ["event_publisher", "shop_user"]},
+            "reader": {"secret": "reader-secret", "roles": ["shop_user"]},
+            "boss": {"secret": "boss-secret-1", "roles": ["admin"]},
+        },
+    )
+    kwargs.setdefault("shops", {"121": [PIXEL]})
+    return PrisjaktEmulator(clock=clock or ManualClock(), **kwargs)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2025, 3, 13, 10, 45, 46, 987000, tzinfo=timezone.utc))
+
+
+@pytest.fixture
+def emu(clock: ManualClock) -> PrisjaktEmulator:
+    return make_emulator(clock)
+
+
+def call(
+    emulator: PrisjaktEmulator,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    headers: Mapping[str, str] = AUTH,
+    query: Mapping[str, str] | None = None,
+    raw: bytes | None = None,
+    base: str = DEFAULT_BASE_URL,
+) -> EmulatorResponse:
+    url = base + path + ("?" + urlencode(query) if query else "")
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    return emulator.handle(method, url, headers, data)
+
+
+def post(emulator: PrisjaktEmulator, body: Any, **kwargs: Any) -> EmulatorResponse:
+    return call(emulator, "POST", f"/pixels/{PIXEL}/events", body, **kwargs)
+
+
+def field_errors_of(response: EmulatorResponse) -> dict[str, Any]:
+    assert response.status == 400
+    errors: dict[str, Any] = response.json()["field_errors"]
+    return errors
+
+
+def listing(emulator: PrisjaktEmulator, **query: str) -> EmulatorResponse:
+    return call(emulator, "GET", f"/pixels/{PIXEL}/events", query=query)
+
+
+# -- Base address and auth --------------------------------------------------
+
+
+def test_base_address_is_the_seeds() -> None:
+    # "Base address `https://api.pj.nu/click-conversion` [seed]"
+    assert PrisjaktEmulator().base_url == "https://api.pj.nu/click-conversion"
+    emulator = make_emulator()
+    assert post(emulator, purchase()).status == 201
+    outside = call(emulator, "POST", "", purchase(), base="https://api.pj.nu/elsewhere")
+    assert outside.status == 404
+
+
+def test_base_url_is_a_setting() -> None:
+    # "Older docs used `https://api.schibsted.com/prisjakt/click` [docs], so the base URL
+    # must be a setting."
+    old = "https://api.schibsted.com/prisjakt/click"
+    emulator = make_emulator(base_url=old + "/")
+    assert emulator.base_path == "/prisjakt/click"
+    assert post(emulator, purchase(), base=old).status == 201
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        pytest.param({}, "The client-id header is required", id="no-client-id"),
+        pytest.param({"client-id": CLIENT}, "Invalid client credentials", id="no-secret"),
+        pytest.param(
+            {"client-id": CLIENT, "client-secret": "wrong"},
+            "Invalid client credentials",
+            id="wrong-secret",
+        ),
+        pytest.param(
+            {"client-id": "nobody", "client-secret": SECRET},
+            "Invalid client credentials",
+            id="unknown-client",
+        ),
+        pytest.param(
+            {"Authorization": "Bearer not-a-token"},
+            "The bearer token is invalid or expired",
+            id="bad-bearer",
+        ),
+        pytest.param(
+            {"Authorization": "Basic dGVzdA=="},
+            "The bearer token is invalid or expired",
+            id="not-bearer",
+        ),
+    ],
+)
+def test_credentials_are_two_headers(
+    emu: PrisjaktEmulator, headers: dict[str, str], detail: str
+) -> None:
+    # "Credentials are sent as two request headers, `client-id` and `client-secret` [seed]";
+    # the project requires the secret on every request ([open] "most requests").
+    response = post(emu, purchase(), headers=headers)
+    assert response.status == 401
+    body = response.json()
+    assert body["title"] == "Unauthorized"
+    assert body["detail"] == detail
+    assert emu.events == []
+
+
+def test_header_names_are_case_insensitive(emu: PrisjaktEmulator) -> None:
+    headers = {"Client-Id": CLIENT, "CLIENT-SECRET": SECRET}
+    assert post(emu, purchase(), headers=headers).status == 201
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_roles_publishing_needs_event_publisher_or_admin(
+    emu: PrisjaktEmulator, method: str
+) -> None:
+    # "Roles of a client: `admin`, `shop_user`, `event_publisher` [docs]"
+    body: Any = purchase() if method == "POST" else [purchase()]
+    reader = {"client-id": "reader", "client-secret": "reader-secret"}
+    boss = {"client-id": "boss", "client-secret": "boss-secret-1"}
+    refused = call(emu, method, f"/pixels/{PIXEL}/events", body, headers=reader)
+    assert refused.status == 403
+    assert refused.json()["title"] == "Forbidden"
+    assert emu.events == []
+    allowed = call(emu, method, f"/pixels/{PIXEL}/events", body, headers=boss)
+    assert allowed.status in (201, 204)
+    assert len(emu.events) == 1
+
+
+def test_roles_any_role_may_read(emu: PrisjaktEmulator) -> None:
+    reader = {"client-id": "reader", "client-secret": "reader-secret"}
+    query = {"from": "2025-03-01T00:00:00Z", "to": "2025-03-20T00:00:00Z"}
+    response = call(emu, "GET", f"/pixels/{PIXEL}/events", headers=reader, query=query)
+    assert response.status == 200
+
+
+def test_oauth2_client_credentials_token(emu: PrisjaktEmulator, clock: ManualClock) -> None:
+    # "`POST https://auth.pj.nu/oauth2/token` with form fields `grant_type=client_credentials`,
+    # `client_id`, `client_secret`, answering `{"access_token": "...", "expires_in": 86399,
+    # "token_type": "bearer"}`, then `Authorization: Bearer <token>` [docs]"
+    form = urlencode(
+        {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": SECRET}
+    ).encode()
+    answer = emu.handle(
+        "POST",
+        "https://auth.pj.nu/oauth2/token",
+        {"Content-Type": "application/x-www-form-urlencoded"},
+        form,
+    )
+    assert answer.status == 200
+    body = answer.json()
+    assert set(body) == {"access_token", "expires_in", "token_type"}
+    assert body["expires_in"] == 86399
+    assert body["token_type"] == "bearer"
+    assert emu.tokens == [body["access_token"]]
+    bearer = {"Authorization": f"Bearer {body['access_token']}"}
+    assert post(emu, purchase(), headers=bearer).status == 201
+    token_request = emu.requests[0]
+    assert token_request.path == "/oauth2/token"
+    assert token_request.json["client_secret"] == REDACTED
+    assert SECRET not in repr(emu.requests)
+    clock.advance(seconds=86399)
+    assert post(emu, purchase(external_event_id="o2"), headers=bearer).status == 401
+
+
+@pytest.mark.parametrize(
+    ("method", "form", "status", "error"),
+    [
+        pytest.param("GET", {}, 405, "invalid_request", id="not-post"),
+        pytest.param(
+            "POST",
+            {"grant_type": "password", "client_id": CLIENT, "client_secret": SECRET},
+            400,
+            "unsupported_grant_type",
+            id="grant-type",
+        ),
+        pytest.param(
+            "POST",
+            {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": "x"},
+            401,
+            "invalid_client",
+            id="wrong-secret",
+        ),
+        pytest.param(
+            "POST",
+            {"grant_type": "client_credentials", "client_id": "nobody", "client_secret": "x"},
+            401,
+            "invalid_client",
+            id="unknown-client",
+        ),
+    ],
+)
+def test_oauth2_token_refusals(
+    emu: PrisjaktEmulator, method: str, form: dict[str, str], status: int, error: str
+) -> None:
+    answer = emu.handle(method, "https://auth.pj.nu/oauth2/token", {}, urlencode(form).encode())
+    assert (answer.status, answer.json()) == (status, {"error": error})
+    assert emu.tokens == []
+
+
+def _token(emulator: PrisjaktEmulator, client: str = CLIENT, secret: str = SECRET) -> str:
+    form = {"grant_type": "client_credentials", "client_id": client, "client_secret": secret}
+    answer = emulator.handle(
+        "POST", "https://auth.pj.nu/oauth2/token", {}, urlencode(form).encode()
+    )
+    token: str = answer.json()["access_token"]
+    return token
+
+
+def test_oauth2_tokens_can_be_revoked_and_expired(emu: PrisjaktEmulator) -> None:
+    first = _token(emu)
+    other = _token(emu, "reader", "reader-secret")
+    assert emu.revoke_tokens(CLIENT) == 1
+    assert emu.tokens == [other]
+    assert post(emu, purchase(), headers={"Authorization": f"Bearer {first}"}).status == 401
+    reader = {"Authorization": f"Bearer {other}"}
+    assert call(emu, "GET", "/clients/reader", headers=reader).status == 200
+    emu.expire_tokens()
+    assert emu.tokens == [other]
+    assert call(emu, "GET", "/clients/reader", headers=reader).status == 401
+    assert emu.revoke_tokens() == 1
+    assert emu.tokens == []
+
+
+def test_token_url_can_be_turned_off() -> None:
+    emulator = make_emulator(token_url=None)
+    answer = emulator.handle("POST", "https://auth.pj.nu/oauth2/token", {}, b"")
+    assert answer.status == 404
+
+
+# -- Endpoints --------------------------------------------------------------
+
+
+def test_post_creates_one_event_201(emu: PrisjaktEmulator) -> None:
+    # "`POST /pixels/{pixel_id}/events` | create one event [seed] | 201 created"
+    response = post(emu, purchase())
+    assert response.status == 201
+    body = response.json()
+    assert list(body) == [
+        "id",
+        "click_id",
+        "external_event_id",
+        "event_name",
+        "event_time",
+        "data",
+        "signed_click_id",
+    ]
+    assert uuid.UUID(body["id"])
+    assert body["click_id"] == "239cd31f-9d43-4cb4-b8dc-2057fe18c289"
+    assert body["external_event_id"] == "order-1"
+    assert body["event_name"] == "purchase"
+    assert body["event_time"] == "2025-03-13T10:45:46.987Z"
+    assert body["data"] == {"amount": 1234, "currency": "SEK", "number_of_items": 4}
+    assert body["signed_click_id"] == CLICK
+    assert response.headers["Location"] == f"/events/{body['id']}"
+    assert emu.events == [body]
+    assert emu.events_for(PIXEL) == [body]
+    assert emu.events_for("other") == []
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "GET"])
+def test_unknown_pixel_is_404(emu: PrisjaktEmulator, method: str) -> None:
+    # "404 unknown pixel [docs]"
+    query = {"from": "2025-03-01T00:00:00Z", "to": "2025-03-02T00:00:00Z"}
+    body: Any = {"POST": purchase(), "PATCH": [purchase()], "GET": None}[method]
+    response = call(emu, method, "/pixels/nope/events", body, query=query)
+    assert response.status == 404
+    assert response.json()["title"] == "Pixel not found"
+    assert response.json()["detail"] == "A pixel with ID nope could not be found"
+
+
+def test_unknown_paths_and_methods(emu: PrisjaktEmulator) -> None:
+    assert call(emu, "GET", "/nothing/here").status == 404
+    assert call(emu, "GET", "").status == 404
+    put = call(emu, "PUT", f"/pixels/{PIXEL}/events", purchase())
+    assert (put.status, put.headers["Allow"]) == (405, "GET, PATCH, POST")
+    for path in ("/events/x", "/clicks/x", "/clients/x", "/shops/1/pixels"):
+        answer = call(emu, "DELETE", path)
+        assert (answer.status, answer.headers["Allow"]) == (405, "GET")
+
+
+def test_get_event_by_id(emu: PrisjaktEmulator) -> None:
+    # "`GET /events/{event_id}` | one event by its id (a UUID) [docs] | 200; 401/403; 404"
+    created = post(emu, purchase()).json()
+    found = call(emu, "GET", f"/events/{created['id']}")
+    assert (found.status, found.json()) == (200, created)
+    missing = call(emu, "GET", f"/events/{uuid.uuid4()}")
+    assert missing.status == 404
+    assert missing.json()["title"] == "Event not found"
+    assert call(emu, "GET", f"/events/{created['id']}", headers={}).status == 401
+
+
+def test_get_click_by_id(emu: PrisjaktEmulator) -> None:
+    # "`GET /clicks/{click_id}` | one click by its id [docs] | 200; 401/403; 404"
+    assert call(emu, "GET", "/clicks/c-1").status == 404
+    added = emu.add_click("c-1", source="test")
+    assert added == {"id": "c-1", "timestamp": "2025-03-13T10:45:46.987Z", "source": "test"}
+    assert call(emu, "GET", "/clicks/c-1").json() == added
+    assert call(emu, "GET", "/clicks/c-1", headers={"client-id": CLIENT}).status == 401
+    # Clicks seen in events are recorded too.
+    post(emu, purchase())
+    seen = call(emu, "GET", "/clicks/239cd31f-9d43-4cb4-b8dc-2057fe18c289")
+    assert seen.status == 200
+    assert seen.json()["pixel_id"] == PIXEL
+    assert set(emu.clicks) == {"c-1", "239cd31f-9d43-4cb4-b8dc-2057fe18c289"}
+
+
+def test_get_client_shows_who_the_credentials_are(emu: PrisjaktEmulator) -> None:
+    # "`GET /clients/{client_id}` | who the credentials are: `{"id": "...", "roles":
+    # ["shop_user"]}` [docs] | 200; 401; 404"
+    reader = {"client-id": "reader", "client-secret": "reader-secret"}
+    own = call(emu, "GET", "/clients/reader", headers=reader)
+    assert (own.status, own.json()) == (200, {"id": "reader", "roles": ["shop_user"]})
+    assert call(emu, "GET", f"/clients/{CLIENT}", headers=reader).status == 404
+    assert call(emu, "GET", "/clients/nobody", headers=reader).status == 404
+    wrong = {"client-id": "reader", "client-secret": "nope"}
+    assert call(emu, "GET", "/clients/reader", headers=wrong).status == 401
+    boss = {"client-id": "boss", "client-secret": "boss-secret-1"}
+    assert call(emu, "GET", "/clients/reader", headers=boss).json()["id"] == "reader"
+
+
+def test_get_shop_pixels(emu: PrisjaktEmulator) -> None:
+    # "`GET /shops/{shop_id}/pixels` | a shop's pixels [docs] | 200; 401/403; 404"
+    found = call(emu, "GET", "/shops/121/pixels")
+    assert (found.status, found.json()) == (200, [{"id": PIXEL, "shop_id": "121"}])
+    assert call(emu, "GET", "/shops/121/pixels", headers={}).status == 401
+    emu.add_shop("7", [])
+    assert call(emu, "GET", "/shops/7/pixels").json() == []
+
+
+def test_shop_not_found_is_the_seeds_problem(emu: PrisjaktEmulator) -> None:
+    # The seed's error example: "Shop not found", status 404, its detail and context.
+    seed = json.loads(SEED_NOT_FOUND)
+    response = call(emu, "GET", "/shops/121213/pixels")
+    body = response.json()
+    assert response.status == 404
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert list(body) == list(seed)
+    assert list(body["context"]) == list(seed["context"])
+    body["context"]["request-id"] = seed["context"]["request-id"]
+    assert body == seed
+
+
+# -- Creating an event ----------------------------------------------------
+
+
+def test_create_body_is_the_seeds_shape(emu: PrisjaktEmulator) -> None:
+    # The seed's cURL body is accepted once its click-id placeholder is a click id; the
+    # placeholder itself ("<...>") cannot be one and is the only field refused.
+    seed = json.loads(SEED_BODY)
+    errors = field_errors_of(post(emu, seed))
+    assert list(errors) == ["signed_click_id"]
+    seed["signed_click_id"] = CLICK
+    response = post(emu, seed)
+    assert response.status == 201
+    assert response.json()["external_event_id"] == "<your-reference-or-order-id>"
+
+
+def test_validation_error_has_the_seeds_exact_shape(emu: PrisjaktEmulator) -> None:
+    # "validation errors (status 400) add `field_errors`" [seed], shape for shape.
+    seed = json.loads(SEED_VALIDATION)
+    response = post(emu, purchase(data={"amount": "alfa", "currency": "SEK", "number_of_items": 1}))
+    body = response.json()
+    assert response.status == 400
+    assert response.headers["Content-Type"] == "application/problem+json"
+    assert list(body) == list(seed)
+    assert body["title"] == seed["title"]
+    assert body["status"] == seed["status"]
+    assert body["detail"] == (
+        "Request contains invalid fields: data.amount. See field_errors for more details."
+    )
+    assert body["field_errors"] == {"data.amount": {"message": "invalid integer", "value": "alfa"}}
+    assert list(body["field_errors"]["data.amount"]) == list(seed["field_errors"]["shopId"])
+    assert list(body["context"]) == ["request-id"]
+    assert body["context"]["request-id"] == response.headers["request-id"]
+    assert uuid.UUID(body["context"]["request-id"])
+    assert emu.events == []
+
+
+def test_validation_lists_every_invalid_field(emu: PrisjaktEmulator) -> None:
+    response = post(emu, purchase(event_name="refund", data={"currency": "USD", "amount": 1}))
+    assert response.json()["detail"] == (
+        "Request contains invalid fields: event_name, data.number_of_items, data.currency. "
+        "See field_errors for more details."
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "ok"),
+    [
+        # "`event_time`: ISO-8601, UTC [seed]"
+        ("event_time", "2025-03-13T10:45:46.987Z", True),
+        ("event_time", "2025-03-13T10:45:46Z", True),
+        ("event_time", "2025-03-13T11:45:46.987+01:00", True),
+        ("event_time", "2025-03-13T10:45:46.123456789Z", True),
+        ("event_time", "2025-03-13 10:45:46", False),
+        ("event_time", "2025-03-13T10:45:46", False),
+        ("event_time", "2025-13-13T10:45:46Z", False),
+        ("event_time", "yesterday", False),
+        ("event_time", 1741862746, False),
+        # "`external_event_id`: optional [seed]; at most 100 characters [docs]"
+        ("external_event_id", "x" * 100, True),
+        ("external_event_id", None, True),
+        ("external_event_id", "x" * 101, False),
+        ("external_event_id", "", False),
+        ("external_event_id", 42, False),
+        # "`event_name`: `purchase` is the only documented value [seed, docs]"
+        ("event_name", "purchase", True),
+        ("event_name", "Purchase", False),
+        ("event_name", "add_to_cart", False),
+        # "rejects values that cannot be one (too long, characters outside `[A-Za-z0-9_-]`)"
+        ("signed_click_id", CLICK, True),
+        ("signed_click_id", None, True),
+        ("signed_click_id", "a" * 128, True),
+        ("signed_click_id", "a" * 129, False),
+        ("signed_click_id", "abc def", False),
+        ("signed_click_id", "<script>", False),
+        ("signed_click_id", "", False),
+        ("signed_click_id", 7, False),
+    ],
+)
+def test_top_level_field_rules(emu: PrisjaktEmulator, field: str, value: object, ok: bool) -> None:
+    response = post(emu, purchase(**{field: value}))
+    if ok:
+        assert response.status == 201
+        assert response.json()[field] == value
+    else:
+        errors = field_errors_of(response)
+        assert list(errors) == [field]
+        assert errors[field]["value"] == value
+        assert isinstance(errors[field]["message"], str)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "ok"),
+    [
+        # "`amount`: 0 to 999999999 [docs]"
+        ("amount", 0, True),
+        ("amount", 999_999_999, True),
+        ("amount", -1, False),
+        ("amount", 1_000_000_000, False),
+        ("amount", 12.5, False),
+        ("amount", 12.0, False),
+        ("amount", "1234", False),
+        ("amount", True, False),
+        # "`number_of_items`: 0 to 999999999 [docs]"
+        ("number_of_items", 0, True),
+        ("number_of_items", 999_999_999, True),
+        ("number_of_items", -1, False),
+        ("number_of_items", 1_000_000_000, False),
+        ("number_of_items", False, False),
+        ("number_of_items", 1.5, False),
+        # "`currency`: ISO 4217; supported values DKK, EUR, GBP, NOK, NZD, SEK [docs]"
+        *[("currency", code, True) for code in ("DKK", "EUR", "GBP", "NOK", "NZD", "SEK")],
+        ("currency", "USD", False),
+        ("currency", "sek", False),
+        ("currency", 752, False),
+    ],
+)
+def test_data_field_rules(emu: PrisjaktEmulator, field: str, value: object, ok: bool) -> None:
+    data = {"amount": 1234, "currency": "SEK", "number_of_items": 4, field: value}
+    response = post(emu, purchase(data=data))
+    if ok:
+        assert response.status == 201
+        assert response.json()["data"][field] == value
+    else:
+        errors = field_errors_of(response)
+        assert list(errors) == [f"data.{field}"]
+        assert errors[f"data.{field}"]["value"] == value
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        pytest.param(
+            {},
+            {
+                "event_name": {"message": "required", "value": None},
+                "event_time": {"message": "required", "value": None},
+                "data": {"message": "required", "value": None},
+            },
+            id="empty",
+        ),
+        pytest.param(
+            purchase(extra=1),
+            {"extra": {"message": "unknown field", "value": 1}},
+            id="unknown-top-level",
+        ),
+        pytest.param(
+            purchase(data=[1]),
+            {"data": {"message": "must be a JSON object", "value": [1]}},
+            id="data-not-object",
+        ),
+        pytest.param(
+            purchase(data={"amount": 1, "currency": "SEK", "number_of_items": 1, "tax": 2}),
+            {"data.tax": {"message": "unknown field", "value": 2}},
+            id="unknown-in-data",
+        ),
+        pytest.param(
+            purchase(data={}),
+            {
+                "data.amount": {"message": "required", "value": None},
+                "data.number_of_items": {"message": "required", "value": None},
+                "data.currency": {"message": "required", "value": None},
+            },
+            id="data-empty",
+        ),
+        pytest.param(
+            [purchase()],
+            {"body": {"message": "must be a JSON object", "value": [purchase()]}},
+            id="not-an-object",
+        ),
+    ],
+)
+def test_unknown_or_missing_structure(
+    emu: PrisjaktEmulator, body: Any, errors: dict[str, Any]
+) -> None:
+    assert field_errors_of(post(emu, body)) == errors
+
+
+def test_body_that_is_not_json(emu: PrisjaktEmulator) -> None:
+    errors = field_errors_of(post(emu, None, raw=b"{not json"))
+    assert errors == {"body": {"message": "invalid JSON", "value": "{not json"}}
+
+
+def test_409_for_a_duplicate_within_30_days(emu: PrisjaktEmulator, clock: ManualClock) -> None:
+    # "If an event with the same external event ID already exists within the last 30 days,
+    # the request will fail with a 409 Conflict" [docs]
+    assert post(emu, purchase()).status == 201
+    clock.advance(days=29, hours=23)
+    again = post(emu, purchase())
+    assert again.status == 409
+    assert again.json()["title"] == "Event already exists"
+    assert again.json()["detail"] == "An event with external event ID order-1 already exists"
+    assert len(emu.events) == 1
+    # Another pixel's events do not conflict.
+    emu.add_pixel("pixel-2")
+    assert call(emu, "POST", "/pixels/pixel-2/events", purchase()).status == 201
+
+
+def test_no_409_after_30_days(emu: PrisjaktEmulator, clock: ManualClock) -> None:
+    assert post(emu, purchase()).status == 201
+    clock.advance(days=30)
+    assert post(emu, purchase()).status == 201
+    assert len(emu.events) == 2
+
+
+def test_events_without_reference_never_conflict(emu: PrisjaktEmulator) -> None:
+    body = purchase()
+    del body["external_event_id"]
+    assert post(emu, body).status == 201
+    assert post(emu, body).status == 201
+    assert [e["external_event_id"] for e in emu.events] == [None, None]
+
+
+def test_click_id_of_an_unusual_signed_click_id(emu: PrisjaktEmulator) -> None:
+    # "The shop treats it as opaque": any valid value gets a stable click id.
+    first = post(emu, purchase(signed_click_id="opaque-click")).json()
+    second = post(emu, purchase(external_event_id="o2", signed_click_id="opaque-click")).json()
+    assert first["click_id"] == second["click_id"]
+    assert uuid.UUID(first["click_id"])
+    no_click = post(emu, purchase(external_event_id="o3", signed_click_id=None)).json()
+    assert no_click["click_id"] is None
+
+
+# -- Many events (PATCH) ---------------------------------------------------
+
+
+def test_patch_creates_many_and_answers_204(emu: PrisjaktEmulator) -> None:
+    # "`PATCH /pixels/{pixel_id}/events` | create many events in one call ... | 204"
+    response = call(
+        emu,
+        "PATCH",
+        f"/pixels/{PIXEL}/events",
+        [purchase(external_event_id=f"o{i}") for i in range(3)],
+    )
+    assert (response.status, response.body) == (204, b"")
+    assert [e["external_event_id"] for e in emu.events] == ["o0", "o1", "o2"]
+
+
+def test_patch_accepts_an_events_object(emu: PrisjaktEmulator) -> None:
+    response = call(emu, "PATCH", f"/pixels/{PIXEL}/events", {"events": [purchase()]})
+    assert response.status == 204
+    assert len(emu.events) == 1
+    assert call(emu, "PATCH", f"/pixels/{PIXEL}/events", []).status == 204
+
+
+def test_patch_updates_an_existing_external_event_id(emu: PrisjaktEmulator) -> None:
+    # "an event whose `external_event_id` already exists is updated instead [docs]"
+    original = post(emu, purchase()).json()
+    changed = purchase(data={"amount": 999, "currency": "EUR", "number_of_items": 1})
+    changed["signed_click_id"] = None
+    batch = [changed, purchase(external_event_id="o2"), purchase(external_event_id="o2")]
+    assert call(emu, "PATCH", f"/pixels/{PIXEL}/events", batch).status == 204
+    events = emu.events
+    assert [e["external_event_id"] for e in events] == ["order-1", "o2"]
+    assert events[0]["id"] == original["id"]
+    assert events[0]["data"] == {"amount": 999, "currency": "EUR", "number_of_items": 1}
+    assert events[0]["click_id"] is None
+
+
+def test_patch_after_30_days_creates_a_new_event(emu: PrisjaktEmulator, clock: ManualClock) -> None:
+    post(emu, purchase())
+    clock.advance(days=31)
+    call(emu, "PATCH", f"/pixels/{PIXEL}/events", [purchase()])
+    assert len(emu.events) == 2
+
+
+def test_patch_validates_all_and_stores_nothing(emu: PrisjaktEmulator) -> None:
+    batch = [purchase(external_event_id=f"o{i}") for i in range(5)]
+    batch[3]["data"]["currency"] = "USD"
+    batch[1]["event_time"] = "soon"
+    errors = field_errors_of(call(emu, "PATCH", f"/pixels/{PIXEL}/events", batch))
+    assert errors == {
+        "events[1].event_time": {
+            "message": "invalid ISO-8601 time (with a time zone)",
+            "value": "soon",
+        },
+        "events[3].data.currency": {
+            "message": "must be one of: DKK, EUR, GBP, NOK, NZD, SEK",
+            "value": "USD",
+        },
+    }
+    assert emu.events == []
+
+
+@pytest.mark.parametrize(
+    ("body", "errors"),
+    [
+        pytest.param(
+            {"event_name": "purchase"},
+            {
+                "body": {
+                    "message": "must be a JSON array of events",
+                    "value": {"event_name": "purchase"},
+                }
+            },
+            id="object",
+        ),
+        pytest.param(
+            ["x"], {"events[0]": {"message": "must be a JSON object", "value": "x"}}, id="item"
+        ),
+    ],
+)
+def test_patch_body_shape(emu: PrisjaktEmulator, body: Any, errors: dict[str, Any]) -> None:
+    assert field_errors_of(call(emu, "PATCH", f"/pixels/{PIXEL}/events", body)) == errors
+
+
+# -- Listing events ---------------------------------------------------------
+
+
+def _seed_events(emulator: PrisjaktEmulator, count: int, start: datetime) -> list[dict[str, Any]]:
+    return [
+        emulator.add_event(
+            PIXEL, event_time=start + timedelta(hours=i), external_event_id=f"e{i:02d}"
+        )
+        for i in range(count)
+    ]
+
+
+def test_list_newest_first_as_a_bare_list(emu: PrisjaktEmulator) -> None:
+    # "newest events first [docs]"; the body is a bare JSON list ([open]).
+    start = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    _seed_events(emu, 3, start)
+    emu.add_event(PIXEL, event_time="2025-03-01T00:30:00.000Z", external_event_id="late-same")
+    emu.add_event(PIXEL, event_time=start - timedelta(days=1), external_event_id="before")
+    response = listing(emu, **{"from": "2025-03-01T00:00:00Z", "to": "2025-03-02T00:00:00Z"})
+    assert response.status == 200
+    body = response.json()
+    assert isinstance(body, list)
+    assert [e["external_event_id"] for e in body] == ["e02", "e01", "late-same", "e00"]
+    assert "Link" not in response.headers
+
+
+def test_listed_event_sample_keys(emu: PrisjaktEmulator) -> None:
+    # "An event as listed: {"id", "click_id", "external_event_id", "event_name",
+    # "event_time", "data": {"number_of_items": ..., ...}} [docs]"
+    post(emu, purchase())
+    body = listing(emu, **{"from": "2025-03-13T00:00:00Z", "to": "2025-03-14T00:00:00Z"}).json()
+    assert len(body) == 1
+    assert {"id", "click_id", "external_event_id", "event_name", "event_time", "data"} <= set(
+        body[0]
+    )
+    assert body[0]["data"]["number_of_items"] == 4
+
+
+def test_list_wrapper_key_option() -> None:
+    emulator = make_emulator(list_wrapper_key="events")
+    emulator.add_event(PIXEL, event_time="2025-03-01T00:00:00Z")
+    body = listing(emulator, **{"from": "2025-03-01T00:00:00Z", "to": "2025-03-01T00:00:00Z"})
+    assert [e["event_time"] for e in body.json()["events"]] == ["2025-03-01T00:00:00Z"]
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "ok"),
+    [
+        ("2025-01-01T00:00:00Z", "2025-03-02T00:00:00Z", True),  # exactly 60 days
+        ("2025-01-01T00:00:00Z", "2025-03-02T00:00:00.001Z", False),
+        ("2025-01-01T00:00:00+01:00", "2025-03-02T00:00:00+01:00", True),
+    ],
+)
+def test_list_at_most_60_days(emu: PrisjaktEmulator, start: str, end: str, ok: bool) -> None:
+    # "At most 60 days between `from` and `to` [docs]"
+    response = listing(emu, **{"from": start, "to": end})
+    if ok:
+        assert response.status == 200
+    else:
+        assert field_errors_of(response) == {
+            "to": {"message": "the range from from to to may span at most 60 days", "value": end}
+        }
+
+
+@pytest.mark.parametrize(
+    ("query", "errors"),
+    [
+        pytest.param(
+            {},
+            {
+                "from": {"message": "required", "value": None},
+                "to": {"message": "required", "value": None},
+            },
+            id="missing",
+        ),
+        pytest.param(
+            {"from": "2025-03-01", "to": "2025-03-02T00:00:00Z"},
+            {"from": {"message": "invalid ISO-8601 time", "value": "2025-03-01"}},
+            id="not-iso",
+        ),
+        pytest.param(
+            {"from": "2025-03-02T00:00:00Z", "to": "2025-03-01T00:00:00Z"},
+            {"to": {"message": "must not be before from", "value": "2025-03-01T00:00:00Z"}},
+            id="reversed",
+        ),
+        pytest.param(
+            {"from": "2025-03-01T00:00:00Z", "to": "2025-03-02T00:00:00Z", "page": "alfa"},
+            {"page": {"message": "invalid integer", "value": "alfa"}},
+            id="page-alfa",
+        ),
+        pytest.param(
+            {"from": "2025-03-01T00:00:00Z", "to": "2025-03-02T00:00:00Z", "page": "0"},
+            {"page": {"message": "invalid integer", "value": "0"}},
+            id="page-0",
+        ),
+    ],
+)
+def test_list_query_validation(
+    emu: PrisjaktEmulator, query: dict[str, str], errors: dict[str, Any]
+) -> None:
+    # "`GET /pixels/{pixel_id}/events?from=<ISO time>&to=<ISO time>&page=<n>` [seed]"
+    assert field_errors_of(listing(emu, **query)) == errors
+
+
+def test_link_header_reproduces_the_seeds_example(clock: ManualClock) -> None:
+    # "Here is a complete example of a link header when a user has visited the last page
+    # (page 7 in this example)" [seed]
+    emulator = make_emulator(clock, base_url="https://dev-api.pj.nu/click-conversion", page_size=3)
+    _seed_events(emulator, 20, datetime(2023, 4, 2, tzinfo=timezone.utc))
+    url = (
+        "https://dev-api.pj.nu/click-conversion/pixels/5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
+        "/events?from=2023-04-01T17%3A32%3A28.000Z&to=2023-04-21T17%3A32%3A28.000Z&page=7"
+    )
+    response = emulator.handle("GET", url, AUTH, None)
+    assert response.status == 200
+    assert f"Link: {response.headers['Link']}" == SEED_LINK
+    assert len(response.json()) == 2
+
+
+def test_link_header_rels_that_apply(emu: PrisjaktEmulator) -> None:
+    # "links that do not apply are left out" [seed]
+    emu.page_size = 2
+    _seed_events(emu, 5, datetime(2025, 3, 1, tzinfo=timezone.utc))
+    query = {"from": "2025-03-01T00:00:00.000Z", "to": "2025-03-02T00:00:00.000Z"}
+
+    def rels(page: int) -> list[str]:
+        link = listing(emu, **query, page=str(page)).headers["Link"]
+        return [part.split('rel="')[1].rstrip('"') for part in link.split(", <")]
+
+    assert rels(1) == ["first", "last", "next"]
+    assert rels(2) == ["first", "last", "prev", "next"]
+    assert rels(3) == ["first", "last", "prev"]
+    link = listing(emu, **query, page="2").headers["Link"]
+    assert link.endswith(
+        f"/pixels/{PIXEL}/events?from=2025-03-01T00%3A00%3A00.000Z"
+        '&to=2025-03-02T00%3A00%3A00.000Z&page=3>; rel="next"'
+    )
+    assert link.startswith(f"<https://api.pj.nu/click-conversion/pixels/{PIXEL}/events?")
+
+
+def test_link_header_built_on_the_requests_own_base(emu: PrisjaktEmulator) -> None:
+    emu.page_size = 1
+    _seed_events(emu, 2, datetime(2025, 3, 1, tzinfo=timezone.utc))
+    url = (
+        f"http://127.0.0.1:8765/click-conversion/pixels/{PIXEL}/events"
+        "?from=2025-03-01T00:00:00Z&to=2025-03-02T00:00:00Z"
+    )
+    link = emu.handle("GET", url, AUTH, None).headers["Link"]
+    assert link.startswith(f"<http://127.0.0.1:8765/click-conversion/pixels/{PIXEL}/events?")
+
+
+def test_link_header_omitted_on_one_page(emu: PrisjaktEmulator) -> None:
+    # "If the response fits on a single page, the link header will be omitted." [seed]
+    emu.page_size = 3
+    _seed_events(emu, 3, datetime(2025, 3, 1, tzinfo=timezone.utc))
+    response = listing(emu, **{"from": "2025-03-01T00:00:00Z", "to": "2025-03-02T00:00:00Z"})
+    assert len(response.json()) == 3
+    assert "Link" not in response.headers
+    empty = listing(emu, **{"from": "2024-03-01T00:00:00Z", "to": "2024-03-02T00:00:00Z"})
+    assert (empty.status, empty.json(), "Link" in empty.headers) == (200, [], False)
+
+
+def test_page_past_the_last_is_an_empty_list(emu: PrisjaktEmulator) -> None:
+    # [open] a page beyond the last answers 200 with an empty list.
+    emu.page_size = 2
+    _seed_events(emu, 3, datetime(2025, 3, 1, tzinfo=timezone.utc))
+    response = listing(
+        emu, **{"from": "2025-03-01T00:00:00Z", "to": "2025-03-02T00:00:00Z", "page": "9"}
+    )
+    assert (response.status, response.json()) == (200, [])
+    assert 'page=2>; rel="last"' in response.headers["Link"]
+
+
+def test_unstable_pages_repeat_an_event(emu: PrisjaktEmulator) -> None:
+    # "The data is not stable": an event can appear again on the next page [docs]
+    emu.page_size = 2
+    emu.unstable_pages = True
+    events = _seed_events(emu, 5, datetime(2025, 3, 1, tzinfo=timezone.utc))
+    query = {"from": "2025-03-01T00:00:00Z", "to": "2025-03-02T00:00:00Z"}
+    pages = [
+        [e["id"] for e in listing(emu, **query, page=str(page)).json()] for page in (1, 2, 3, 4)
+    ]
+    newest = [e["id"] for e in reversed(events)]
+    assert pages == [newest[0:2], newest[1:4], newest[3:5], []]
+
+
+# -- Errors -------------------------------------------------------------------
+
+
+def test_every_answer_carries_a_request_id(emu: PrisjaktEmulator) -> None:
+    # "`context` with `request-id`" [seed]; the header carries the same id.
+    answers = [
+        post(emu, purchase()),
+        post(emu, purchase()),
+        post(emu, {}),
+        call(emu, "GET", "/nothing"),
+        post(emu, purchase(), headers={}),
+    ]
+    ids = [a.headers["request-id"] for a in answers]
+    assert len(set(ids)) == len(ids)
+    for answer in answers[1:]:
+        assert answer.json()["context"] == {"request-id": answer.headers["request-id"]}
+    assert [r.request_id for r in emu.requests] == ids
+
+
+def test_the_secret_never_appears_in_an_answer(emu: PrisjaktEmulator) -> None:
+    response = post(emu, purchase(external_event_id=SECRET, event_name=SECRET))
+    assert SECRET.encode() not in response.body
+    assert response.json()["field_errors"]["event_name"]["value"] == "***"
+
+
+def test_request_log_redacts_the_secret(emu: PrisjaktEmulator) -> None:
+    post(emu, purchase(), headers={**AUTH, "X-Other": "1"})
+    call(emu, "GET", "/clicks/x?y=1", query=None)
+    first, second = emu.requests
+    assert first.method == "POST"
+    assert first.path == f"/pixels/{PIXEL}/events"
+    assert first.url == f"{DEFAULT_BASE_URL}/pixels/{PIXEL}/events"
+    assert first.headers["client-secret"] == REDACTED
+    assert first.headers["client-id"] == CLIENT
+    assert first.headers["x-other"] == "1"
+    assert first.json == purchase()
+    assert first.status == 201
+    assert first.fault is None
+    assert (second.path, second.query, second.status, second.json) == (
+        "/clicks/x",
+        {"y": "1"},
+        404,
+        None,
+    )
+    assert SECRET not in json.dumps(emu.state())
+    assert SECRET not in repr(emu.requests)
+
+
+def test_request_log_of_odd_requests(emu: PrisjaktEmulator) -> None:
+    call(emu, "GET", "/clicks/x", raw=b"\xff not json")
+    call(emu, "GET", "", base="https://api.pj.nu/outside")
+    assert emu.requests[0].json is None
+    assert emu.requests[1].path == "/outside"
+
+
+# -- Rate limit ---------------------------------------------------------------
+
+
+def test_rate_limit_headers_on_every_answer(emu: PrisjaktEmulator, clock: ManualClock) -> None:
+    # "Answers carry `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`
+    # (milliseconds until the window resets)" [docs]
+    first = post(emu, purchase())
+    assert first.headers["X-RateLimit-Limit"] == "10000"
+    assert first.headers["X-RateLimit-Remaining"] == "9999"
+    assert first.headers["X-RateLimit-Reset"] == "3600000"
+    clock.advance(seconds=1.5)
+    second = post(emu, {})
+    assert second.headers["X-RateLimit-Remaining"] == "9998"
+    assert second.headers["X-RateLimit-Reset"] == "3598500"
+
+
+def test_rate_limit_429_with_retry_after(clock: ManualClock) -> None:
+    # "past the limit the API answers 429" [docs]
+    emulator = make_emulator(clock, rate_limit=2, rate_window=60)
+    assert post(emulator, purchase()).status == 201
+    clock.advance(seconds=10)
+    assert post(emulator, purchase(external_event_id="o2")).status == 201
+    clock.advance(seconds=0.5)
+    limited = post(emulator, purchase(external_event_id="o3"))
+    assert limited.status == 429
+    assert limited.headers["Retry-After"] == "50"
+    assert limited.headers["X-RateLimit-Remaining"] == "0"
+    assert limited.headers["X-RateLimit-Reset"] == "49500"
+    assert limited.json()["title"] == "Too Many Requests"
+    assert len(emulator.events) == 2
+    clock.advance(seconds=50)
+    assert post(emulator, purchase(external_event_id="o3")).status == 201
+
+
+def test_rate_limit_is_per_client_id(clock: ManualClock) -> None:
+    # "Per client id" [docs]
+    emulator = make_emulator(clock, rate_limit=1)
+    assert post(emulator, purchase()).status == 201
+    assert post(emulator, purchase()).status == 429
+    boss = {"client-id": "boss", "client-secret": "boss-secret-1"}
+    assert post(emulator, purchase(external_event_id="o2"), headers=boss).status == 201
+    token = _token(emulator)
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert post(emulator, purchase(external_event_id="o3"), headers=bearer).status == 429
+
+
+# -- Fault injection ------------------------------------------------------------
+
+
+def test_script_is_consumed_one_step_per_request(emu: PrisjaktEmulator) -> None:
+    emu.script([503, 429, 502, "timeout", "connect_timeout", "reset", 201, "pass", 500])
+    assert emu.pending_script == 9
+    answers = [post(emu, purchase(external_event_id=f"o{i}")) for i in range(10)]
+    assert [a.status for a in answers] == [503, 429, 502, 504, 504, 502, 201, 201, 500, 201]
+    assert [a.fault for a in answers][3:6] == ["timeout", "connect_timeout", "reset"]
+    assert answers[0].json()["title"] == "Service Unavailable"
+    assert answers[0].headers["Retry-After"] == "1"
+    assert answers[1].headers["Retry-After"] == "1"
+    assert answers[1].headers["X-RateLimit-Limit"] == "10000"
+    assert answers[2].headers["Content-Type"] == "text/html"
+    assert answers[2].body.startswith(b"<html>")
+    assert b"502 Bad Gateway" in answers[2].body
+    assert "Retry-After" not in answers[8].headers
+    assert [e["external_event_id"] for e in emu.events] == ["o6", "o7", "o9"]
+    assert [r.status for r in emu.requests][3:6] == [None, None, None]
+    assert [r.fault for r in emu.requests][3:6] == ["timeout", "connect_timeout", "reset"]
+    assert emu.pending_script == 0
+
+
+def test_script_filters_by_method_and_path(emu: PrisjaktEmulator) -> None:
+    emu.script([500], method="get", path=r"^/clicks/")
+    assert post(emu, purchase()).status == 201
+    assert call(emu, "GET", "/events/x").status == 404
+    assert call(emu, "GET", "/clicks/x").status == 500
+    assert call(emu, "GET", "/clicks/x").status == 404
+
+
+def test_script_applies_to_the_token_endpoint(emu: PrisjaktEmulator) -> None:
+    emu.script([503, 200], path="/oauth2/token")
+    assert emu.handle("POST", "https://auth.pj.nu/oauth2/token", {}, b"").status == 503
+    form = urlencode(
+        {"grant_type": "client_credentials", "client_id": CLIENT, "client_secret": SECRET}
+    ).encode()
+    assert emu.handle("POST", "https://auth.pj.nu/oauth2/token", {}, form).status == 200
+
+
+@pytest.mark.parametrize("step", [99, 600, "boom", 3.5])
+def test_script_refuses_unknown_steps(emu: PrisjaktEmulator, step: Any) -> None:
+    with pytest.raises(ValueError, match="not a script step"):
+        emu.script([step])
+    assert emu.pending_script == 0
+
+
+def test_scripted_unusual_status(emu: PrisjaktEmulator) -> None:
+    emu.script([599])
+    answer = post(emu, purchase())
+    assert (answer.status, answer.json()["title"]) == (599, "HTTP 599")
+
+
+def test_random_faults_with_a_seed(clock: ManualClock) -> None:
+    def run() -> list[int | str]:
+        emulator = make_emulator(clock, fail_ratio=0.3, seed=42)
+        outcomes: list[int | str] = []
+        for i in range(200):
+            answer = post(emulator, purchase(external_event_id=f"o{i}"))
+            outcomes.append(answer.fault or answer.status)
+        return outcomes
+
+    outcomes = run()
+    assert outcomes == run()
+    assert set(outcomes) == {201, 503, "timeout"}
+    faults = sum(1 for o in outcomes if o != 201)
+    assert 40 <= faults <= 80
+
+
+def test_latency_is_asked_of_the_transport(emu: PrisjaktEmulator) -> None:
+    emu.latency = 0.25
+    answer = post(emu, purchase())
+    assert (answer.status, answer.delay) == (201, 0.25)
+    assert len(emu.events) == 1  # processed; the answer is what comes late
+    emu.script(["timeout"])
+    assert post(emu, purchase(external_event_id="o2")).delay == 0.0
+
+
+def test_reset_clears_state_not_configuration(emu: PrisjaktEmulator) -> None:
+    post(emu, purchase())
+    emu.add_click("c")
+    _token(emu)
+    emu.script([500])
+    emu.reset()
+    assert (emu.events, emu.requests, emu.clicks, emu.tokens, emu.pending_script) == (
+        [],
+        [],
+        {},
+        [],
+        0,
+    )
+    assert post(emu, purchase()).status == 201
+    assert emu.state()["pixels"] == [PIXEL]
+
+
+def test_add_event_needs_a_pixel_when_ambiguous() -> None:
+    emulator = make_emulator(pixels={"a", "b"})
+    with pytest.raises(ValueError, match="name the pixel_id"):
+        emulator.add_event()
+    event = emulator.add_event("c", signed_click_id=CLICK)
+    assert event["click_id"] == "239cd31f-9d43-4cb4-b8dc-2057fe18c289"
+    single = make_emulator()
+    assert single.add_event()["event_time"] == "2025-03-13T10:45:46.987Z"
+
+
+def test_thread_safety_one_event_per_reference() -> None:
+    emulator = make_emulator()
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def send(index: int) -> None:
+        answer = post(emulator, purchase(external_event_id=f"o{index % 10}"))
+        with lock:
+            statuses.append(answer.status)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(100)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201] * 10 + [409] * 90
+    assert len({e["id"] for e in emulator.events}) == 10
+    assert len(emulator.requests) == 100
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-03-13T10:45:46.987Z", datetime(2025, 3, 13, 10, 45, 46, 987000, timezone.utc)),
+        ("2025-03-13T12:45:46-0200", datetime(2025, 3, 13, 14, 45, 46, tzinfo=timezone.utc)),
+        ("2025-02-30T00:00:00Z", None),
+        ("2025-03-13T10:45:46+25:00", None),
+        (None, None),
+    ],
+)
+def test_parse_iso_time(text: object, expected: datetime | None) -> None:
+    assert parse_iso_time(text) == expected
+
+
+def test_manual_clock() -> None:
+    clock = ManualClock()
+    start = clock()
+    assert clock.advance(timedelta(seconds=5)) == start + timedelta(seconds=5)
+    assert clock.advance(minutes=1) == start + timedelta(seconds=65)
