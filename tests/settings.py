@@ -126,3 +126,19 @@ LOGGING = {
     "loggers": {"django_pjpixel": {"handlers": ["null"], "level": "DEBUG"}},
 }
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 31  # at least the 30-day attribution window
+
+# Hooks for the integration tests' Celery worker subprocess (tests/integration/harness.py):
+# the pytest-django test database, the emulator server, extra PJPIXEL keys (JSON), the queue.
+import json  # noqa: E402
+
+if os.environ.get("PJPIXEL_TEST_DB_NAME") and not POSTGRES_UNAVAILABLE:
+    DATABASES["default"]["NAME"] = os.environ["PJPIXEL_TEST_DB_NAME"]
+if os.environ.get("PJPIXEL_TEST_API_URL"):
+    PJPIXEL["API_URL"] = os.environ["PJPIXEL_TEST_API_URL"]
+PJPIXEL.update(json.loads(os.environ.get("PJPIXEL_TEST_SETTINGS") or "{}"))
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PJPIXEL_TEST_CELERY_QUEUE", "celery")
+
+# Each pytest process gets its own PostgreSQL test database, so two suites (tox
+# envs, a developer's run beside CI) never drop each other's database.
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["TEST"] = {"NAME": f"test_pjpixel_{os.getpid()}"}
