@@ -12,13 +12,13 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import parse_qs, quote, urljoin, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
 
 import requests
 
@@ -51,6 +51,7 @@ CLICK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # Keys under which a listing may wrap its events ([open] in the API notes).
 _LIST_KEYS = ("events", "data", "items", "results")
 _TOKEN_MARGIN = 60.0
+_MAX_DIGITS = 18
 
 
 def is_valid_click_id(value: object) -> bool:
@@ -75,12 +76,12 @@ def to_api_amount(amount: object, units: str | None = None) -> int:
         raise InvalidInput("amount", f"{amount!r} is not a number") from err
     if not value.is_finite():
         raise InvalidInput("amount", "must be a finite number")
-    if (units or pjpixel_settings.AMOUNT_UNITS) == "minor":
-        value = value * 100
-    whole = int(value.quantize(Decimal(1), rounding=ROUND_HALF_UP))
-    if not 0 <= whole <= MAX_VALUE:
-        raise InvalidInput("amount", f"must be between 0 and {MAX_VALUE}, got {whole}")
-    return whole
+    scale = 100 if (units or pjpixel_settings.AMOUNT_UNITS) == "minor" else 1
+    # Checked before scaling and rounding: -0.4 is a refund, not 0, and huge values
+    # make Decimal arithmetic raise.
+    if not 0 <= value < (MAX_VALUE + Decimal("0.5")) / scale:
+        raise InvalidInput("amount", f"must be between 0 and {MAX_VALUE}, got {amount!r}")
+    return int((value * scale).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def purchase_payload(
@@ -145,11 +146,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return float(value) if len(value) <= _MAX_DIGITS else None
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
@@ -237,7 +238,7 @@ class PrisjaktClient:
         """POST one event; 201 on success, ``PrisjaktConflict`` when already recorded."""
         return self._call("POST", self._pixel_path("events"), json=dict(payload))
 
-    def create_events(self, payloads: list[Mapping[str, Any]]) -> ApiResult:
+    def create_events(self, payloads: Sequence[Mapping[str, Any]]) -> ApiResult:
         """PATCH many events in one request; existing ``external_event_id``s are updated.
 
         The body is a bare JSON array of event objects: the API notes leave its
@@ -247,14 +248,16 @@ class PrisjaktClient:
 
     def list_events(self, *, start: datetime, end: datetime, page: int = 1) -> EventPage:
         """One page of the pixel's events between ``start`` and ``end`` (≤ 60 days)."""
+        return self._page(self._list_url(start, end, page), page)
+
+    def _list_url(self, start: datetime, end: datetime, page: int) -> str:
         check_range(start, end)
         if isinstance(page, bool) or not isinstance(page, int) or page < 1:
             raise InvalidInput("page", "must be a whole number from 1")
         params = {"from": format_time(start), "to": format_time(end), "page": str(page)}
-        url = f"{self.api_url}{self._pixel_path('events')}?" + "&".join(
+        return f"{self.api_url}{self._pixel_path('events')}?" + "&".join(
             f"{k}={quote(v, safe='')}" for k, v in params.items()
         )
-        return self._page(url, page)
 
     def iter_events(self, *, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
         """Every event of the range, following ``rel="next"`` links, each id once.
@@ -263,9 +266,10 @@ class PrisjaktClient:
         events are de-duplicated by ``id``; a repeated URL or the page cap ends
         the walk.
         """
-        page = self.list_events(start=start, end=end)
+        first_url = self._list_url(start, end, 1)
+        page = self._page(first_url, 1)
         seen_ids: set[str] = set()
-        seen_urls: set[str] = set()
+        seen_urls = {first_url}
         pages = 1
         while True:
             for event in page.events:
@@ -310,7 +314,7 @@ class PrisjaktClient:
 
     def _page(self, url: str, page: int) -> EventPage:
         response = self._send("GET", url)
-        data = _decode_json(response)
+        data = self._decode_json(response)
         events = _events_of(data)
         links = self._safe_links(response)
         numbers = {rel: _page_number(url) for rel, url in links.items()}
@@ -349,6 +353,7 @@ class PrisjaktClient:
                 or parts.password is not None
                 or "@" in parts.netloc
                 or not parts.path.startswith(self._base_path + "/")
+                or _has_dot_segment(parts.path)
                 or any(ch in url for ch in "\r\n\t ")
             ):
                 logger.warning("pjpixel: ignored a %s link outside the API origin", rel)
@@ -358,9 +363,24 @@ class PrisjaktClient:
 
     def _call(self, method: str, path: str, *, json: Any = None) -> ApiResult:
         response = self._send(method, f"{self.api_url}{path}", json=json)
+        data: Any = None
+        if response.content:
+            try:
+                data = self._decode_json(response)
+            except PrisjaktAPIError:
+                if method == "GET":
+                    raise
+                # A write the API accepted stays accepted: an unreadable body
+                # must not turn a recorded event into a failure.
+                logger.warning(
+                    "pjpixel: %s %s answered %d with a body that is not JSON",
+                    method,
+                    _path_of(response.url),
+                    response.status_code,
+                )
         return ApiResult(
             status=response.status_code,
-            data=_decode_json(response) if response.content else None,
+            data=data,
             request_id=response.headers.get("request-id"),
             rate_limit=RateLimit.from_headers(response.headers),
         )
@@ -430,7 +450,7 @@ class PrisjaktClient:
                     request_id=error.request_id,
                 )
             raise error
-        data = _decode_json(response)
+        data = self._decode_json(response)
         token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise PrisjaktAuthError(
@@ -443,7 +463,7 @@ class PrisjaktClient:
     def _error(self, response: requests.Response) -> PrisjaktAPIError:
         status = response.status_code
         body = self._redact(response.content)
-        problem = Problem.parse(body)
+        problem = self._redact_problem(Problem.parse(body))
         rate_limit = RateLimit.from_headers(response.headers)
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         if retry_after is None and status == 429 and rate_limit is not None:
@@ -454,10 +474,10 @@ class PrisjaktClient:
             status=status,
             problem=problem,
             request_id=(problem.request_id if problem else None)
-            or response.headers.get("request-id"),
+            or self._redact_text(response.headers.get("request-id")),
             retry_after=retry_after,
             rate_limit=rate_limit,
-            body_excerpt=None if problem else body_excerpt(body),
+            body_excerpt=None if problem else body_excerpt(body, hide=self._secret),
         )
 
     def _redact(self, body: bytes) -> bytes:
@@ -466,6 +486,41 @@ class PrisjaktClient:
             if secret in body:
                 body = body.replace(secret, b"***")
         return body
+
+    def _redact_text(self, text: str | None) -> str | None:
+        if text and self._secret:
+            return text.replace(self._secret, "***")
+        return text
+
+    def _redact_problem(self, problem: Problem | None) -> Problem | None:
+        """The problem without the secret, also where JSON escapes or UTF-16 hid it."""
+        if problem is None or not self._secret:
+            return problem
+        try:
+            field_errors = _scrub(problem.field_errors, self._secret)
+        except RecursionError:
+            field_errors = {}
+        return replace(
+            problem,
+            type=self._redact_text(problem.type),
+            title=self._redact_text(problem.title),
+            detail=self._redact_text(problem.detail),
+            instance=self._redact_text(problem.instance),
+            request_id=self._redact_text(problem.request_id),
+            field_errors=field_errors,
+        )
+
+    def _decode_json(self, response: requests.Response) -> Any:
+        try:
+            return response.json()
+        except (ValueError, RecursionError) as err:
+            raise PrisjaktAPIError(
+                f"Prisjakt API answered {response.status_code} with a body that is not JSON",
+                status=response.status_code,
+                request_id=self._redact_text(response.headers.get("request-id")),
+                body_excerpt=body_excerpt(response.content, hide=self._secret),
+                retryable=False,
+            ) from err
 
 
 def check_range(start: datetime, end: datetime) -> None:
@@ -485,21 +540,22 @@ def _segment(value: object, name: str) -> str:
     return quote(value, safe="")
 
 
+def _has_dot_segment(path: str) -> bool:
+    return any(seg in (".", "..") for seg in unquote(path).split("/"))
+
+
 def _path_of(url: str | None) -> str:
     return urlsplit(url or "").path or "/"
 
 
-def _decode_json(response: requests.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError as err:
-        raise PrisjaktAPIError(
-            f"Prisjakt API answered {response.status_code} with a body that is not JSON",
-            status=response.status_code,
-            request_id=response.headers.get("request-id"),
-            body_excerpt=body_excerpt(response.content),
-            retryable=False,
-        ) from err
+def _scrub(value: Any, secret: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(secret, "***")
+    if isinstance(value, dict):
+        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v, secret) for v in value]
+    return value
 
 
 def _events_of(data: Any) -> list[dict[str, Any]]:

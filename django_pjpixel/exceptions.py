@@ -19,6 +19,7 @@ from django.core.exceptions import ImproperlyConfigured
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 _BODY_EXCERPT = 200
+_MAX_DIGITS = 18
 
 
 class PjpixelError(Exception):
@@ -249,13 +250,15 @@ def error_class_for(status: int) -> type[PrisjaktAPIError]:
     return PrisjaktAPIError
 
 
-def body_excerpt(body: bytes | str | None) -> str | None:
-    """A short, single-line, printable excerpt of a (non-JSON) body."""
+def body_excerpt(body: bytes | str | None, *, hide: str | None = None) -> str | None:
+    """A short, single-line, printable excerpt of a (non-JSON) body, without ``hide``."""
     if not body:
         return None
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     text = " ".join(text.split())
     text = "".join(ch for ch in text if ch.isprintable())
+    if hide:
+        text = text.replace(hide, "***")
     if len(text) > _BODY_EXCERPT:
         text = text[: _BODY_EXCERPT - 1] + "…"
     return text or None
@@ -266,13 +269,11 @@ def _str_or_none(value: Any) -> str | None:
 
 
 def _int_or_none(value: Any) -> int | None:
-    if value is None:
+    # Plain ASCII digits only, and few enough that the number fits a float.
+    text = "" if value is None else str(value).strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_DIGITS:
         return None
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        return None
-    return number if number >= 0 else None
+    return int(text)
 
 
 def _field_errors(value: Any) -> dict[str, dict[str, Any]]:

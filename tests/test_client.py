@@ -1,0 +1,1346 @@
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from email.utils import format_datetime
+from typing import Any
+from unittest import mock
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+import pytest
+import requests
+import responses
+from django.test import override_settings
+from responses import matchers
+
+from django_pjpixel import __version__
+from django_pjpixel.client import (
+    ApiResult,
+    PrisjaktClient,
+    check_range,
+    format_time,
+    get_client,
+    parse_retry_after,
+    purchase_payload,
+    to_api_amount,
+)
+from django_pjpixel.exceptions import (
+    InvalidInput,
+    PjpixelConfigurationError,
+    PrisjaktAPIError,
+    PrisjaktAuthError,
+    PrisjaktConflict,
+    PrisjaktConnectionError,
+    PrisjaktNotFound,
+    PrisjaktRateLimited,
+    PrisjaktRedirectRefused,
+    PrisjaktServerError,
+    PrisjaktTimeout,
+    PrisjaktValidationError,
+    RateLimit,
+)
+from tests.test_exceptions import SEED_NOT_FOUND, SEED_VALIDATION
+
+API = "https://api.pj.nu/click-conversion"
+DEV_API = "https://dev-api.pj.nu/click-conversion"
+TOKEN_URL = "https://auth.pj.nu/oauth2/token"
+PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
+SECRET = "s3cr3t-never-shown"
+EVENTS_URL = f"{API}/pixels/{PIXEL}/events"
+CLICK_ID = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
+UTC = timezone.utc
+
+# The seed's cURL body, with its placeholders filled in.
+SEED_BODY = """{
+"event_name": "purchase",
+"event_time": "2025-03-13T10:45:46.987Z",
+"external_event_id": "order-10045",
+"data": {
+"amount": 1234,
+"currency": "SEK",
+"number_of_items": 4
+},
+"signed_click_id": "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
+}"""
+
+# The seed's Link header, on page 7 of 7.
+SEED_QUERY = "from=2023-04-01T17%3A32%3A28.000Z&to=2023-04-21T17%3A32%3A28.000Z"
+SEED_LINK = (
+    f"<{DEV_API}/pixels/{PIXEL}/events?{SEED_QUERY}&page=1>; "
+    f'rel="first", <{DEV_API}/pixels/{PIXEL}/events?{SEED_QUERY}&page=7>; '
+    f'rel="last", <{DEV_API}/pixels/{PIXEL}/events?{SEED_QUERY}&page=6>; rel="prev"'
+)
+SEED_START = datetime(2023, 4, 1, 17, 32, 28, tzinfo=UTC)
+SEED_END = datetime(2023, 4, 21, 17, 32, 28, tzinfo=UTC)
+
+
+@pytest.fixture
+def api() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def client() -> PrisjaktClient:
+    return PrisjaktClient()
+
+
+def seed_payload(**overrides: Any) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "external_event_id": "order-10045",
+        "amount": 1234,
+        "currency": "SEK",
+        "number_of_items": 4,
+        "event_time": datetime(
+            2025, 3, 13, 11, 45, 46, 987654, tzinfo=ZoneInfo("Europe/Stockholm")
+        ),
+        "signed_click_id": CLICK_ID,
+    }
+    kwargs.update(overrides)
+    return purchase_payload(**kwargs)
+
+
+def body_of(call: Any) -> bytes:
+    body = call.request.body
+    assert isinstance(body, bytes)
+    return body
+
+
+def timeout_of(call: Any) -> Any:
+    """The ``timeout`` the request was sent with (``responses`` keeps the send kwargs)."""
+    return call.request.req_kwargs["timeout"]
+
+
+def query_of(url: str) -> dict[str, list[str]]:
+    return parse_qs(urlsplit(url).query)
+
+
+# -- the seed -------------------------------------------------------------------
+
+
+def test_seed_create_event_sends_the_curl_body(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.post(
+        EVENTS_URL,
+        status=201,
+        json={"id": "e1"},
+        headers={"request-id": "rid-1"},
+        match=[
+            matchers.json_params_matcher(json.loads(SEED_BODY), strict_match=True),
+            matchers.header_matcher(
+                {
+                    "client-id": "test-client",
+                    "client-secret": SECRET,
+                    "Content-Type": "application/json",
+                    "User-Agent": f"django-pjpixel/{__version__}",
+                    "Accept": "application/json",
+                }
+            ),
+        ],
+    )
+
+    result = client.create_event(seed_payload())
+
+    assert result == ApiResult(status=201, data={"id": "e1"}, request_id="rid-1")
+    (call,) = api.calls
+    assert call.request.method == "POST"
+    assert call.request.url == EVENTS_URL
+    assert json.loads(body_of(call)) == json.loads(SEED_BODY)
+    assert "Authorization" not in call.request.headers
+
+
+def test_seed_payload_shape() -> None:
+    payload = seed_payload()
+
+    assert payload == json.loads(SEED_BODY)
+    assert list(payload) == [
+        "event_name",
+        "event_time",
+        "external_event_id",
+        "data",
+        "signed_click_id",
+    ]
+    assert payload["event_time"] == "2025-03-13T10:45:46.987Z"
+    assert payload["data"] == {"amount": 1234, "currency": "SEK", "number_of_items": 4}
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "cls"),
+    [(404, SEED_NOT_FOUND, PrisjaktNotFound), (400, SEED_VALIDATION, PrisjaktValidationError)],
+)
+def test_seed_error_bodies_through_the_client(
+    api: responses.RequestsMock,
+    client: PrisjaktClient,
+    status: int,
+    body: str,
+    cls: type[PrisjaktAPIError],
+) -> None:
+    api.post(EVENTS_URL, status=status, body=body, content_type="application/problem+json")
+
+    with pytest.raises(cls) as info:
+        client.create_event(seed_payload())
+
+    err = info.value
+    assert err.status == status
+    assert err.retryable is False
+    if status == 404:
+        assert err.title == "Shop not found"
+        assert err.detail == "A shop with ID 121213 could not be found"
+        assert err.field_errors == {}
+        assert err.request_id == "96206250-bb0f-487b-a334-18192bec8592"
+    else:
+        assert isinstance(err, ValueError)
+        assert err.title == "Request validation failed"
+        assert err.detail == (
+            "Request contains invalid fields: shopId. See field_errors for more details."
+        )
+        assert err.field_errors == {"shopId": {"message": "invalid integer", "value": "alfa"}}
+        assert err.request_id == "d61579e9-eb4a-4fef-87e9-75438bbcfcf4"
+    assert f"HTTP {status}" in str(err)
+    assert f"POST /click-conversion/pixels/{PIXEL}/events" in str(err)
+    assert err.request_id is not None
+    assert err.request_id in str(err)
+
+
+def test_seed_link_header_on_the_last_page(api: responses.RequestsMock) -> None:
+    client = PrisjaktClient(api_url=DEV_API)
+    api.get(f"{DEV_API}/pixels/{PIXEL}/events", json=[], headers={"Link": SEED_LINK})
+
+    page = client.list_events(start=SEED_START, end=SEED_END, page=7)
+
+    assert api.calls[0].request.url == f"{DEV_API}/pixels/{PIXEL}/events?{SEED_QUERY}&page=7"
+    assert (page.page, page.first, page.prev, page.next, page.last) == (7, 1, 6, None, 7)
+    assert set(page.links) == {"first", "prev", "last"}
+    assert page.events == []
+
+
+def test_seed_link_header_from_another_host_is_ignored(api: responses.RequestsMock) -> None:
+    client = PrisjaktClient()  # api.pj.nu: the seed's dev-api.pj.nu links are another host
+    api.get(EVENTS_URL, json=[], headers={"Link": SEED_LINK})
+
+    page = client.list_events(start=SEED_START, end=SEED_END, page=7)
+
+    assert page.links == {}
+    assert (page.first, page.prev, page.next, page.last) == (None, None, None, None)
+
+
+# -- payloads -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (datetime(2025, 3, 13, 10, 45, 46, 987000, tzinfo=UTC), "2025-03-13T10:45:46.987Z"),
+        (datetime(2025, 3, 13, 10, 45, 46, 987999, tzinfo=UTC), "2025-03-13T10:45:46.987Z"),
+        (datetime(2025, 3, 13, 10, 45, 46, tzinfo=UTC), "2025-03-13T10:45:46.000Z"),
+        (
+            datetime(2025, 7, 1, 0, 30, tzinfo=ZoneInfo("Europe/Stockholm")),
+            "2025-06-30T22:30:00.000Z",
+        ),
+    ],
+)
+def test_format_time_is_utc_with_milliseconds(value: datetime, expected: str) -> None:
+    assert format_time(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("amount", "units", "expected"),
+    [
+        (Decimal("1234.50"), "major", 1235),
+        (Decimal("1234.49"), "major", 1234),
+        (Decimal("1234.50"), "minor", 123450),
+        (0.5, "major", 1),
+        (2.5, "major", 3),
+        (19.99, "minor", 1999),
+        (0, "major", 0),
+        (999_999_999, "major", 999_999_999),
+        (Decimal("9999999.99"), "minor", 999_999_999),
+    ],
+)
+def test_amounts(amount: object, units: str, expected: int) -> None:
+    assert to_api_amount(amount, units) == expected
+    assert seed_payload(amount=amount, amount_units=units)["data"]["amount"] == expected
+
+
+def test_amount_units_from_settings() -> None:
+    with override_settings(PJPIXEL={"AMOUNT_UNITS": "minor"}):
+        assert seed_payload(amount=Decimal("1234.50"))["data"]["amount"] == 123450
+    assert seed_payload(amount=Decimal("1234.50"))["data"]["amount"] == 1235
+
+
+@pytest.mark.parametrize(
+    "amount",
+    [
+        -1,
+        -0.4,
+        Decimal("-0.01"),
+        1_000_000_000,
+        Decimal("999999999.5"),
+        1e30,
+        "9e999998",
+        float("nan"),
+        float("inf"),
+        Decimal("NaN"),
+        Decimal("-Infinity"),
+        True,
+        None,
+        "abc",
+        [1234],
+        object(),
+    ],
+)
+def test_invalid_amounts_are_refused(amount: object) -> None:
+    with pytest.raises(InvalidInput) as info:
+        seed_payload(amount=amount)
+    assert info.value.field == "amount"
+
+
+def test_huge_minor_amount_is_refused() -> None:
+    with pytest.raises(InvalidInput) as info:
+        to_api_amount(Decimal("9999999.995"), "minor")
+    assert info.value.field == "amount"
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("currency", "USD"),
+        ("currency", ""),
+        ("currency", None),
+        ("currency", 752),
+        ("number_of_items", -1),
+        ("number_of_items", 1_000_000_000),
+        ("number_of_items", 4.0),
+        ("number_of_items", True),
+        ("number_of_items", "4"),
+        ("external_event_id", ""),
+        ("external_event_id", "x" * 101),
+        ("external_event_id", None),
+        ("external_event_id", 10045),
+        ("event_time", datetime(2025, 3, 13, 10, 45, 46)),
+        ("signed_click_id", ""),
+        ("signed_click_id", "<query-param-pjclid-sent-to-webpage>"),
+        ("signed_click_id", "a b"),
+        ("signed_click_id", "x" * 129),
+        ("signed_click_id", 123),
+        ("event_name", "refund"),
+    ],
+)
+def test_invalid_fields_are_refused_with_their_name(field: str, value: object) -> None:
+    with pytest.raises(InvalidInput) as info:
+        seed_payload(**{field: value})
+    assert info.value.field == field
+    assert str(info.value).startswith(f"{field}: ")
+
+
+def test_payload_edge_values_are_accepted() -> None:
+    payload = seed_payload(
+        currency="eur", external_event_id="x" * 100, number_of_items=0, signed_click_id=None
+    )
+    assert payload["data"]["currency"] == "EUR"
+    assert payload["external_event_id"] == "x" * 100
+    assert payload["data"]["number_of_items"] == 0
+    assert "signed_click_id" not in payload
+
+
+# -- headers, timeouts, session -------------------------------------------------
+
+
+def test_timeouts_from_settings_on_every_request(api: responses.RequestsMock) -> None:
+    with override_settings(
+        PJPIXEL={"PIXEL_ID": PIXEL, "CONNECT_TIMEOUT": 1.5, "READ_TIMEOUT": 7, "AUTH": "oauth2"}
+    ):
+        client = PrisjaktClient()
+    api.post(TOKEN_URL, json={"access_token": "tok", "expires_in": 3600})
+    api.post(EVENTS_URL, status=201)
+    api.get(f"{API}/events/e1", json={"id": "e1"})
+
+    client.create_event(seed_payload())
+    client.get_event("e1")
+
+    assert len(api.calls) == 3
+    for call in api.calls:
+        assert timeout_of(call) == (1.5, 7.0)
+
+
+def test_default_timeouts(api: responses.RequestsMock, client: PrisjaktClient) -> None:
+    api.get(f"{API}/events/e1", json={})
+    client.get_event("e1")
+    assert timeout_of(api.calls[0]) == (3.05, 10.0)
+
+
+def test_one_session_is_reused(api: responses.RequestsMock) -> None:
+    api.get(f"{API}/events/e1", json={})
+    with mock.patch("requests.Session", wraps=requests.Session) as session_cls:
+        client = PrisjaktClient()
+        session = client.session
+        with mock.patch.object(session, "request", wraps=session.request) as request:
+            client.get_event("e1")
+            client.get_event("e1")
+            client.get_event("e1")
+    assert session_cls.call_count == 1
+    assert request.call_count == 3
+    assert client.session is session
+
+
+def test_a_given_session_is_used(api: responses.RequestsMock) -> None:
+    session = requests.Session()
+    client = PrisjaktClient(session=session)
+    assert client.session is session
+    assert session.headers["User-Agent"] == f"django-pjpixel/{__version__}"
+    client.close()
+
+
+def test_no_credentials_no_credential_headers(api: responses.RequestsMock) -> None:
+    client = PrisjaktClient(client_id="", client_secret="")
+    api.get(f"{API}/events/e1", json={})
+    client.get_event("e1")
+    headers = api.calls[0].request.headers
+    assert "client-id" not in headers
+    assert "client-secret" not in headers
+
+
+def test_unknown_auth_mode_fails_loudly() -> None:
+    with pytest.raises(PjpixelConfigurationError, match='PJPIXEL\\["AUTH"\\]'):
+        PrisjaktClient(auth="basic")
+
+
+def test_missing_pixel_id_fails_loudly_before_any_request(api: responses.RequestsMock) -> None:
+    with override_settings(PJPIXEL={"CLIENT_ID": "c"}), pytest.raises(PjpixelConfigurationError):
+        PrisjaktClient(pixel_id="").create_event(seed_payload())
+    assert len(api.calls) == 0
+
+
+# -- endpoints ------------------------------------------------------------------
+
+
+def test_endpoints_build_quoted_urls(api: responses.RequestsMock, client: PrisjaktClient) -> None:
+    api.get(re.compile(r"https://api\.pj\.nu/.*"), json={"ok": True})
+
+    client.get_event("a/b c")
+    client.get_click(CLICK_ID)
+    client.get_client()
+    client.get_client("other?x")
+    client.list_pixels("12 3/..")
+
+    assert [c.request.url for c in api.calls] == [
+        f"{API}/events/a%2Fb%20c",
+        f"{API}/clicks/{CLICK_ID}",
+        f"{API}/clients/test-client",
+        f"{API}/clients/other%3Fx",
+        f"{API}/shops/12%203%2F../pixels",
+    ]
+    assert all(c.request.method == "GET" for c in api.calls)
+
+
+def test_get_client_answer(api: responses.RequestsMock, client: PrisjaktClient) -> None:
+    api.get(f"{API}/clients/test-client", json={"id": "test-client", "roles": ["shop_user"]})
+    assert client.get_client().data == {"id": "test-client", "roles": ["shop_user"]}
+
+
+@pytest.mark.parametrize(
+    ("method", "field"),
+    [
+        ("get_event", "event_id"),
+        ("get_click", "click_id"),
+        ("list_pixels", "shop_id"),
+    ],
+)
+def test_empty_path_segments_are_refused(
+    api: responses.RequestsMock, client: PrisjaktClient, method: str, field: str
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        getattr(client, method)("")
+    assert info.value.field == field
+    assert len(api.calls) == 0
+
+
+def test_get_client_without_client_id(api: responses.RequestsMock) -> None:
+    with pytest.raises(InvalidInput) as info:
+        PrisjaktClient(client_id="").get_client()
+    assert info.value.field == "client_id"
+    assert len(api.calls) == 0
+
+
+def test_create_events_patches_a_list(api: responses.RequestsMock, client: PrisjaktClient) -> None:
+    api.patch(EVENTS_URL, status=204)
+    payloads = [seed_payload(), seed_payload(external_event_id="order-2")]
+
+    result = client.create_events(payloads)
+
+    assert result == ApiResult(status=204)
+    assert json.loads(body_of(api.calls[0])) == payloads
+
+
+def test_result_carries_rate_limit(api: responses.RequestsMock, client: PrisjaktClient) -> None:
+    api.post(
+        EVENTS_URL,
+        status=201,
+        headers={
+            "X-RateLimit-Limit": "10000",
+            "X-RateLimit-Remaining": "9999",
+            "X-RateLimit-Reset": "3600000",
+        },
+    )
+    result = client.create_event(seed_payload())
+    assert result.rate_limit == RateLimit(limit=10000, remaining=9999, reset_ms=3_600_000)
+    assert result.data is None
+
+
+def test_success_with_a_non_json_body_is_an_error(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.get(f"{API}/events/e1", body="<html>ok</html>", headers={"request-id": "r9"})
+    with pytest.raises(PrisjaktAPIError) as info:
+        client.get_event("e1")
+    err = info.value
+    assert err.status == 200
+    assert err.retryable is False
+    assert err.request_id == "r9"
+    assert err.body_excerpt == "<html>ok</html>"
+    assert isinstance(err.__cause__, ValueError)
+
+
+# -- error mapping --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "cls", "retryable"),
+    [
+        (400, PrisjaktValidationError, False),
+        (422, PrisjaktValidationError, False),
+        (401, PrisjaktAuthError, False),
+        (403, PrisjaktAuthError, False),
+        (404, PrisjaktNotFound, False),
+        (409, PrisjaktConflict, False),
+        (408, PrisjaktAPIError, True),
+        (425, PrisjaktAPIError, True),
+        (429, PrisjaktRateLimited, True),
+        (500, PrisjaktServerError, True),
+        (502, PrisjaktServerError, True),
+        (503, PrisjaktServerError, True),
+        (504, PrisjaktServerError, True),
+        (501, PrisjaktServerError, False),
+        (418, PrisjaktAPIError, False),
+    ],
+)
+def test_error_mapping(
+    api: responses.RequestsMock,
+    client: PrisjaktClient,
+    status: int,
+    cls: type[PrisjaktAPIError],
+    retryable: bool,
+) -> None:
+    api.post(EVENTS_URL, status=status, json={"title": f"status {status}", "status": status})
+
+    with pytest.raises(cls) as info:
+        client.create_event(seed_payload())
+
+    assert type(info.value) is cls
+    assert info.value.status == status
+    assert info.value.retryable is retryable
+    assert info.value.title == f"status {status}"
+    assert isinstance(info.value, ValueError) is (cls is PrisjaktValidationError)
+
+
+def test_retry_after_seconds(api: responses.RequestsMock, client: PrisjaktClient) -> None:
+    api.post(EVENTS_URL, status=429, headers={"Retry-After": "120", "X-RateLimit-Reset": "5000"})
+    with pytest.raises(PrisjaktRateLimited) as info:
+        client.create_event(seed_payload())
+    assert info.value.retry_after == 120.0
+    assert info.value.retryable is True
+
+
+def test_retry_after_http_date(api: responses.RequestsMock, client: PrisjaktClient) -> None:
+    when = datetime.now(UTC) + timedelta(seconds=300)
+    api.post(EVENTS_URL, status=503, headers={"Retry-After": format_datetime(when, usegmt=True)})
+    with pytest.raises(PrisjaktServerError) as info:
+        client.create_event(seed_payload())
+    assert info.value.retry_after is not None
+    assert 290 <= info.value.retry_after <= 300
+
+
+def test_retry_after_in_the_past_is_now(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.post(EVENTS_URL, status=429, headers={"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"})
+    with pytest.raises(PrisjaktRateLimited) as info:
+        client.create_event(seed_payload())
+    assert info.value.retry_after == 0.0
+
+
+def test_garbage_retry_after_falls_back_to_rate_limit_reset(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.post(
+        EVENTS_URL,
+        status=429,
+        headers={
+            "Retry-After": "soon",
+            "X-RateLimit-Limit": "10000",
+            "X-RateLimit-Remaining": "0",
+            "X-RateLimit-Reset": "1500",
+        },
+    )
+    with pytest.raises(PrisjaktRateLimited) as info:
+        client.create_event(seed_payload())
+    err = info.value
+    assert err.retry_after == 1.5
+    assert err.rate_limit == RateLimit(limit=10000, remaining=0, reset_ms=1500)
+
+
+def test_rate_limit_reset_is_only_a_hint_for_429(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.post(EVENTS_URL, status=503, headers={"X-RateLimit-Reset": "1500"})
+    with pytest.raises(PrisjaktServerError) as info:
+        client.create_event(seed_payload())
+    assert info.value.retry_after is None
+    assert info.value.rate_limit == RateLimit(reset_ms=1500)
+
+
+def test_429_without_any_hint(api: responses.RequestsMock, client: PrisjaktClient) -> None:
+    api.post(EVENTS_URL, status=429)
+    with pytest.raises(PrisjaktRateLimited) as info:
+        client.create_event(seed_payload())
+    assert info.value.retry_after is None
+    assert info.value.rate_limit is None
+
+
+NOW = datetime(2025, 3, 13, 10, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("120", 120.0),
+        (" 0 ", 0.0),
+        ("Thu, 13 Mar 2025 10:02:00 GMT", 120.0),
+        ("Thu, 13 Mar 2025 10:02:00 -0000", 120.0),
+        ("Thu, 13 Mar 2025 11:02:00 +0100", 120.0),
+        ("Thu, 13 Mar 2025 09:00:00 GMT", 0.0),
+        ("soon", None),
+        ("", None),
+        ("-5", None),
+        ("1.5", None),
+        ("²", None),
+        ("١٢٠", None),
+        ("9" * 400, None),
+        ("Mon, 01 Jan 99999999999999999999 00:00:00 GMT", None),
+        ("Mon, 32 Jan 2025 00:00:00 GMT", None),
+        ("Mon, 01 Jan 2025 00:00:00 +9999", None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    assert parse_retry_after(value, now=NOW) == expected
+
+
+def test_html_502_gives_a_useful_error(api: responses.RequestsMock, client: PrisjaktClient) -> None:
+    page = (
+        "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+        "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+        "</body>\r\n</html>\r\n"
+    )
+    api.post(EVENTS_URL, status=502, body=page, content_type="text/html")
+
+    with pytest.raises(PrisjaktServerError) as info:
+        client.create_event(seed_payload())
+
+    err = info.value
+    assert err.status == 502
+    assert err.retryable is True
+    assert err.title is None
+    assert err.body_excerpt is not None
+    assert "502 Bad Gateway" in err.body_excerpt
+    assert "\n" not in err.body_excerpt
+    text = str(err)
+    assert "HTTP 502" in text
+    assert "<title>502 Bad Gateway</title>" in text
+    assert err.as_record()["detail"] == err.body_excerpt
+
+
+def test_request_id_header_when_the_body_has_none(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.post(EVENTS_URL, status=500, body="", headers={"request-id": "from-header"})
+    with pytest.raises(PrisjaktServerError) as info:
+        client.create_event(seed_payload())
+    assert info.value.request_id == "from-header"
+    assert info.value.body_excerpt is None
+
+
+@pytest.mark.parametrize(
+    ("exc", "cls"),
+    [
+        (requests.ConnectTimeout("connect timed out"), PrisjaktTimeout),
+        (requests.ReadTimeout("read timed out"), PrisjaktTimeout),
+        (requests.ConnectionError("connection refused"), PrisjaktConnectionError),
+        (requests.exceptions.SSLError("bad certificate"), PrisjaktConnectionError),
+        (requests.exceptions.ChunkedEncodingError("cut short"), PrisjaktConnectionError),
+    ],
+)
+def test_network_errors_are_retryable_and_chained(
+    api: responses.RequestsMock,
+    client: PrisjaktClient,
+    exc: Exception,
+    cls: type[PrisjaktAPIError],
+) -> None:
+    api.post(EVENTS_URL, body=exc)
+
+    with pytest.raises(cls) as info:
+        client.create_event(seed_payload())
+
+    err = info.value
+    assert type(err) is cls
+    assert err.retryable is True
+    assert err.status is None
+    assert err.__cause__ is exc
+    assert f"POST /click-conversion/pixels/{PIXEL}/events" in str(err)
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_redirects_are_never_followed(
+    api: responses.RequestsMock, client: PrisjaktClient, status: int
+) -> None:
+    api.post(EVENTS_URL, status=status, headers={"Location": "https://evil.example/steal"})
+    stolen = api.post("https://evil.example/steal", status=201)
+    stolen_get = api.get("https://evil.example/steal", status=200)
+
+    with pytest.raises(PrisjaktRedirectRefused) as info:
+        client.create_event(seed_payload())
+
+    assert info.value.status == status
+    assert info.value.retryable is False
+    assert len(api.calls) == 1
+    assert stolen.call_count == 0
+    assert stolen_get.call_count == 0
+
+
+# -- the secret -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"title": f"bad secret {SECRET}", "detail": SECRET, "type": SECRET}),
+        json.dumps({"field_errors": {SECRET: {"message": SECRET, "value": [SECRET, -1, None]}}}),
+        json.dumps({"context": {"request-id": SECRET}, "instance": SECRET}),
+        # JSON escapes: the bytes of the body do not hold the secret, its text does.
+        '{"detail": "' + "".join(f"\\u{ord(ch):04x}" for ch in SECRET) + '"}',
+        json.dumps({"detail": f"got {SECRET}"}).encode("utf-16"),
+        f"<html>client-secret: {SECRET}</html>",
+        f"<html>{SECRET[:5]}\x00{SECRET[5:]}</html>",
+        f"<html>{'x' * 190}{SECRET}</html>",
+        f"<html>{SECRET}".encode("utf-16-le"),
+    ],
+)
+@pytest.mark.parametrize("status", [400, 401, 500, 200])
+def test_the_secret_never_shows(
+    api: responses.RequestsMock, client: PrisjaktClient, body: str | bytes, status: int
+) -> None:
+    api.get(f"{API}/events/e1", status=status, body=body)
+
+    shown: list[str] = [repr(client), str(client)]
+    try:
+        client.get_event("e1")
+    except PrisjaktAPIError as err:
+        shown += [str(err), repr(err), repr(err.problem), str(err.as_record()), err.message]
+        shown.append(err.body_excerpt or "")
+    else:
+        shown.append(f"success {status}")
+
+    assert not [text for text in shown if SECRET in text or SECRET[:10] in text]
+    assert status == 200 or "success" not in shown[-1]
+
+
+@pytest.mark.parametrize(
+    ("status", "body"), [(500, ""), (500, "{}"), (500, "<html>oops</html>"), (200, "<html>")]
+)
+def test_the_secret_echoed_as_request_id_never_shows(
+    api: responses.RequestsMock, client: PrisjaktClient, status: int, body: str
+) -> None:
+    api.get(f"{API}/events/e1", status=status, body=body, headers={"request-id": f"x {SECRET}"})
+
+    with pytest.raises(PrisjaktAPIError) as info:
+        client.get_event("e1")
+
+    assert SECRET not in str(info.value)
+    assert info.value.request_id == "x ***"
+
+
+def test_deeply_nested_field_errors_with_the_secret(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    depth = 700
+    body = (
+        f'{{"title": "{SECRET}", "field_errors": {{"amount": {{"message": "bad", "value": '
+        + "[" * depth
+        + f'"{SECRET}"'
+        + "]" * depth
+        + "}}}"
+    )
+    api.get(f"{API}/events/e1", status=400, body=body)
+
+    with pytest.raises(PrisjaktValidationError) as info:
+        client.get_event("e1")
+
+    assert info.value.title == "***"
+    assert SECRET not in str(info.value)
+
+
+def test_the_secret_is_sent_only_as_its_header(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.get(f"{API}/events/e1", json={})
+    client.get_event("e1")
+    request = api.calls[0].request
+    assert request.headers["client-secret"] == SECRET
+    assert SECRET not in str(request.url)
+    assert request.body is None
+
+
+# -- OAuth2 ---------------------------------------------------------------------
+
+
+TOKEN_FORM = {
+    "grant_type": "client_credentials",
+    "client_id": "test-client",
+    "client_secret": SECRET,
+}
+
+
+@pytest.fixture
+def oauth() -> PrisjaktClient:
+    with override_settings(
+        PJPIXEL={
+            "PIXEL_ID": PIXEL,
+            "CLIENT_ID": "test-client",
+            "CLIENT_SECRET": SECRET,
+            "AUTH": "oauth2",
+        }
+    ):
+        return PrisjaktClient()
+
+
+def add_token(api: responses.RequestsMock, token: str, **extra: Any) -> responses.BaseResponse:
+    body = {"access_token": token, "expires_in": 86399, "token_type": "bearer", **extra}
+    return api.post(TOKEN_URL, json=body, match=[matchers.urlencoded_params_matcher(TOKEN_FORM)])
+
+
+def test_oauth2_token_fetched_once_and_used(
+    api: responses.RequestsMock, oauth: PrisjaktClient
+) -> None:
+    token = add_token(api, "tok-1")
+    events = api.post(
+        EVENTS_URL,
+        status=201,
+        match=[matchers.header_matcher({"Authorization": "Bearer tok-1"})],
+    )
+
+    oauth.create_event(seed_payload())
+    oauth.create_event(seed_payload())
+
+    assert token.call_count == 1
+    assert events.call_count == 2
+    token_request = api.calls[0].request
+    assert token_request.method == "POST"
+    assert token_request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert parse_qs(str(token_request.body)) == {k: [v] for k, v in TOKEN_FORM.items()}
+    for call in api.calls[1:]:
+        assert "client-secret" not in call.request.headers
+        assert call.request.headers["client-id"] == "test-client"
+    assert SECRET not in repr(oauth)
+
+
+def test_oauth2_token_renewed_when_about_to_expire(
+    api: responses.RequestsMock, oauth: PrisjaktClient
+) -> None:
+    token = add_token(api, "short", expires_in=30)
+    api.get(f"{API}/events/e1", json={})
+    oauth.get_event("e1")
+    oauth.get_event("e1")
+    assert token.call_count == 2
+
+
+def test_oauth2_token_without_lifetime_is_kept(
+    api: responses.RequestsMock, oauth: PrisjaktClient
+) -> None:
+    token = api.post(TOKEN_URL, json={"access_token": "tok"})
+    api.get(f"{API}/events/e1", json={})
+    oauth.get_event("e1")
+    oauth.get_event("e1")
+    assert token.call_count == 1
+
+
+def test_oauth2_401_fetches_a_new_token_once(
+    api: responses.RequestsMock, oauth: PrisjaktClient
+) -> None:
+    api.post(TOKEN_URL, json={"access_token": "tok-1", "expires_in": 86399})
+    api.post(TOKEN_URL, json={"access_token": "tok-2", "expires_in": 86399})
+    api.post(
+        EVENTS_URL, status=401, match=[matchers.header_matcher({"Authorization": "Bearer tok-1"})]
+    )
+    api.post(
+        EVENTS_URL, status=201, match=[matchers.header_matcher({"Authorization": "Bearer tok-2"})]
+    )
+
+    assert oauth.create_event(seed_payload()).status == 201
+
+    assert [(c.request.method, c.request.url) for c in api.calls] == [
+        ("POST", TOKEN_URL),
+        ("POST", EVENTS_URL),
+        ("POST", TOKEN_URL),
+        ("POST", EVENTS_URL),
+    ]
+    assert json.loads(body_of(api.calls[3])) == json.loads(body_of(api.calls[1]))
+
+
+def test_oauth2_second_401_is_an_auth_error(
+    api: responses.RequestsMock, oauth: PrisjaktClient
+) -> None:
+    api.post(TOKEN_URL, json={"access_token": "tok", "expires_in": 86399})
+    api.post(EVENTS_URL, status=401, json={"title": "Unauthorized"})
+
+    with pytest.raises(PrisjaktAuthError) as info:
+        oauth.create_event(seed_payload())
+
+    assert info.value.status == 401
+    assert len(api.calls) == 4
+
+
+def test_header_auth_does_not_retry_401(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.post(EVENTS_URL, status=401)
+    with pytest.raises(PrisjaktAuthError):
+        client.create_event(seed_payload())
+    assert len(api.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"status": 401, "json": {"error": "invalid_client"}},
+        {"status": 403, "body": ""},
+        {"status": 400, "json": {"error": "invalid_request", "error_description": SECRET}},
+        {"status": 200, "json": {"token_type": "bearer"}},
+        {"status": 200, "json": {"access_token": ""}},
+        {"status": 200, "json": ["tok"]},
+    ],
+)
+def test_token_endpoint_refusing_is_an_auth_error(
+    api: responses.RequestsMock, oauth: PrisjaktClient, answer: dict[str, Any]
+) -> None:
+    api.post(TOKEN_URL, **answer)
+    events = api.post(EVENTS_URL, status=201)
+
+    with pytest.raises(PrisjaktAuthError) as info:
+        oauth.create_event(seed_payload())
+
+    assert info.value.status == answer["status"]
+    assert info.value.retryable is False
+    assert events.call_count == 0
+    assert SECRET not in str(info.value)
+    assert SECRET not in repr(info.value)
+
+
+@pytest.mark.parametrize(
+    ("answer", "cls", "retryable"),
+    [
+        ({"status": 503, "body": "down"}, PrisjaktServerError, True),
+        (
+            {"status": 302, "headers": {"Location": "https://evil.example/"}},
+            PrisjaktRedirectRefused,
+            False,
+        ),
+        ({"status": 200, "body": f"<html>{SECRET}</html>"}, PrisjaktAPIError, False),
+        ({"body": requests.ReadTimeout()}, PrisjaktTimeout, True),
+        ({"body": requests.ConnectionError()}, PrisjaktConnectionError, True),
+    ],
+)
+def test_token_endpoint_failures(
+    api: responses.RequestsMock,
+    oauth: PrisjaktClient,
+    answer: dict[str, Any],
+    cls: type[PrisjaktAPIError],
+    retryable: bool,
+) -> None:
+    api.post(TOKEN_URL, **answer)
+    events = api.post(EVENTS_URL, status=201)
+
+    with pytest.raises(cls) as info:
+        oauth.create_event(seed_payload())
+
+    assert type(info.value) is cls
+    assert info.value.retryable is retryable
+    assert events.call_count == 0
+    assert SECRET not in str(info.value)
+    assert len(api.calls) == 1
+    if isinstance(answer.get("body"), Exception):
+        assert info.value.__cause__ is answer["body"]
+
+
+# -- listing --------------------------------------------------------------------
+
+
+START = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        (START, START + timedelta(days=60, seconds=1), "to"),
+        (START, START + timedelta(days=61), "to"),
+        (START, START - timedelta(seconds=1), "to"),
+        (START.replace(tzinfo=None), START + timedelta(days=1), "from"),
+        (START, (START + timedelta(days=1)).replace(tzinfo=None), "to"),
+        ("2025-01-01", START, "from"),
+    ],
+)
+def test_listing_ranges_refused_before_any_request(
+    api: responses.RequestsMock,
+    client: PrisjaktClient,
+    start: Any,
+    end: Any,
+    field: str,
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        client.list_events(start=start, end=end)
+    assert info.value.field == field
+    with pytest.raises(InvalidInput):
+        list(client.iter_events(start=start, end=end))
+    assert len(api.calls) == 0
+
+
+@pytest.mark.parametrize("page", [0, -1, True, "2", 1.0])
+def test_listing_page_must_be_a_whole_number(
+    api: responses.RequestsMock, client: PrisjaktClient, page: Any
+) -> None:
+    with pytest.raises(InvalidInput) as info:
+        client.list_events(start=START, end=START, page=page)
+    assert info.value.field == "page"
+    assert len(api.calls) == 0
+
+
+def test_sixty_days_exactly_is_allowed() -> None:
+    check_range(START, START + timedelta(days=60))
+
+
+def test_listing_query(api: responses.RequestsMock, client: PrisjaktClient) -> None:
+    api.get(EVENTS_URL, json=[], headers={"X-RateLimit-Remaining": "5", "request-id": "r1"})
+    stockholm = ZoneInfo("Europe/Stockholm")
+
+    page = client.list_events(
+        start=datetime(2023, 4, 1, 19, 32, 28, 500000, tzinfo=stockholm),
+        end=SEED_END,
+        page=3,
+    )
+
+    assert api.calls[0].request.url == (
+        f"{EVENTS_URL}?from=2023-04-01T17%3A32%3A28.500Z&to=2023-04-21T17%3A32%3A28.000Z&page=3"
+    )
+    assert page.page == 3
+    assert page.rate_limit == RateLimit(remaining=5)
+    assert page.request_id == "r1"
+
+
+EVENT_A = {"id": "a", "event_name": "purchase", "data": {"amount": 1}}
+EVENT_B = {"id": "b", "event_name": "purchase", "data": {"amount": 2}}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        [EVENT_A, EVENT_B],
+        {"events": [EVENT_A, EVENT_B], "total": 2},
+        {"data": [EVENT_A, EVENT_B], "links": {}},
+        {"items": [EVENT_A, EVENT_B]},
+        {"results": [EVENT_A, EVENT_B]},
+        {"page": 1, "something": [EVENT_A, EVENT_B]},
+        [EVENT_A, "junk", 3, None, EVENT_B],
+    ],
+)
+def test_listing_bodies(api: responses.RequestsMock, client: PrisjaktClient, body: Any) -> None:
+    api.get(EVENTS_URL, json=body)
+    assert client.list_events(start=START, end=START).events == [EVENT_A, EVENT_B]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        json.dumps({"count": 2}),
+        json.dumps({"a": [], "b": []}),
+        json.dumps("events"),
+        json.dumps(None),
+        "<html>not json</html>",
+        "",
+        "[" * 100_000,
+        "[" * 100_000 + "]" * 100_000,
+    ],
+)
+def test_listing_garbage_is_an_api_error(
+    api: responses.RequestsMock, client: PrisjaktClient, body: str
+) -> None:
+    api.get(EVENTS_URL, body=body)
+    with pytest.raises(PrisjaktAPIError) as info:
+        client.list_events(start=START, end=START)
+    assert info.value.retryable is False
+
+
+def pages_callback(
+    pages: dict[int, tuple[list[dict[str, Any]], str | None]],
+) -> Any:
+    """A listing whose page ``n`` holds ``pages[n]``: events and a Link header."""
+
+    def callback(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        number = int(query_of(str(request.url)).get("page", ["1"])[0])
+        events, link = pages[number]
+        headers = {"Link": link} if link else {}
+        return 200, headers, json.dumps(events)
+
+    return callback
+
+
+def next_link(page: int, base: str = EVENTS_URL) -> str:
+    return f'<{base}?page={page}>; rel="next"'
+
+
+def test_iter_events_follows_next_and_deduplicates(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    c = {"id": "c"}
+    api.add_callback(
+        responses.GET,
+        EVENTS_URL,
+        callback=pages_callback(
+            {
+                1: ([EVENT_A, EVENT_B], next_link(2) + ', <https://x.example/>; rel="last"'),
+                2: ([EVENT_B, c], f'<?page=3>; rel="next", <{EVENTS_URL}?page=1>; rel="first"'),
+                3: ([c, EVENT_A, {"no": "id"}, {"no": "id"}], None),
+            }
+        ),
+    )
+
+    events = list(client.iter_events(start=START, end=START + timedelta(days=1)))
+
+    assert events == [EVENT_A, EVENT_B, c, {"no": "id"}]
+    assert [query_of(str(call.request.url))["page"] for call in api.calls] == [["1"], ["2"], ["3"]]
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        next_link(2, f"https://evil.example/click-conversion/pixels/{PIXEL}/events"),
+        next_link(2, f"http://api.pj.nu/click-conversion/pixels/{PIXEL}/events"),
+        next_link(2, f"https://user:pw@api.pj.nu/click-conversion/pixels/{PIXEL}/events"),
+        next_link(2, f"https://user@api.pj.nu/click-conversion/pixels/{PIXEL}/events"),
+        next_link(2, f"https://api.pj.nu:8443/click-conversion/pixels/{PIXEL}/events"),
+        next_link(2, f"https://api.pj.nu:443/click-conversion/pixels/{PIXEL}/events"),
+        next_link(2, f"https://api.pj.nu.evil.example/click-conversion/pixels/{PIXEL}/events"),
+        next_link(2, "https://api.pj.nu/admin/events"),
+        next_link(2, "https://api.pj.nu/click-conversionX/events"),
+        next_link(2, "https://api.pj.nu/click-conversion/../admin"),
+        next_link(2, "https://api.pj.nu/click-conversion/%2e%2e/admin"),
+        '<//evil.example/x?page=2>; rel="next"',
+        '<../../../admin?page=2>; rel="next"',
+        '<https://[::1]/click-conversion/x?page=2>; rel="next"',
+        '<https://[::1/click-conversion/x?page=2>; rel="next"',
+        '<https://api.pj.nu:99999/click-conversion/x?page=2>; rel="next"',
+        '<javascript:alert(1)>; rel="next"',
+        '<mailto:x@api.pj.nu>; rel="next"',
+        "garbage",
+        "<>; rel=next",
+        '<https://api.pj.nu/click-conversion/pixels/x/events?page=2\\r\\nX: y>; rel="next"',
+    ],
+)
+def test_iter_events_refuses_links_off_the_origin(
+    api: responses.RequestsMock, client: PrisjaktClient, link: str
+) -> None:
+    api.add_callback(
+        responses.GET,
+        re.compile(r".*"),
+        callback=pages_callback({1: ([EVENT_A], link), 2: ([EVENT_B], None)}),
+    )
+
+    assert list(client.iter_events(start=START, end=START)) == [EVENT_A]
+    assert len(api.calls) == 1
+
+
+def test_iter_events_accepts_relative_and_same_origin_links(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.add_callback(
+        responses.GET,
+        EVENTS_URL,
+        callback=pages_callback(
+            {
+                1: ([EVENT_A], '<events?page=2>; rel="next"'),
+                2: (
+                    [EVENT_B],
+                    next_link(3, f"HTTPS://API.PJ.NU/click-conversion/pixels/{PIXEL}/events"),
+                ),
+                3: ([{"id": "c"}], None),
+            }
+        ),
+    )
+    assert [e["id"] for e in client.iter_events(start=START, end=START)] == ["a", "b", "c"]
+    assert len(api.calls) == 3
+
+
+def test_iter_events_stops_on_a_repeated_url(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    first = client._list_url(START, START, 1)
+    api.add_callback(
+        responses.GET,
+        EVENTS_URL,
+        callback=pages_callback(
+            {
+                1: ([EVENT_A], next_link(2)),
+                2: ([EVENT_B], f'<{first}>; rel="next"'),
+            }
+        ),
+    )
+    assert list(client.iter_events(start=START, end=START)) == [EVENT_A, EVENT_B]
+    assert len(api.calls) == 2
+
+
+def test_iter_events_stops_on_a_page_linking_itself(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.add_callback(
+        responses.GET,
+        EVENTS_URL,
+        callback=pages_callback({1: ([EVENT_A], next_link(2)), 2: ([EVENT_B], next_link(2))}),
+    )
+    assert list(client.iter_events(start=START, end=START)) == [EVENT_A, EVENT_B]
+    assert len(api.calls) == 2
+
+
+def endless(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+    number = int(query_of(str(request.url))["page"][0])
+    return 200, {"Link": next_link(number + 1)}, json.dumps([{"id": str(number)}])
+
+
+def test_iter_events_stops_at_the_page_cap(api: responses.RequestsMock) -> None:
+    api.add_callback(responses.GET, EVENTS_URL, callback=endless)
+    client = PrisjaktClient(max_pages=3)
+
+    assert [e["id"] for e in client.iter_events(start=START, end=START)] == ["1", "2", "3"]
+    assert len(api.calls) == 3
+
+
+def test_page_cap_from_settings(api: responses.RequestsMock) -> None:
+    api.add_callback(responses.GET, EVENTS_URL, callback=endless)
+    with override_settings(PJPIXEL={"PIXEL_ID": PIXEL, "MAX_PAGES": 5}):
+        client = PrisjaktClient()
+    assert len(list(client.iter_events(start=START, end=START))) == 5
+    assert len(api.calls) == 5
+
+
+def test_page_numbers_come_only_from_a_page_parameter(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    links = ", ".join(
+        [
+            f'<{EVENTS_URL}?cursor=x&page=2>; rel="next"',
+            f'<{EVENTS_URL}?page=0>; rel="prev"',
+            f'<{EVENTS_URL}?page=zz>; rel="last"',
+            f'<{EVENTS_URL}?cursor=y>; rel="first"',
+        ]
+    )
+    api.get(EVENTS_URL, json=[], headers={"Link": links})
+
+    page = client.list_events(start=START, end=START)
+
+    assert (page.first, page.prev, page.next, page.last) == (None, None, 2, None)
+    assert set(page.links) == {"first", "prev", "next", "last"}
+
+
+def test_unparsable_link_header_is_ignored(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.get(EVENTS_URL, json=[EVENT_A], headers={"Link": "<"})
+    with mock.patch.object(
+        requests.Response, "links", new_callable=mock.PropertyMock, side_effect=ValueError
+    ):
+        page = client.list_events(start=START, end=START)
+    assert page.links == {}
+    assert page.events == [EVENT_A]
+
+
+def test_iter_events_error_on_a_later_page(
+    api: responses.RequestsMock, client: PrisjaktClient
+) -> None:
+    api.get(EVENTS_URL, json=[EVENT_A], headers={"Link": next_link(2)})
+    api.get(EVENTS_URL, status=503, body="busy")
+    events = client.iter_events(start=START, end=START)
+    assert next(events) == EVENT_A
+    with pytest.raises(PrisjaktServerError):
+        next(events)
+
+
+# -- get_client -----------------------------------------------------------------
+
+
+def test_get_client_is_one_per_thread() -> None:
+    first = get_client()
+    assert get_client() is first
+    assert first.pixel_id == PIXEL
+
+    others: list[PrisjaktClient] = []
+    thread = threading.Thread(target=lambda: others.append(get_client()))
+    thread.start()
+    thread.join()
+    assert others[0] is not first
+    assert get_client() is first
+
+
+def test_get_client_follows_settings_changes() -> None:
+    before = get_client()
+    with override_settings(
+        PJPIXEL={"PIXEL_ID": "other-pixel", "CLIENT_ID": "c2", "CLIENT_SECRET": "s2"}
+    ):
+        during = get_client()
+        assert during is not before
+        assert during.pixel_id == "other-pixel"
+        assert during.client_id == "c2"
+        assert get_client() is during
+    after = get_client()
+    assert after is not during
+    assert after.pixel_id == PIXEL
+
+
+def test_get_client_follows_timeout_changes() -> None:
+    before = get_client()
+    with override_settings(PJPIXEL={"PIXEL_ID": PIXEL, "READ_TIMEOUT": 99}):
+        assert get_client() is not before
+        assert get_client().timeout == (3.05, 99.0)
+
+
+@pytest.mark.parametrize("method", ["create_event", "create_events"])
+def test_a_write_accepted_with_an_unreadable_body_is_still_accepted(method: str) -> None:
+    """A 2xx to a write means Prisjakt has the event, whatever its body says."""
+    client = PrisjaktClient()
+    with responses.RequestsMock() as mock:
+        mock.add(
+            responses.POST if method == "create_event" else responses.PATCH,
+            f"{API}/pixels/{PIXEL}/events",
+            body="<html>created</html>",
+            status=201 if method == "create_event" else 200,
+        )
+        payload = {"event_name": "purchase"}
+        result = (
+            client.create_event(payload)
+            if method == "create_event"
+            else client.create_events([payload])
+        )
+    assert result.status in (200, 201)
+    assert result.data is None
