@@ -530,7 +530,8 @@ def check_range(start: datetime, end: datetime) -> None:
             raise InvalidInput(name, "must be an aware datetime")
     if end < start:
         raise InvalidInput("to", "must not be before from")
-    if end - start > MAX_LIST_RANGE:
+    # In UTC: within one zone, aware subtraction ignores a daylight-saving change.
+    if end.astimezone(timezone.utc) - start.astimezone(timezone.utc) > MAX_LIST_RANGE:
         raise InvalidInput("to", "the range may span at most 60 days")
 
 

@@ -1344,3 +1344,15 @@ def test_a_write_accepted_with_an_unreadable_body_is_still_accepted(method: str)
         )
     assert result.status in (200, 201)
     assert result.data is None
+
+
+def test_the_60_day_limit_counts_real_hours_across_a_clock_change() -> None:
+    """60 local days over the autumn change are 60 days and an hour: refused, unsent."""
+    stockholm = ZoneInfo("Europe/Stockholm")
+    start = datetime(2026, 9, 1, tzinfo=stockholm)
+    client = PrisjaktClient()
+    with responses.RequestsMock() as mock:
+        with pytest.raises(InvalidInput) as excinfo:
+            client.list_events(start=start, end=start + timedelta(days=60))
+        assert not mock.calls
+    assert excinfo.value.field == "to"
