@@ -1,0 +1,103 @@
+"""``manage.py pjpixel_check``: can this shop report purchases to Prisjakt?
+
+Reaches the API with the configured credentials, tells who they are and their
+roles, whether the pixel exists and whether it can be written; exit status 0
+when everything is in order, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from django_pjpixel.client import PrisjaktClient, get_client
+from django_pjpixel.conf import pjpixel_settings
+from django_pjpixel.exceptions import (
+    PjpixelConfigurationError,
+    PrisjaktAPIError,
+    PrisjaktConnectionError,
+    PrisjaktTimeout,
+)
+
+WRITER_ROLES = ("event_publisher", "admin")
+
+
+class Command(BaseCommand):
+    help = "Check the Prisjakt credentials and pixel: who they are, roles, pixel, writable."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        conf = pjpixel_settings
+        self.stdout.write(_("API: %(url)s") % {"url": conf.API_URL})
+        self.stdout.write(_("Pixel: %(pixel)s") % {"pixel": conf.PIXEL_ID or "-"})
+        self.stdout.write(_("Client id: %(client)s") % {"client": conf.CLIENT_ID or "-"})
+        try:
+            client = get_client()
+            roles = self.check_credentials(client)
+            pixel_ok = self.check_pixel(client)
+        except PjpixelConfigurationError as err:
+            raise CommandError(_("The settings are incomplete: %s") % err) from err
+        writable = any(role in WRITER_ROLES for role in roles or ())
+        if writable:
+            self.stdout.write(self.style.SUCCESS(_("The credentials may send events.")))
+        elif roles is not None:
+            self.stderr.write(
+                _("The credentials may not send events: that needs the role %(roles)s.")
+                % {"roles": " / ".join(WRITER_ROLES)}
+            )
+        if not (pixel_ok and writable):
+            raise CommandError(_("Prisjakt conversion tracking is not ready."))
+        self.stdout.write(self.style.SUCCESS(_("Prisjakt conversion tracking is ready.")))
+
+    def check_credentials(self, client: PrisjaktClient) -> list[str] | None:
+        """The roles of the credentials; None when the API would not say."""
+        try:
+            result = client.get_client()
+        except PrisjaktAPIError as err:
+            self.stderr.write(_("Credentials: %s") % describe(err, _("the client id")))
+            return None
+        data = result.data if isinstance(result.data, dict) else {}
+        roles = [role for role in data.get("roles") or [] if isinstance(role, str)]
+        who = data.get("id") if isinstance(data.get("id"), str) else client.client_id
+        self.stdout.write(_("Credentials: client %(who)s") % {"who": who})
+        self.stdout.write(
+            _("Roles: %(roles)s") % {"roles": ", ".join(roles) if roles else _("none")}
+        )
+        return roles
+
+    def check_pixel(self, client: PrisjaktClient) -> bool:
+        end = timezone.now()
+        try:
+            client.list_events(start=end - timedelta(days=1), end=end)
+        except PrisjaktAPIError as err:
+            self.stderr.write(_("Pixel: %s") % describe(err, _("the pixel")))
+            return False
+        self.stdout.write(
+            self.style.SUCCESS(_("Pixel %(pixel)s exists.") % {"pixel": client.pixel_id})
+        )
+        return True
+
+
+def describe(err: PrisjaktAPIError, what: str) -> str:
+    """One line for an error answer, naming the likely cause."""
+    if isinstance(err, PrisjaktTimeout):
+        text = _("the request to Prisjakt timed out")
+    elif isinstance(err, PrisjaktConnectionError):
+        text = _("Prisjakt could not be reached (%(error)s)") % {"error": err.message}
+    elif err.status == 401:
+        text = _("HTTP 401: Prisjakt refused the credentials; check CLIENT_ID and CLIENT_SECRET")
+    elif err.status == 403:
+        text = _("HTTP 403: the credentials lack the role for this")
+    elif err.status == 404:
+        text = _("HTTP 404: Prisjakt does not know %(what)s") % {"what": what}
+    elif err.status is not None:
+        text = _("HTTP %(status)d") % {"status": err.status}
+    else:
+        text = err.message
+    extra = [value for value in (err.title, err.detail) if value]
+    if err.request_id:
+        extra.append(_("request id %(id)s") % {"id": err.request_id})
+    return " — ".join([text, *extra])

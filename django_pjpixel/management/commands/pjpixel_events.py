@@ -1,0 +1,99 @@
+"""``manage.py pjpixel_events --from YYYY-MM-DD --to YYYY-MM-DD [--format csv|json]``.
+
+Every page of the pixel's events in the range (whole days in the current time
+zone), each event once, streamed to stdout as it arrives: CSV rows, or one
+JSON array written element by element.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from argparse import ArgumentParser, ArgumentTypeError
+from datetime import date, datetime
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
+
+from django_pjpixel.client import get_client
+from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, PrisjaktAPIError
+from django_pjpixel.management.commands.pjpixel_check import describe
+from django_pjpixel.views import DATE_FORMAT, check_days
+
+CSV_COLUMNS = (
+    "id",
+    "click_id",
+    "external_event_id",
+    "event_name",
+    "event_time",
+    "amount",
+    "currency",
+    "number_of_items",
+)
+
+
+def day(value: str) -> date:
+    try:
+        return datetime.strptime(value, DATE_FORMAT).date()
+    except ValueError as err:
+        raise ArgumentTypeError(f"{value!r} is not a date as YYYY-MM-DD") from err
+
+
+class Command(BaseCommand):
+    help = "Write the pixel's events at Prisjakt between two dates (at most 60 days) to stdout."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--from", dest="first", type=day, required=True, help="YYYY-MM-DD")
+        parser.add_argument("--to", dest="last", type=day, required=True, help="YYYY-MM-DD")
+        parser.add_argument("--format", choices=("csv", "json"), default="csv")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            start, end = check_days(options["first"], options["last"])
+        except InvalidInput as err:
+            raise CommandError(err.message) from err
+        try:
+            events = get_client().iter_events(start=start, end=end)
+            if options["format"] == "json":
+                self.write_json(events)
+            else:
+                self.write_csv(events)
+        except PrisjaktAPIError as err:
+            raise CommandError(describe(err, _("the pixel"))) from err
+        except PjpixelConfigurationError as err:
+            raise CommandError(_("The settings are incomplete: %s") % err) from err
+
+    def write_csv(self, events: Any) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(CSV_COLUMNS)
+        for event in events:
+            data = event.get("data") if isinstance(event.get("data"), dict) else {}
+            writer.writerow(
+                [_cell(event.get(name)) for name in CSV_COLUMNS[:5]]
+                + [_cell(data.get(name)) for name in CSV_COLUMNS[5:]]
+            )
+            self.flush(buffer)
+        self.flush(buffer)
+
+    def write_json(self, events: Any) -> None:
+        separator = "[\n"
+        for event in events:
+            self.stdout.write(separator + json.dumps(event, ensure_ascii=False), ending="")
+            self.stdout.flush()
+            separator = ",\n"
+        self.stdout.write("[]\n" if separator == "[\n" else "\n]\n", ending="")
+
+    def flush(self, buffer: io.StringIO) -> None:
+        self.stdout.write(buffer.getvalue(), ending="")
+        self.stdout.flush()
+        buffer.seek(0)
+        buffer.truncate()
+
+
+def _cell(value: Any) -> str:
+    if value is None or isinstance(value, (dict, list)):
+        return "" if value is None else json.dumps(value, ensure_ascii=False)
+    return str(value)

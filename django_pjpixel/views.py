@@ -1,0 +1,377 @@
+"""The "Prisjakt events" admin view: what Prisjakt has recorded for the pixel.
+
+Served by ``ConversionEventAdmin.get_urls()`` through ``admin_site.admin_view``;
+this module holds the form, the one-page fetch and what the template shows.
+One API request per page shown: only page numbers travel in the admin's own
+URLs, never the API's, and the summary covers the shown page only (a whole
+range could take up to ``MAX_PAGES`` requests per view).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from datetime import timezone as dt_timezone
+from decimal import Decimal
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from django_pjpixel.client import MAX_LIST_RANGE, EventPage, check_range, get_client
+from django_pjpixel.conf import pjpixel_settings
+from django_pjpixel.exceptions import (
+    InvalidInput,
+    PjpixelConfigurationError,
+    PrisjaktAPIError,
+    PrisjaktConnectionError,
+    PrisjaktTimeout,
+)
+from django_pjpixel.models import ConversionEvent
+
+if TYPE_CHECKING:
+    from django.contrib.admin import ModelAdmin
+
+MAX_DAYS = MAX_LIST_RANGE.days
+DEFAULT_DAYS = 7
+DATE_FORMAT = "%Y-%m-%d"
+
+# The chart's geometry, in SVG user units.
+CHART_HEIGHT = 120
+CHART_BAR = 12
+CHART_GAP = 4
+CHART_LABEL = 18
+
+
+def day_range(first: date, last: date) -> tuple[datetime, datetime]:
+    """Whole days in the current time zone: ``first`` 00:00 to the end of ``last``."""
+    zone = timezone.get_current_timezone()
+    start = timezone.make_aware(datetime.combine(first, time.min), zone)
+    end = timezone.make_aware(datetime.combine(last, time.max), zone)
+    return start, end
+
+
+def check_days(first: date, last: date) -> tuple[datetime, datetime]:
+    """The range of whole days, or ``InvalidInput`` for what the API would refuse."""
+    if last < first:
+        raise InvalidInput("to", gettext("The end date must not be before the start date."))
+    if (last - first).days + 1 > MAX_DAYS:
+        raise InvalidInput(
+            "to", gettext("The range may span at most %(days)d days.") % {"days": MAX_DAYS}
+        )
+    start, end = day_range(first, last)
+    try:
+        # In UTC: subtracting two times of one zone ignores a clock change, the API
+        # does not, so 60 whole days across the autumn change are refused here.
+        check_range(start.astimezone(dt_timezone.utc), end.astimezone(dt_timezone.utc))
+    except InvalidInput as err:
+        raise InvalidInput(
+            "to", gettext("The range may span at most %(days)d days.") % {"days": MAX_DAYS}
+        ) from err
+    return start, end
+
+
+class EventRangeForm(forms.Form):
+    """``from`` and ``to`` (``YYYY-MM-DD``, whole local days) and ``page``."""
+
+    page = forms.IntegerField(label=_("Page"), min_value=1, required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # "from" is a Python keyword, so the date fields are added here.
+        for name, label in (("from", _("From")), ("to", _("To"))):
+            self.fields[name] = forms.DateField(
+                label=label,
+                input_formats=[DATE_FORMAT],
+                widget=forms.DateInput(attrs={"type": "date"}, format=DATE_FORMAT),
+            )
+        self.order_fields(["from", "to", "page"])
+
+    @classmethod
+    def from_query(cls, query: Any, today: date | None = None) -> EventRangeForm:
+        """The form bound to the query string, the last 7 days where it says nothing."""
+        today = today or timezone.localdate()
+        data = {
+            "from": (today - timedelta(days=DEFAULT_DAYS - 1)).strftime(DATE_FORMAT),
+            "to": today.strftime(DATE_FORMAT),
+        }
+        for name in ("from", "to", "page"):
+            value = query.get(name)
+            if value:
+                data[name] = value
+        return cls(data)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        first, last = cleaned.get("from"), cleaned.get("to")
+        if isinstance(first, date) and isinstance(last, date):
+            try:
+                cleaned["start"], cleaned["end"] = check_days(first, last)
+            except InvalidInput as err:
+                self.add_error("to", err.message)
+        return cleaned
+
+
+@dataclass
+class EventRow:
+    """One listed event as the table shows it."""
+
+    id: str
+    click_id: str
+    order_id: str
+    event_name: str
+    time: datetime | None
+    amount: Decimal | None
+    currency: str
+    items: int | None
+    local_url: str | None = None
+
+
+@dataclass
+class ChartBar:
+    day: date
+    count: int
+    x: int
+    y: int
+    height: int
+    label: str
+
+
+@dataclass
+class Summary:
+    """Purchases and amount per currency, and purchases per day, of the shown page."""
+
+    purchases: int = 0
+    amounts: list[tuple[str, Decimal]] = field(default_factory=list)
+    bars: list[ChartBar] = field(default_factory=list)
+    width: int = 0
+    height: int = CHART_HEIGHT + CHART_LABEL
+    max_count: int = 0
+
+
+def event_rows(events: list[dict[str, Any]]) -> list[EventRow]:
+    """The page's events as rows, each id once (pages are not stable)."""
+    rows: list[EventRow] = []
+    seen: set[str] = set()
+    for event in events:
+        event_id = _text(event.get("id"))
+        if event_id:
+            if event_id in seen:
+                continue
+            seen.add(event_id)
+        data = event.get("data")
+        data = data if isinstance(data, dict) else {}
+        when = parse_datetime(_text(event.get("event_time")))
+        rows.append(
+            EventRow(
+                id=event_id,
+                click_id=_text(event.get("click_id")),
+                order_id=_text(event.get("external_event_id")),
+                event_name=_text(event.get("event_name")),
+                time=when if when is None or timezone.is_aware(when) else None,
+                amount=_amount(data.get("amount")),
+                currency=_text(data.get("currency")),
+                items=_number(data.get("number_of_items")),
+            )
+        )
+    return rows
+
+
+def link_local(rows: list[EventRow], pixel_id: str) -> None:
+    """Link each row to its ``ConversionEvent`` with one query for the whole page."""
+    order_ids = {row.order_id for row in rows if row.order_id}
+    if not order_ids:
+        return
+    local = {
+        (order_id, name): pk
+        for order_id, name, pk in ConversionEvent.objects.filter(
+            pixel_id=pixel_id, order_id__in=order_ids
+        ).values_list("order_id", "event_name", "pk")
+    }
+    for row in rows:
+        pk = local.get((row.order_id, row.event_name))
+        if pk is not None:
+            row.local_url = reverse("admin:django_pjpixel_conversionevent_change", args=(pk,))
+
+
+def summarize(rows: list[EventRow], first: date, last: date) -> Summary:
+    """Totals of the shown page, and an SVG bar per day of the range."""
+    summary = Summary()
+    per_day: Counter[date] = Counter()
+    amounts: dict[str, Decimal] = {}
+    for row in rows:
+        if row.event_name != "purchase":
+            continue
+        summary.purchases += 1
+        if row.amount is not None and row.currency:
+            amounts[row.currency] = amounts.get(row.currency, Decimal(0)) + row.amount
+        if row.time is not None:
+            per_day[timezone.localtime(row.time).date()] += 1
+    summary.amounts = sorted(amounts.items())
+    days = (last - first).days + 1
+    summary.max_count = max(per_day.values(), default=0)
+    scale = CHART_HEIGHT / summary.max_count if summary.max_count else 0.0
+    for index in range(days):
+        day = first + timedelta(days=index)
+        count = per_day.get(day, 0)
+        height = round(count * scale)
+        summary.bars.append(
+            ChartBar(
+                day=day,
+                count=count,
+                x=index * (CHART_BAR + CHART_GAP),
+                y=CHART_HEIGHT - height,
+                height=height,
+                label=day.strftime("%d") if days <= 31 or day.day in (1, 15) else "",
+            )
+        )
+    summary.width = days * (CHART_BAR + CHART_GAP)
+    return summary
+
+
+def describe_error(err: PrisjaktAPIError) -> str:
+    """The admin message for a failed listing: what, why, and the id to quote."""
+    if isinstance(err, PrisjaktTimeout):
+        text = gettext("The request to Prisjakt timed out; try again in a moment.")
+    elif isinstance(err, PrisjaktConnectionError):
+        text = gettext("Prisjakt could not be reached; try again in a moment.")
+    elif err.status is not None:
+        text = gettext("Prisjakt answered HTTP %(status)d: %(title)s") % {
+            "status": err.status,
+            "title": err.title or _reason(err.status) or gettext("no problem title"),
+        }
+    else:
+        text = gettext("Prisjakt answered something the listing cannot use.")
+    parts = [text]
+    if err.detail:
+        parts.append(err.detail)
+    if err.status == 429 and err.retry_after is not None:
+        parts.append(
+            gettext("Try again in %(seconds)d seconds.") % {"seconds": round(err.retry_after)}
+        )
+    if err.request_id:
+        parts.append(
+            gettext("Request id to quote to Prisjakt: %(request_id)s")
+            % {"request_id": err.request_id}
+        )
+    return " — ".join(parts)
+
+
+def page_url(cleaned: dict[str, Any], page: int) -> str:
+    """The admin's own URL for another page: dates and a page number, nothing else."""
+    query = {
+        "from": cleaned["from"].strftime(DATE_FORMAT),
+        "to": cleaned["to"].strftime(DATE_FORMAT),
+        "page": str(page),
+    }
+    return reverse("admin:django_pjpixel_prisjakt_events") + "?" + urlencode(query)
+
+
+def navigation(cleaned: dict[str, Any], page: EventPage) -> list[dict[str, Any]]:
+    labels = (
+        ("first", _("First")),
+        ("prev", _("Previous")),
+        ("next", _("Next")),
+        ("last", _("Last")),
+    )
+    links = []
+    for rel, label in labels:
+        number = getattr(page, rel)
+        links.append(
+            {
+                "rel": rel,
+                "label": label,
+                "page": number,
+                "url": page_url(cleaned, number) if number and number != page.page else None,
+            }
+        )
+    return links
+
+
+def prisjakt_events_view(model_admin: ModelAdmin[Any], request: HttpRequest) -> TemplateResponse:
+    """The admin view: a from/to form, one page of events, its summary and chart."""
+    if not model_admin.has_view_permission(request):
+        raise PermissionDenied
+    form = EventRangeForm.from_query(request.GET)
+    context: dict[str, Any] = {
+        **model_admin.admin_site.each_context(request),
+        "title": _("Prisjakt events"),
+        "opts": model_admin.model._meta,
+        "form": form,
+        "pixel_id": pjpixel_settings.PIXEL_ID,
+        "max_days": MAX_DAYS,
+        "rows": None,
+    }
+    if not form.is_valid():
+        messages.error(request, gettext("No events were fetched: correct the dates below."))
+        return _render(model_admin, request, context)
+    cleaned = form.cleaned_data
+    number = cleaned.get("page") or 1
+    try:
+        page = get_client().list_events(start=cleaned["start"], end=cleaned["end"], page=number)
+    except PrisjaktAPIError as err:
+        messages.error(request, describe_error(err))
+        return _render(model_admin, request, context)
+    except (PjpixelConfigurationError, InvalidInput) as err:
+        messages.error(request, gettext("Prisjakt events cannot be listed: %s") % err)
+        return _render(model_admin, request, context)
+    rows = event_rows(page.events)
+    link_local(rows, pjpixel_settings.PIXEL_ID)
+    context.update(
+        {
+            "rows": rows,
+            "page": page,
+            "navigation": navigation(cleaned, page),
+            "summary": summarize(rows, cleaned["from"], cleaned["to"]),
+            "request_id": page.request_id,
+        }
+    )
+    return _render(model_admin, request, context)
+
+
+def _render(
+    model_admin: ModelAdmin[Any], request: HttpRequest, context: dict[str, Any]
+) -> TemplateResponse:
+    request.current_app = model_admin.admin_site.name
+    return TemplateResponse(request, "admin/django_pjpixel/prisjakt_events.html", context)
+
+
+def _reason(status: int) -> str | None:
+    """The HTTP reason phrase, for an error without a problem (a proxy's HTML page)."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return None
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _number(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _amount(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        amount = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    if not amount.is_finite():
+        return None
+    if pjpixel_settings.AMOUNT_UNITS == "minor":
+        amount = amount / 100
+    return amount
