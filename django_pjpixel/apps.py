@@ -12,3 +12,10 @@ class PjpixelConfig(AppConfig):
 
     def ready(self) -> None:
         from django_pjpixel import checks  # noqa: F401  (registers the checks)
+        from django_pjpixel.signals import (
+            ORDER_COMPLETED_UID,
+            on_order_completed,
+            order_completed,
+        )
+
+        order_completed.connect(on_order_completed, dispatch_uid=ORDER_COMPLETED_UID)

@@ -1,0 +1,66 @@
+"""Celery tasks: thin wrappers over ``django_pjpixel.delivery``.
+
+``deliver_event(event_pk)`` is queued when an order's transaction commits; its
+message carries the row's primary key only. A transient failure is retried
+through Celery (``self.retry``) at the time the ledger recorded in
+``next_attempt_at``, when that is at most ``PJPIXEL["MAX_COUNTDOWN"]`` seconds
+away (keep it below the broker's visibility timeout: Redis' is one hour);
+later retries, and everything whose publish failed, are sent by the periodic
+``deliver_due``. Schedule it with Celery beat::
+
+    CELERY_BEAT_SCHEDULE = {
+        "pjpixel-deliver-due": {
+            "task": "django_pjpixel.tasks.deliver_due",
+            "schedule": 60.0,
+        },
+    }
+
+or run ``manage.py pjpixel_deliver`` from cron instead.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from celery import Task, shared_task
+from celery.exceptions import MaxRetriesExceededError
+from django.utils import timezone
+
+from django_pjpixel import delivery
+from django_pjpixel.conf import DEFAULTS, pjpixel_settings
+
+logger = logging.getLogger("django_pjpixel.delivery")
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    ignore_result=True,
+    # Re-read from the settings at each retry; the ledger stops retries at MAX_ATTEMPTS.
+    max_retries=DEFAULTS["MAX_ATTEMPTS"],
+)
+def deliver_event(self: Task[[int], str], event_pk: int) -> str:
+    """Deliver one ``ConversionEvent``; returns its new status (or ``"not_due"``)."""
+    outcome = delivery.deliver_event(event_pk)
+    if outcome.retry_at is None or self.request.is_eager:
+        # Eagerly run (tests, CELERY_TASK_ALWAYS_EAGER): a retry would run at once
+        # rather than later, so deliver_due sends it when it is due.
+        return outcome.status
+    countdown = max((outcome.retry_at - timezone.now()).total_seconds(), 0.0)
+    if countdown > pjpixel_settings.MAX_COUNTDOWN:
+        return outcome.status
+    try:
+        raise self.retry(countdown=countdown, max_retries=pjpixel_settings.MAX_ATTEMPTS)
+    except MaxRetriesExceededError:
+        logger.warning(
+            "pjpixel: no more Celery retries for event %s; deliver_due sends it when due",
+            event_pk,
+            extra={"pjpixel_event": event_pk},
+        )
+        return outcome.status
+
+
+@shared_task(ignore_result=True)
+def deliver_due(limit: int | None = None) -> dict[str, int]:
+    """Send every ``ConversionEvent`` that is due; counts per outcome."""
+    return delivery.deliver_due(limit)

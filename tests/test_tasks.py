@@ -1,0 +1,185 @@
+"""The Celery tasks: thin wrappers, Celery's retry at the ledger's time, the message body."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+from unittest import mock
+
+import pytest
+from celery import Celery
+from celery.exceptions import Retry
+from django.utils import timezone
+from kombu import Producer
+
+from django_pjpixel import tasks
+from django_pjpixel.delivery import enqueue
+from django_pjpixel.models import ConversionEvent
+from django_pjpixel.testing.emulator import PrisjaktEmulator
+from tests.celery_app import app as celery_app
+
+pytestmark = pytest.mark.django_db
+
+Status = ConversionEvent.Status
+CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
+SECRET = "s3cr3t-never-shown"
+
+
+def make_event(order_id: str = "order-1", **fields: Any) -> ConversionEvent:
+    return ConversionEvent.objects.create(
+        pixel_id="5c034de4-8e86-4d16-9fd1-20cfec6c97e4",
+        order_id=order_id,
+        event_time=timezone.now(),
+        amount=Decimal("99.50"),
+        currency="SEK",
+        number_of_items=1,
+        click_id=CLICK,
+        **fields,
+    )
+
+
+@pytest.fixture
+def pjpixel(settings: Any) -> dict[str, Any]:
+    settings.PJPIXEL = dict(settings.PJPIXEL)
+    return settings.PJPIXEL  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def retry() -> Iterator[mock.Mock]:
+    """``deliver_event.retry`` recorded instead of publishing (a worker would)."""
+    task = tasks.deliver_event._get_current_object()
+    with mock.patch.object(task, "retry", side_effect=Retry("scheduled")) as patched:
+        yield patched
+
+
+def test_the_tasks_are_registered_with_late_acks() -> None:
+    task = celery_app.tasks["django_pjpixel.tasks.deliver_event"]
+    assert task.acks_late is True
+    assert task.max_retries == 15
+    assert "django_pjpixel.tasks.deliver_due" in celery_app.tasks
+
+
+def test_deliver_event_sends(pjpixel_api: PrisjaktEmulator) -> None:
+    event = make_event()
+    assert tasks.deliver_event.apply(args=(event.pk,)).get() == Status.SENT
+    assert len(pjpixel_api.events) == 1
+
+
+def test_a_transient_failure_is_retried_by_celery_at_the_ledgers_time(
+    pjpixel_api: PrisjaktEmulator, pjpixel: dict[str, Any], retry: mock.Mock
+) -> None:
+    pjpixel["RETRY_BASE_DELAY"] = 100.0
+    pjpixel["MAX_ATTEMPTS"] = 7
+    pjpixel_api.scripted_retry_after = 20
+    pjpixel_api.script([503])
+    event = make_event()
+    with pytest.raises(Retry):
+        tasks.deliver_event(event.pk)  # as a worker runs it: not eagerly
+    row = ConversionEvent.objects.get(pk=event.pk)
+    assert row.status == Status.PENDING
+    assert row.next_attempt_at is not None
+    countdown = retry.call_args.kwargs["countdown"]
+    expected = (row.next_attempt_at - timezone.now()).total_seconds()
+    assert countdown >= 19
+    assert abs(countdown - expected) < 1
+    assert retry.call_args.kwargs["max_retries"] == 7
+    assert set(retry.call_args.kwargs) == {"countdown", "max_retries"}
+
+
+def test_a_retry_beyond_max_countdown_is_left_to_deliver_due(
+    pjpixel_api: PrisjaktEmulator, pjpixel: dict[str, Any], retry: mock.Mock
+) -> None:
+    pjpixel["MAX_COUNTDOWN"] = 10
+    pjpixel_api.scripted_retry_after = 60
+    pjpixel_api.script([429])
+    event = make_event()
+    assert tasks.deliver_event(event.pk) == Status.PENDING
+    retry.assert_not_called()
+
+
+def test_a_task_that_arrives_early_waits_for_the_rows_time(retry: mock.Mock) -> None:
+    event = make_event(next_attempt_at=timezone.now() + timedelta(seconds=30))
+    with pytest.raises(Retry):
+        tasks.deliver_event(event.pk)
+    assert 29 <= retry.call_args.kwargs["countdown"] <= 30
+
+
+def test_no_retry_for_a_final_or_missing_row(retry: mock.Mock) -> None:
+    event = make_event(status=Status.SENT)
+    assert tasks.deliver_event(event.pk) == "not_due"
+    assert tasks.deliver_event(123456789) == "not_due"
+    retry.assert_not_called()
+
+
+def test_when_celery_retries_run_out_deliver_due_takes_over(
+    pjpixel: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    pjpixel["MAX_ATTEMPTS"] = 3
+    event = make_event(next_attempt_at=timezone.now() + timedelta(seconds=30))
+    task = tasks.deliver_event._get_current_object()
+    task.push_request(id="already-retried", called_directly=False, retries=3)
+    try:
+        assert task(event.pk) == "not_due"
+    finally:
+        task.pop_request()
+    assert "no more Celery retries" in caplog.text
+
+
+def test_run_eagerly_a_transient_failure_is_not_retried_at_once(
+    pjpixel_api: PrisjaktEmulator,
+) -> None:
+    pjpixel_api.script([503])
+    event = make_event()
+    result = tasks.deliver_event.apply(args=(event.pk,))
+    assert result.get() == Status.PENDING
+    assert len(pjpixel_api.requests) == 1
+
+
+def test_deliver_due_task(pjpixel_api: PrisjaktEmulator) -> None:
+    make_event("a")
+    make_event("b")
+    assert tasks.deliver_due.apply().get() == {"sent": 2}
+    assert tasks.deliver_due.apply(kwargs={"limit": 5}).get() == {}
+
+
+@pytest.fixture
+def memory_broker() -> Iterator[Celery]:
+    """The test Celery app publishing to kombu's in-memory transport."""
+    saved = (celery_app.conf.broker_url, celery_app.conf.broker_write_url)
+    celery_app.conf.broker_url = "memory://localhost/"
+    celery_app.conf.broker_write_url = None
+    _reset_publisher(celery_app)
+    try:
+        yield celery_app
+    finally:
+        celery_app.conf.broker_url, celery_app.conf.broker_write_url = saved
+        _reset_publisher(celery_app)
+
+
+def _reset_publisher(app: Celery) -> None:
+    if app._pool is not None:
+        app._pool.force_close_all()
+    app._pool = None
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None
+
+
+def test_the_message_carries_the_key_only(memory_broker: Celery) -> None:
+    event = make_event()
+    with mock.patch.object(Producer, "publish") as publish:
+        assert enqueue(event) is True
+    publish.assert_called_once()
+    body = publish.call_args.args[0]
+    headers = publish.call_args.kwargs["headers"]
+    args, kwargs, _embed = body
+    assert (list(args), kwargs) == ([event.pk], {})
+    assert headers["task"] == "django_pjpixel.tasks.deliver_event"
+    assert headers["argsrepr"] == repr((event.pk,))
+    assert headers["kwargsrepr"] == "{}"
+    everything = repr(publish.call_args)
+    assert SECRET not in everything
+    assert "order-1" not in everything
+    assert CLICK not in everything
