@@ -1,0 +1,96 @@
+"""Concurrent ``deliver_due`` runs over one backlog on PostgreSQL: each row sent exactly once.
+
+Four senders start at the same moment over 1,000 due rows; the claim
+(``SELECT ... FOR UPDATE SKIP LOCKED`` plus a lease) must hand every row to one
+sender only, and no sender may wait on another's locks (no deadlock).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from django_pjpixel.delivery import deliver_due
+from django_pjpixel.models import ConversionEvent
+from tests.integration.harness import RecordingEmulator, click_id, event_counts, times_sent
+
+pytestmark = [pytest.mark.services, pytest.mark.postgres, pytest.mark.slow]
+
+ROWS = 1_000
+SENDERS = 4
+DEADLINE = 120.0  # seconds; far above the few seconds this takes, so a hang means a deadlock
+
+
+def due_rows(count: int) -> list[ConversionEvent]:
+    now = timezone.now()
+    rows = ConversionEvent.objects.bulk_create(
+        ConversionEvent(
+            pixel_id=settings.PJPIXEL["PIXEL_ID"],
+            order_id=f"due-{index:05d}",
+            event_time=now - timedelta(minutes=5),
+            amount=Decimal("100.00") + index,
+            currency="SEK",
+            number_of_items=1 + index % 5,
+            click_id=click_id(),
+            click_captured_at=now - timedelta(hours=1),
+            status=ConversionEvent.Status.PENDING,
+            next_attempt_at=now - timedelta(seconds=1),
+        )
+        for index in range(count)
+    )
+    return list(rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_four_concurrent_deliver_due_runs_send_each_row_once(
+    emulator: RecordingEmulator, pjpixel_settings: dict[str, Any]
+) -> None:
+    due_rows(ROWS)
+    barrier = threading.Barrier(SENDERS)
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+
+    def sender(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[index] = deliver_due()
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sender, args=(i,), daemon=True) for i in range(SENDERS)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, DEADLINE - (time.monotonic() - started)))
+    elapsed = time.monotonic() - started
+    assert not any(thread.is_alive() for thread in threads), "a deliver_due run never finished"
+    assert errors == []
+
+    calls = emulator.calls
+    sent = times_sent(emulator)
+    methods = Counter(call.method for call in calls)
+    statuses = Counter(call.status for call in calls)
+    print(
+        f"\n[scenario 6] {SENDERS} deliver_due runs over {ROWS} due rows: {elapsed:.2f} s; "
+        f"each run answered {[results.get(i) for i in range(SENDERS)]}; calls "
+        f"{dict(methods)} with statuses {dict(statuses)}"
+    )
+    assert len(sent) == ROWS
+    assert set(sent.values()) == {1}, {k: n for k, n in sent.items() if n != 1}
+    assert statuses[409] == 0
+    assert len(event_counts(emulator)) == ROWS
+    rows = ConversionEvent.objects.all()
+    assert dict(Counter(rows.values_list("status", flat=True))) == {"sent": ROWS}
+    assert set(rows.values_list("attempts", flat=True)) == {1}
