@@ -157,7 +157,7 @@ class Supervisor:
             _signal_group(proc, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=5)
-            if proc.poll() is None or _group_alive(proc.pid):
+            if proc.poll() is None or group_alive(proc.pid):
                 print(f"[demo] {name} (process group {proc.pid}) is still alive", flush=True)
                 clean = False
         for thread in self._threads:
@@ -184,14 +184,31 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+def group_alive(pgid: int) -> bool:
+    """Whether a live (not zombie) process is left in the process group ``pgid``.
+
+    A killed descendant stays a zombie until its new parent reaps it, and in a
+    container that parent may never do so: zombies hold no resources, so they
+    do not count.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and parens.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def wait_until(ready: Callable[[], bool], what: str, sup: Supervisor, timeout: float) -> None:

@@ -12,3 +12,16 @@ app = Celery("tests")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["django_pjpixel"])
 app.set_default()
+
+
+def reset_publisher(app: Celery = app) -> None:
+    """Make the app look its broker connections up again from the current conf.
+
+    kombu keeps one pool per broker URL for the whole process; they are left
+    open (closing one breaks every later publish to that URL in the process),
+    so switching back to a URL finds its pool as it was.
+    """
+    app._pool = None  # type: ignore[attr-defined]  # Celery's private connection pool
+    amqp = app.__dict__.get("amqp")
+    if amqp is not None:
+        amqp._producer_pool = None

@@ -172,7 +172,7 @@ def test_a_person_walks_through_the_admin(
         page.screenshot(path=str(SCREENSHOTS / "app-index.png"))
         page.go_back()
         page.click("text=Prisjakt events")
-        expect(page.locator("h1")).to_have_text("Prisjakt events")
+        expect(page.locator("#content h1")).to_have_text("Prisjakt events")
         expect(page.locator(".pjpixel-page-current").first).to_have_text("Page 1 of 3")
         expect(page.locator("tr.pjpixel-event")).to_have_count(3)
         expect(page.locator("tr.pjpixel-event a").first).to_have_text("order-0")

@@ -7,6 +7,7 @@ touches a developer's ``example_project/var/``.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -172,12 +174,16 @@ class Demo:
         return pids
 
 
-def group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+def _load_run_demo() -> Any:
+    spec = importlib.util.spec_from_file_location("run_demo", RUN_DEMO)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+group_alive = _load_run_demo().group_alive
 
 
 @pytest.fixture

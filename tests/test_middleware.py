@@ -54,7 +54,12 @@ class Visitor:
     def get(self, query: str = "") -> Any:  # the test clients' response
         url = f"{self.path}?{query}" if query else self.path
         if isinstance(self.client, AsyncClient):
-            response: Any = async_to_sync(self.client.get)(url)
+            client = self.client
+
+            async def fetch() -> Any:  # Django 4.2's AsyncClient.get is not a coroutine function
+                return await client.get(url)
+
+            response: Any = async_to_sync(fetch)()
         else:
             response = self.client.get(url)
         assert response.status_code == 200, response.content[:200]

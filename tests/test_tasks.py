@@ -19,6 +19,7 @@ from django_pjpixel.delivery import enqueue
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.celery_app import app as celery_app
+from tests.celery_app import reset_publisher
 
 pytestmark = pytest.mark.django_db
 
@@ -150,21 +151,12 @@ def memory_broker() -> Iterator[Celery]:
     saved = (celery_app.conf.broker_url, celery_app.conf.broker_write_url)
     celery_app.conf.broker_url = "memory://localhost/"
     celery_app.conf.broker_write_url = None
-    _reset_publisher(celery_app)
+    reset_publisher(celery_app)
     try:
         yield celery_app
     finally:
         celery_app.conf.broker_url, celery_app.conf.broker_write_url = saved
-        _reset_publisher(celery_app)
-
-
-def _reset_publisher(app: Celery) -> None:
-    if app._pool is not None:
-        app._pool.force_close_all()
-    app._pool = None
-    amqp = app.__dict__.get("amqp")
-    if amqp is not None:
-        amqp._producer_pool = None
+        reset_publisher(celery_app)
 
 
 def test_the_message_carries_the_key_only(memory_broker: Celery) -> None:

@@ -29,6 +29,7 @@ import kombu
 from celery import Celery
 
 from django_pjpixel.testing.emulator import EmulatorResponse, PrisjaktEmulator
+from tests.celery_app import reset_publisher
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY_BIN = Path(sys.executable).with_name("celery")
@@ -237,18 +238,6 @@ class RedisServer:
                 self.proc.wait(timeout=10)
         self.proc = None
         wait_until(lambda: not port_open(self.port), timeout=10, what="the port to close")
-
-
-def reset_publisher(app: Celery) -> None:
-    """Make the app look its broker connections up again from the current conf.
-
-    kombu keeps one pool per broker URL for the whole process; they are left
-    open, so switching back to a URL finds its pool as it was.
-    """
-    app._pool = None  # type: ignore[attr-defined]  # Celery's private connection pool
-    amqp = app.__dict__.get("amqp")
-    if amqp is not None:
-        amqp._producer_pool = None
 
 
 @contextmanager
