@@ -31,8 +31,17 @@ _NUMBERS: dict[str, tuple[float, float | None]] = {
     "BATCH_SIZE": (1, 1000),
     "DELIVER_DUE_LIMIT": (1, None),
     "MAX_PAGES": (1, None),
+    "RATE_LIMIT_RESERVE": (0, None),
+    "RATE_LIMIT_MAX_WAIT": (0, 300),
 }
-_INTEGERS = {"MAX_ATTEMPTS", "PUBLISH_RETRIES", "BATCH_SIZE", "DELIVER_DUE_LIMIT", "MAX_PAGES"}
+_INTEGERS = {
+    "MAX_ATTEMPTS",
+    "PUBLISH_RETRIES",
+    "BATCH_SIZE",
+    "DELIVER_DUE_LIMIT",
+    "MAX_PAGES",
+    "RATE_LIMIT_RESERVE",
+}
 _DURATIONS = ("ATTRIBUTION_WINDOW", "MAX_AGE")
 _CHOICES = {"AUTH": ("headers", "oauth2"), "AMOUNT_UNITS": ("major", "minor")}
 

@@ -50,8 +50,13 @@ DEFAULTS: dict[str, Any] = {
     # Publishing to the broker from a checkout: attempts, and seconds overall.
     "PUBLISH_RETRIES": 2,
     "PUBLISH_TIMEOUT": 2.0,
+    # deliver_due: events per many-events PATCH (1: one POST per event), events per run.
     "BATCH_SIZE": 100,
     "DELIVER_DUE_LIMIT": 10_000,
+    # Requests of each rate-limit window deliver_due leaves unused (for the checkouts),
+    # and the longest it waits in a worker for the window to reset rather than stop.
+    "RATE_LIMIT_RESERVE": 10,
+    "RATE_LIMIT_MAX_WAIT": 5.0,
     "MAX_PAGES": 200,
 }
 
@@ -171,6 +176,14 @@ class PjpixelSettings:
     @property
     def DELIVER_DUE_LIMIT(self) -> int:
         return int(self.get("DELIVER_DUE_LIMIT"))
+
+    @property
+    def RATE_LIMIT_RESERVE(self) -> int:
+        return int(self.get("RATE_LIMIT_RESERVE"))
+
+    @property
+    def RATE_LIMIT_MAX_WAIT(self) -> float:
+        return float(self.get("RATE_LIMIT_MAX_WAIT"))
 
     @property
     def MAX_PAGES(self) -> int:

@@ -14,8 +14,17 @@ puts the row back to ``pending`` at ``now + max(full-jitter backoff,
 Retry-After or rate-limit reset)``; after ``MAX_ATTEMPTS`` attempts, or once
 the row is older than ``MAX_AGE``, it is ``dead`` instead.
 
-The pieces a batch sender reuses: ``claim_due``, ``send_one``,
-``record_outcome``.
+``deliver_due`` sends what is due in batches, one many-events ``PATCH``
+per claimed chunk of ``BATCH_SIZE`` rows (``BATCH_SIZE = 1``: one ``POST``
+per row). Prisjakt updates an event whose ``external_event_id`` it already
+has, so a resent batch (its answer was lost, its sender died) counts each
+event once. A refused batch (400) is sent again one ``POST`` per row, so each
+row gets its own outcome; credentials that may not ``PATCH`` (403) get
+``POST``s for the rest of the run. A transient failure returns the chunk to
+``pending`` on one schedule. The run keeps ``RATE_LIMIT_RESERVE`` requests of
+the rate-limit window unused (for the checkouts' own ``POST``s): at the
+reserve it waits for the reset when that is at most ``RATE_LIMIT_MAX_WAIT``
+seconds away, else it stops and leaves what is due for the reset.
 """
 
 from __future__ import annotations
@@ -23,10 +32,11 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -42,6 +52,7 @@ from django_pjpixel.exceptions import (
     PrisjaktAPIError,
     PrisjaktAuthError,
     PrisjaktConflict,
+    RateLimit,
 )
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.signals import INVALID_PURCHASE, Cancel, post_send, pre_send
@@ -58,6 +69,12 @@ NOT_DUE = "not_due"  # someone else has it, it is final, or its time has not com
 STALE = "stale"  # our lease was taken over: the outcome was not written
 # Publishing threads still blocked on the broker before publishes fail fast.
 MAX_BLOCKED_PUBLISHERS = 2
+# Answers to a batch that a POST of each event would get as well: recorded for every row.
+BATCH_ANSWERS_FOR_ALL = frozenset({401, 404})
+# Answers meaning these credentials (or this API) may not use the many-events PATCH.
+PATCH_NOT_ALLOWED = frozenset({403, 405})
+# Batches failing transiently in a row before a run leaves the rest to a later one.
+MAX_FAILED_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -233,6 +250,14 @@ def build_payload(event: ConversionEvent) -> dict[str, Any]:
 
 def send_one(event: ConversionEvent) -> SendResult:
     """Ask ``pre_send``, then POST the event; returns the answer or the error, never raises."""
+    prepared = prepare(event)
+    if not isinstance(prepared, dict):
+        return prepared
+    return _post(prepared)
+
+
+def prepare(event: ConversionEvent) -> dict[str, Any] | Cancel | InvalidInput:
+    """The payload to send after ``pre_send`` (which may change it), or why there is none."""
     try:
         payload = build_payload(event)
     except InvalidInput as err:
@@ -249,9 +274,20 @@ def send_one(event: ConversionEvent) -> SendResult:
             )
         elif isinstance(response, Cancel):
             return response
+    return payload
+
+
+def _post(payload: dict[str, Any]) -> SendResult:
     try:
         return get_client().create_event(payload)
     except Exception as err:  # recorded as an outcome; unexpected ones are retried
+        return err
+
+
+def _patch(payloads: list[dict[str, Any]]) -> SendResult:
+    try:
+        return get_client().create_events(payloads)
+    except Exception as err:  # as in _post
         return err
 
 
@@ -274,13 +310,26 @@ def record_outcome(
         pk=event.pk, status=Status.SENDING, lease_token=event.lease_token
     ).update(leased_until=None, lease_token=None, **fields)
     if not updated:
-        logger.warning(
-            "pjpixel: the lease on order %s was taken over; this outcome (%s) is dropped",
-            event.order_id,
-            status,
-            extra=_extra(event, status=STALE),
-        )
-        return Outcome(STALE, error=error)
+        return _stale(event, status, error)
+    return _announce(event, fields, result, retry_at)
+
+
+def _stale(event: ConversionEvent, status: str, error: Exception | None) -> Outcome:
+    logger.warning(
+        "pjpixel: the lease on order %s was taken over; this outcome (%s) is dropped",
+        event.order_id,
+        status,
+        extra=_extra(event, status=STALE),
+    )
+    return Outcome(STALE, error=error)
+
+
+def _announce(
+    event: ConversionEvent, fields: dict[str, Any], result: SendResult, retry_at: datetime | None
+) -> Outcome:
+    """Log the outcome written to ``event``'s row, and send ``post_send``."""
+    status = str(fields["status"])
+    error = result if isinstance(result, Exception) else None
     for name, value in {**fields, "leased_until": None, "lease_token": None}.items():
         setattr(event, name, value)
     _log_outcome(event, result)
@@ -367,16 +416,26 @@ def _transient(
     error: PrisjaktAPIError | None,
     problem: dict[str, Any],
 ) -> tuple[dict[str, Any], datetime | None]:
-    conf = pjpixel_settings
-    if event.attempts >= conf.MAX_ATTEMPTS or now - event.created_at >= conf.MAX_AGE:
+    if _given_up(event, now):
         return {"status": Status.DEAD, **problem}, None
+    retry_at = now + timedelta(seconds=retry_delay(event.attempts, retry_after, error))
+    return {**problem, "status": Status.PENDING, "next_attempt_at": retry_at}, retry_at
+
+
+def _given_up(event: ConversionEvent, now: datetime) -> bool:
+    conf = pjpixel_settings
+    return event.attempts >= conf.MAX_ATTEMPTS or now - event.created_at >= conf.MAX_AGE
+
+
+def retry_delay(
+    attempts: int, retry_after: float | None, error: PrisjaktAPIError | None = None
+) -> float:
+    """Seconds until the next attempt: the backoff, never before ``Retry-After`` or the reset."""
     floor = retry_after or 0.0
     if error is not None and error.rate_limit is not None and error.rate_limit.remaining == 0:
         floor = max(floor, error.rate_limit.reset_seconds or 0.0)
     # An absurd Retry-After must not park the row past the age at which it dies anyway.
-    delay = min(max(backoff_delay(event.attempts), floor), conf.MAX_AGE.total_seconds())
-    retry_at = now + timedelta(seconds=delay)
-    return {**problem, "status": Status.PENDING, "next_attempt_at": retry_at}, retry_at
+    return min(max(backoff_delay(attempts), floor), pjpixel_settings.MAX_AGE.total_seconds())
 
 
 def backoff_delay(attempts: int) -> float:
@@ -471,29 +530,296 @@ def deliver_event(event_pk: int, *, now: datetime | None = None) -> Outcome:
 def deliver_due(limit: int | None = None) -> dict[str, int]:
     """Send every row that is due, up to ``limit`` (``DELIVER_DUE_LIMIT``); counts per outcome.
 
-    Rows are claimed a few at a time, never more than can be sent within one
-    lease even if every request times out, so concurrent runs (and tasks)
-    share the work without sending a row twice. A row that fails again in
-    this run waits for its next attempt time; it is not retried in a loop.
+    Rows are claimed a chunk at a time (memory stays flat however large the
+    backlog), so concurrent runs (and tasks) share the work without sending a
+    row twice. With ``BATCH_SIZE`` > 1 a chunk is ``BATCH_SIZE`` rows sent in
+    one ``PATCH``; else a chunk is what one lease covers, one ``POST`` per row.
+    A row that fails again in this run waits for its next attempt time; it is
+    not retried in a loop. The run keeps its pace under the rate limit (see
+    the module docstring); while a stop for the rate limit lasts, a run in the
+    same process sends nothing.
     """
-    limit = pjpixel_settings.DELIVER_DUE_LIMIT if limit is None else limit
+    conf = pjpixel_settings
+    limit = conf.DELIVER_DUE_LIMIT if limit is None else limit
     started = timezone.now()
-    counts: Counter[str] = Counter()
+    paused = _paused_until(started)
+    if paused is not None:
+        logger.info(
+            "pjpixel: deliver_due waits for the rate limit to reset at %s",
+            paused.isoformat(),
+            extra={"retry_at": paused.isoformat()},
+        )
+        return {}
+    run = _Run(batches=conf.BATCH_SIZE > 1)
     done = 0
-    while done < limit:
-        batch = claim_due(min(chunk_size(), limit - done), cutoff=started)
-        if not batch:
+    while done < limit and not run.stopped:
+        size = conf.BATCH_SIZE if run.batches else chunk_size()
+        chunk = claim_due(min(size, limit - done), cutoff=started)
+        if not chunk:
             break
-        for event in batch:
-            counts[_send_claimed(event).status] += 1
-        done += len(batch)
+        _send_chunk(run, chunk)
+        done += len(chunk)
+    if run.resume_at is not None:
+        _defer_due(run.resume_at, run.rate_limit)
+    counts = dict(run.counts)
     if counts:
-        logger.info("pjpixel: deliver_due %s", dict(counts), extra={"counts": dict(counts)})
-    return dict(counts)
+        logger.info("pjpixel: deliver_due %s", counts, extra={"counts": counts})
+    return counts
 
 
 def chunk_size() -> int:
-    """How many rows one claim takes: what one lease covers at the worst request time."""
+    """How many rows one claim takes for single sends: what one lease covers at worst."""
     conf = pjpixel_settings
-    worst = sum(conf.TIMEOUT) or 1.0
-    return max(1, min(conf.BATCH_SIZE, int(conf.LEASE_SECONDS // worst)))
+    return max(1, min(conf.BATCH_SIZE, int(conf.LEASE_SECONDS // _worst_request())))
+
+
+def _worst_request() -> float:
+    return sum(pjpixel_settings.TIMEOUT) or 1.0
+
+
+# -- batches -------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """The state of one ``deliver_due`` run."""
+
+    batches: bool  # False once the credentials may not PATCH
+    counts: Counter[str] = field(default_factory=Counter)
+    failed_batches: int = 0  # transient batch failures in a row
+    stopped: bool = False
+    resume_at: datetime | None = None  # the rate limit: nothing more before then
+    rate_limit: RateLimit | None = None  # the last one that made the run stop
+
+    def count(self, outcomes: Iterable[Outcome]) -> None:
+        self.counts.update(outcome.status for outcome in outcomes)
+
+
+class _Lease:
+    """A claimed chunk's lease, renewed before a request that could outlast it."""
+
+    def __init__(self, chunk: list[ConversionEvent]) -> None:
+        self.token = chunk[0].lease_token
+        self.pks = [event.pk for event in chunk]
+        ends = [event.leased_until for event in chunk if event.leased_until is not None]
+        self.until = min(ends) if ends else timezone.now()
+
+    def keep(self) -> None:
+        now = timezone.now()
+        if now + timedelta(seconds=_worst_request()) <= self.until:
+            return
+        self.until = now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS)
+        ConversionEvent.objects.filter(
+            pk__in=self.pks, status=Status.SENDING, lease_token=self.token
+        ).update(leased_until=self.until)
+
+
+def _send_chunk(run: _Run, chunk: list[ConversionEvent]) -> None:
+    """Prepare each row (``pre_send``), then send the rest in one batch or one by one."""
+    lease = _Lease(chunk)
+    ready: list[tuple[ConversionEvent, dict[str, Any]]] = []
+    for event in chunk:
+        prepared = prepare(event)
+        if isinstance(prepared, dict):
+            ready.append((event, prepared))
+        else:
+            run.count([record_outcome(event, prepared)])
+    if not ready:
+        return
+    if not run.batches:
+        _send_singly(run, ready, lease)
+        return
+    lease.keep()
+    result = _patch([payload for _, payload in ready])
+    events = [event for event, _ in ready]
+    status = result.status if isinstance(result, (ApiResult, PrisjaktAPIError)) else None
+    if _is_transient(result):
+        run.count(_record_chunk(events, result))
+        run.failed_batches += 1
+        if run.failed_batches >= MAX_FAILED_BATCHES:
+            logger.warning(
+                "pjpixel: %d batches in a row failed (%s); deliver_due leaves the rest for "
+                "a later run",
+                run.failed_batches,
+                result,
+            )
+            run.stopped = True
+        _pace(run, result)
+        return
+    run.failed_batches = 0
+    if status is not None and (200 <= status < 300 or status in BATCH_ANSWERS_FOR_ALL):
+        run.count(_record_chunk(events, result))
+        _pace(run, result)
+        return
+    if status in PATCH_NOT_ALLOWED:
+        run.batches = False
+        logger.warning(
+            "pjpixel: Prisjakt refused the many-events PATCH for client id %r (%s); "
+            "this deliver_due run sends one POST per event instead. Give the client the "
+            "event_publisher role to send in batches, or set BATCH_SIZE to 1.",
+            pjpixel_settings.CLIENT_ID,
+            result,
+        )
+    else:
+        logger.info(
+            "pjpixel: a batch of %d events was refused (%s); sending them one by one",
+            len(ready),
+            result,
+        )
+    _pace(run, result)
+    _send_singly(run, ready, lease)
+
+
+def _send_singly(
+    run: _Run, ready: list[tuple[ConversionEvent, dict[str, Any]]], lease: _Lease
+) -> None:
+    for index, (event, payload) in enumerate(ready):
+        if run.stopped:
+            _release([event for event, _ in ready[index:]], run.resume_at)
+            return
+        lease.keep()
+        result = _post(payload)
+        run.count([record_outcome(event, result)])
+        _pace(run, result)
+
+
+def _is_transient(result: SendResult) -> bool:
+    if isinstance(result, (ApiResult, Cancel, InvalidInput)):
+        return False
+    if isinstance(result, PrisjaktAPIError):
+        return result.retryable
+    return True  # a configuration error or a bug, kept pending as for one event
+
+
+def _record_chunk(events: list[ConversionEvent], result: SendResult) -> list[Outcome]:
+    """Write one answer for every row of a chunk whose lease is still ours; ``post_send`` each.
+
+    A transient answer puts the chunk back on one schedule (the backoff of
+    its most tried row, never before ``Retry-After`` or the reset); rows past
+    ``MAX_ATTEMPTS`` or ``MAX_AGE`` are ``dead`` instead.
+    """
+    now = timezone.now()
+    groups: list[tuple[dict[str, Any], list[ConversionEvent], datetime | None]] = []
+    if _is_transient(result):
+        api_error = result if isinstance(result, PrisjaktAPIError) else None
+        retry_after = api_error.retry_after if api_error is not None else None
+        problem = (
+            _problem_fields(api_error)
+            if api_error is not None
+            else _problem_fields(None, f"{type(result).__name__}: {result}")
+        )
+        attempts = max(event.attempts for event in events)
+        next_at = now + timedelta(seconds=retry_delay(attempts, retry_after, api_error))
+        dead = [event for event in events if _given_up(event, now)]
+        alive = [event for event in events if not _given_up(event, now)]
+        groups.append(({"status": Status.DEAD, **problem}, dead, None))
+        pending = {**problem, "status": Status.PENDING, "next_attempt_at": next_at}
+        groups.append((pending, alive, next_at))
+    else:
+        answer, _ = _outcome_fields(events[0], result, now)  # not retried: no retry time
+        groups.append((answer, events, None))
+    alias = router.db_for_write(ConversionEvent)
+    with transaction.atomic(using=alias):
+        mine = ConversionEvent.objects.using(alias).filter(
+            pk__in=[event.pk for event in events],
+            status=Status.SENDING,
+            lease_token=events[0].lease_token,
+        )
+        if connections[alias].features.has_select_for_update:
+            mine = mine.select_for_update()
+        ours = set(mine.values_list("pk", flat=True))
+        for fields, members, _ in groups:
+            pks = [event.pk for event in members if event.pk in ours]
+            if pks:
+                ConversionEvent.objects.using(alias).filter(pk__in=pks).update(
+                    leased_until=None, lease_token=None, **fields
+                )
+    outcomes = []
+    error = result if isinstance(result, Exception) else None
+    for fields, members, when in groups:
+        for event in members:
+            if event.pk in ours:
+                outcomes.append(_announce(event, fields, result, when))
+            else:
+                outcomes.append(_stale(event, str(fields["status"]), error))
+    return outcomes
+
+
+def _release(events: list[ConversionEvent], until: datetime | None) -> None:
+    """Give back claimed rows that were not sent: due again at ``until``, the attempt undone."""
+    ConversionEvent.objects.filter(
+        pk__in=[event.pk for event in events],
+        status=Status.SENDING,
+        lease_token=events[0].lease_token,
+    ).update(
+        status=Status.PENDING,
+        leased_until=None,
+        lease_token=None,
+        next_attempt_at=until,
+        attempts=F("attempts") - 1,
+    )
+
+
+# -- pace ----------------------------------------------------------------------
+
+# (API_URL, CLIENT_ID) -> until when this process's deliver_due runs send nothing.
+_pauses: dict[tuple[str, str], datetime] = {}
+_pauses_lock = threading.Lock()
+
+
+def _pause_key() -> tuple[str, str]:
+    return (pjpixel_settings.API_URL, pjpixel_settings.CLIENT_ID)
+
+
+def _paused_until(now: datetime) -> datetime | None:
+    with _pauses_lock:
+        until = _pauses.get(_pause_key())
+        if until is not None and until <= now:
+            del _pauses[_pause_key()]
+            return None
+        return until
+
+
+def _pace(run: _Run, result: SendResult) -> None:
+    """After each answer: at the rate limit's reserve (or on a 429), wait briefly or stop."""
+    conf = pjpixel_settings
+    rate_limit = result.rate_limit if isinstance(result, (ApiResult, PrisjaktAPIError)) else None
+    limited = isinstance(result, PrisjaktAPIError) and result.status == 429
+    low = (
+        rate_limit is not None
+        and rate_limit.remaining is not None
+        and rate_limit.remaining <= conf.RATE_LIMIT_RESERVE
+    )
+    if not (limited or low):
+        return
+    wait = rate_limit.reset_seconds if rate_limit is not None else None
+    if isinstance(result, PrisjaktAPIError) and limited and result.retry_after is not None:
+        wait = max(wait or 0.0, result.retry_after)
+    if wait is None:  # no reset given: wait as after a transient failure
+        wait = conf.RETRY_BASE_DELAY
+    wait = min(wait, conf.MAX_AGE.total_seconds())
+    if wait <= conf.RATE_LIMIT_MAX_WAIT:
+        logger.info("pjpixel: rate limit: waiting %.3f s for its reset", wait)
+        time.sleep(wait)
+        return
+    run.stopped = True
+    run.rate_limit = rate_limit
+    run.resume_at = timezone.now() + timedelta(seconds=wait)
+
+
+def _defer_due(until: datetime, rate_limit: RateLimit | None) -> None:
+    """Make what is due wait for the rate limit's reset (rows, and this process's runs)."""
+    deferred = ConversionEvent.objects.filter(
+        Q(status=Status.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=until))
+    ).update(next_attempt_at=until)
+    with _pauses_lock:
+        _pauses[_pause_key()] = until
+    logger.warning(
+        "pjpixel: rate limit: %s of %s requests left in this window; deliver_due stops and "
+        "%d due events wait until %s",
+        "?" if rate_limit is None or rate_limit.remaining is None else rate_limit.remaining,
+        "?" if rate_limit is None or rate_limit.limit is None else rate_limit.limit,
+        deferred,
+        until.isoformat(),
+        extra={"deferred": deferred, "retry_at": until.isoformat()},
+    )

@@ -464,7 +464,7 @@ def test_send_one_returns_errors_instead_of_raising(pjpixel_api: PrisjaktEmulato
 def test_deliver_due_sends_everything_due_and_counts(
     pjpixel_api: PrisjaktEmulator, pjpixel: dict[str, Any]
 ) -> None:
-    pjpixel["BATCH_SIZE"] = 2  # several chunks
+    pjpixel["BATCH_SIZE"] = 1  # one POST per event, in several chunks (batches: test_batching)
     for i in range(5):
         make_event(f"due-{i}")
     make_event("later", next_attempt_at=timezone.now() + timedelta(hours=1))
@@ -494,7 +494,10 @@ def test_chunks_fit_in_one_lease(pjpixel: dict[str, Any]) -> None:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_runs_never_send_a_row_twice(pjpixel_api: PrisjaktEmulator) -> None:
+def test_concurrent_runs_never_send_a_row_twice(
+    pjpixel_api: PrisjaktEmulator, pjpixel: dict[str, Any]
+) -> None:
+    pjpixel["BATCH_SIZE"] = 1  # one POST per event (batches: test_batching)
     assert connection.features.has_select_for_update_skip_locked
     for i in range(30):
         make_event(f"par-{i}")

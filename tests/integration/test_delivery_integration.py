@@ -404,7 +404,8 @@ def test_a_worker_killed_after_the_api_accepted_resends_and_gets_409(
     assert row.status == Status.SENDING
     assert row.leased_until is not None
 
-    second = workers.start(LEASE_SECONDS=lease)
+    # One POST per event, so the resend meets the 409 (a batched PATCH would update: 204).
+    second = workers.start(LEASE_SECONDS=lease, BATCH_SIZE=1)
     wait_until(
         lambda: timezone.now() > row.leased_until, timeout=lease + 5, what="the lease to expire"
     )
