@@ -28,7 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import router, transaction
+from django.db import IntegrityError, router, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
@@ -250,32 +250,40 @@ def _record(
 
     Status = ConversionEvent.Status
     alias = router.db_for_write(ConversionEvent)
-    # A savepoint: a database error here leaves the shop's transaction usable.
-    with transaction.atomic(using=alias):
-        resolution = resolve_click(
-            order_id=purchase.order_id, request=request, signed_click_id=signed_click_id, now=now
-        )
-        click = resolution.click
-        event: ConversionEvent
-        values: dict[str, Any] = {
-            "event_time": purchase.event_time,
-            "amount": purchase.amount,
-            "currency": purchase.currency,
-            "number_of_items": purchase.number_of_items,
-            "click_id": click.click_id if click else "",
-            "click_captured_at": click.captured_at if click else None,
-            "status": Status.PENDING if click else Status.SKIPPED,
-            "skip_reason": "" if click else resolution.skip_reason[:200],
-            "created_at": now,
-        }
-        event, created = ConversionEvent.objects.get_or_create(
-            pixel_id=pjpixel_settings.PIXEL_ID,
-            order_id=purchase.order_id,
-            event_name=EVENT_NAME_PURCHASE,
-            defaults=values,
-        )
-        if not created and _replaces_invalid(event, values):
-            created = True
+    lookup = {
+        "pixel_id": pjpixel_settings.PIXEL_ID,
+        "order_id": purchase.order_id,
+        "event_name": EVENT_NAME_PURCHASE,
+    }
+    event: ConversionEvent
+    try:
+        # One savepoint: a database error here leaves the shop's transaction
+        # usable. A new order is the common case, so the row is INSERTed at
+        # once and looked up only when the order is already recorded.
+        with transaction.atomic(using=alias):
+            resolution = resolve_click(
+                order_id=purchase.order_id,
+                request=request,
+                signed_click_id=signed_click_id,
+                now=now,
+            )
+            click = resolution.click
+            values: dict[str, Any] = {
+                "event_time": purchase.event_time,
+                "amount": purchase.amount,
+                "currency": purchase.currency,
+                "number_of_items": purchase.number_of_items,
+                "click_id": click.click_id if click else "",
+                "click_captured_at": click.captured_at if click else None,
+                "status": Status.PENDING if click else Status.SKIPPED,
+                "skip_reason": "" if click else resolution.skip_reason[:200],
+                "created_at": now,
+            }
+            event = ConversionEvent.objects.using(alias).create(**lookup, **values)
+        created = True
+    except IntegrityError:  # the same order reported again
+        event = ConversionEvent.objects.using(alias).get(**lookup)
+        created = _replaces_invalid(event, values)
     extra = {"pjpixel_event": event.pk, "order_id": event.order_id, "status": event.status}
     if not created:
         logger.info(
