@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from tests import services
+from tests.celery_app import app as celery_app  # binds the shared tasks to the test app
 
 
 @pytest.fixture(autouse=True)
@@ -12,6 +15,11 @@ def _services_for_markers(request: pytest.FixtureRequest) -> None:
         services.require_postgres()
 
 
-from tests.celery_app import app as celery_app  # noqa: E402  (binds the shared tasks)
-
-__all__ = ["celery_app"]
+@pytest.fixture
+def inline_queue() -> Iterator[None]:
+    """Celery runs queued tasks eagerly, in the publishing thread: no broker, no worker."""
+    celery_app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = False

@@ -374,18 +374,6 @@ def test_changelist_and_detail_in_swedish(admin_client: Client) -> None:
 # -- actions with the real delivery ---------------------------------------------------
 
 
-@pytest.fixture
-def inline_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``enqueue`` runs the Celery task in this thread (``Task.apply``): no broker, no worker."""
-    from django_pjpixel import delivery, tasks
-
-    def enqueue(event: ConversionEvent) -> bool:
-        tasks.deliver_event.apply(args=[event.pk])
-        return True
-
-    monkeypatch.setattr(delivery, "enqueue", enqueue)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_retry_delivers_through_the_queue(
     client: Client, pjpixel_api: Any, inline_queue: None

@@ -13,10 +13,8 @@ Screenshots go to ``artifacts/screenshots/`` (kept by CI as artifacts).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,22 +26,10 @@ from django_pjpixel.models import ConversionEvent
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.pytest_plugin import emulator_from_settings
 from django_pjpixel.testing.server import EmulatorServer
-from tests import services
+from tests.browser import SCREENSHOTS, chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-SCREENSHOTS = Path(__file__).resolve().parent.parent / "artifacts" / "screenshots"
 PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
 SECRET = "s3cr3t-never-shown"
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
@@ -62,30 +48,6 @@ def emulated_api() -> Iterator[tuple[PrisjaktEmulator, EmulatorServer]]:
         }
         with override_settings(PJPIXEL=settings):
             yield emulator, server
-
-
-@pytest.fixture
-def inline_queue(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The "Retry" action runs the Celery task in the live server's thread (no broker)."""
-    from django_pjpixel import delivery, tasks
-
-    def enqueue(event: ConversionEvent) -> bool:
-        tasks.deliver_event.apply(args=[event.pk])
-        return True
-
-    monkeypatch.setattr(delivery, "enqueue", enqueue)
-
-
-@contextmanager
-def chromium() -> Iterator[Any]:
-    """Headless Chromium; entered only after the database work of the test is done."""
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def seed_local() -> ConversionEvent:
@@ -140,12 +102,9 @@ def test_a_person_walks_through_the_admin(
     emulated_api: tuple[PrisjaktEmulator, EmulatorServer],
     inline_queue: None,
 ) -> None:
-    if not CHROMIUM.exists():
-        services.unavailable(f"Chromium is not installed at {CHROMIUM}")
     emulator, server = emulated_api
     failed = seed_local()
     seed_remote(emulator)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     expect = pytest.importorskip("playwright.sync_api").expect
 
     with chromium() as browser:

@@ -44,7 +44,9 @@ from django_pjpixel.exceptions import (
     PrisjaktValidationError,
     RateLimit,
 )
-from tests.test_exceptions import SEED_NOT_FOUND, SEED_VALIDATION
+from tests import seed
+from tests.seed import NOT_FOUND as SEED_NOT_FOUND
+from tests.seed import VALIDATION as SEED_VALIDATION
 
 API = "https://api.pj.nu/click-conversion"
 DEV_API = "https://dev-api.pj.nu/click-conversion"
@@ -56,25 +58,11 @@ CLICK_ID = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
 UTC = timezone.utc
 
 # The seed's cURL body, with its placeholders filled in.
-SEED_BODY = """{
-"event_name": "purchase",
-"event_time": "2025-03-13T10:45:46.987Z",
-"external_event_id": "order-10045",
-"data": {
-"amount": 1234,
-"currency": "SEK",
-"number_of_items": 4
-},
-"signed_click_id": "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
-}"""
+SEED_BODY = seed.body("order-10045", CLICK_ID)
 
 # The seed's Link header, on page 7 of 7.
+SEED_LINK = seed.LINK
 SEED_QUERY = "from=2023-04-01T17%3A32%3A28.000Z&to=2023-04-21T17%3A32%3A28.000Z"
-SEED_LINK = (
-    f"<{DEV_API}/pixels/{PIXEL}/events?{SEED_QUERY}&page=1>; "
-    f'rel="first", <{DEV_API}/pixels/{PIXEL}/events?{SEED_QUERY}&page=7>; '
-    f'rel="last", <{DEV_API}/pixels/{PIXEL}/events?{SEED_QUERY}&page=6>; rel="prev"'
-)
 SEED_START = datetime(2023, 4, 1, 17, 32, 28, tzinfo=UTC)
 SEED_END = datetime(2023, 4, 21, 17, 32, 28, tzinfo=UTC)
 

@@ -28,6 +28,7 @@ from django_pjpixel.exceptions import (
 )
 from django_pjpixel.testing.emulator import REDACTED, PrisjaktEmulator
 from django_pjpixel.testing.responses_adapter import EmulatorMock, read_timeout
+from tests.seed import BODY as SEED_BODY
 
 PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
 SECRET = "s3cr3t-never-shown"
@@ -35,19 +36,6 @@ CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
 EVENT_TIME = datetime(2025, 3, 13, 10, 45, 46, 987000, tzinfo=timezone.utc)
 START = datetime(2025, 3, 1, tzinfo=timezone.utc)
 END = datetime(2025, 3, 31, tzinfo=timezone.utc)
-
-# The seed's cURL --data, verbatim.
-SEED_BODY = """{
-"event_name": "purchase",
-"event_time": "2025-03-13T10:45:46.987Z",
-"external_event_id": "<your-reference-or-order-id>",
-"data": {
-"amount": 1234,
-"currency": "SEK",
-"number_of_items": 4
-},
-"signed_click_id": "<query-param-pjclid-sent-to-webpage>"
-}"""
 
 
 def payload(order: str = "order-1", **overrides: Any) -> dict[str, Any]:

@@ -24,56 +24,16 @@ from django_pjpixel.testing.emulator import (
     PrisjaktEmulator,
     parse_iso_time,
 )
+from tests.seed import BODY as SEED_BODY
+from tests.seed import LINK_LINE as SEED_LINK
+from tests.seed import NOT_FOUND as SEED_NOT_FOUND
+from tests.seed import VALIDATION as SEED_VALIDATION
 
 PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
 CLIENT = "test-client"
 SECRET = "s3cr3t-never-shown"
 AUTH = {"client-id": CLIENT, "client-secret": SECRET, "Content-Type": "application/json"}
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
-
-# The seed, verbatim: its cURL body, its two error bodies and its Link line.
-SEED_BODY = """{
-"event_name": "purchase",
-"event_time": "2025-03-13T10:45:46.987Z",
-"external_event_id": "<your-reference-or-order-id>",
-"data": {
-"amount": 1234,
-"currency": "SEK",
-"number_of_items": 4
-},
-"signed_click_id": "<query-param-pjclid-sent-to-webpage>"
-}"""
-SEED_NOT_FOUND = """{
-"title": "Shop not found",
-"status": 404,
-"detail": "A shop with ID 121213 could not be found",
-"context": {
-"request-id": "96206250-bb0f-487b-a334-18192bec8592"
-}
-}"""
-SEED_VALIDATION = """{
-"title": "Request validation failed",
-"status": 400,
-"detail": "Request contains invalid fields: shopId. See field_errors for more details.",
-"field_errors": {
-"shopId": {
-"message": "invalid integer",
-"value": "alfa"
-}
-},
-"context": {
-"request-id": "d61579e9-eb4a-4fef-87e9-75438bbcfcf4"
-}
-}"""
-SEED_LINK = (
-    "Link: <https://dev-api.pj.nu/click-conversion/pixels/5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
-    "/events?from=2023-04-01T17%3A32%3A28.000Z&to=2023-04-21T17%3A32%3A28.000Z&page=1>; "
-    'rel="first", <https://dev-api.pj.nu/click-conversion/pixels/5c034de4-8e86-4d16-9fd1-'
-    "20cfec6c97e4/events?from=2023-04-01T17%3A32%3A28.000Z&to=2023-04-21T17%3A32%3A28.000Z"
-    '&page=7>; rel="last", <https://dev-api.pj.nu/click-conversion/pixels/5c034de4-8e86-4d16-'
-    "9fd1-20cfec6c97e4/events?from=2023-04-01T17%3A32%3A28.000Z&to=2023-04-21T17%3A32%3A28.000Z"
-    '&page=6>; rel="prev"'
-)
 
 
 def purchase(**overrides: Any) -> dict[str, Any]:

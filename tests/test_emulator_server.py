@@ -301,22 +301,6 @@ def test_wsgi_app_alone() -> None:
     assert started[-1][0] == "599 Unknown"
 
 
-@pytest.mark.parametrize(
-    ("host", "loopback"),
-    [
-        ("127.0.0.1", True),
-        ("127.0.0.2", True),
-        ("localhost", True),
-        ("::1", True),
-        ("0.0.0.0", False),
-        ("192.168.1.1", False),
-        ("example.com", False),
-    ],
-)
-def test_is_loopback(host: str, loopback: bool) -> None:
-    assert server_module._is_loopback(host) is loopback
-
-
 @pytest.mark.parametrize("loopback", [True, False])
 def test_main_in_process(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], loopback: bool
@@ -328,7 +312,7 @@ def test_main_in_process(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(EmulatorServer, "wait", interrupted)
-    monkeypatch.setattr(server_module, "_is_loopback", lambda host: loopback)
+    monkeypatch.setattr(server_module, "is_loopback", lambda host: loopback)
     argv = ["--port", "0", "--pixel", "p1", "--pixel", "p2", "--page-size", "3"]
     assert server_module.main([*argv, "--latency", "0.1"]) == 0
     out, err = capsys.readouterr()

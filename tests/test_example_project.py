@@ -25,21 +25,10 @@ from typing import Any
 import pytest
 
 from tests import services
+from tests.browser import SCREENSHOTS, chromium
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN_DEMO = ROOT / "example_project" / "run_demo.py"
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--headless",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CLICK_RE = re.compile(
     r"From Prisjakt: (?P<url>http://\S+\?pjclid=(?P<click>[0-9a-f-]{36}_[0-9a-f]{16}))"
 )
@@ -244,62 +233,55 @@ def emulator_events(api_url: str) -> list[dict[str, object]]:
 @pytest.mark.browser
 @pytest.mark.celery_worker
 def test_browser_landing_checkout_payment_shows_in_the_admin(demo: Demo) -> None:
-    if not CHROMIUM.exists():
-        services.unavailable("Debian chromium is not installed at /usr/bin/chromium")
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     landing = demo.wait_for(CLICK_RE)
     shop = demo.wait_for(re.compile(r"Shop:\s+(?P<url>http://\S+/)"))["url"]
     api_url = demo.wait_for(re.compile(r"API emulator:\s+(?P<url>http://\S+)"))["url"]
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(15_000)
-            page.goto(landing["url"])
-            expect(page.locator("#consent-banner")).to_be_visible()
-            page.screenshot(path=SCREENSHOTS / "demo-1-landing.png")
-            page.click("#consent-accept")
-            expect(page.locator("#consent-banner")).to_have_count(0)
-            page.locator(".add-to-cart").first.click()
-            expect(page.locator("#checkout")).to_be_visible()
-            page.screenshot(path=SCREENSHOTS / "demo-2-cart.png")
-            page.click("#checkout")
-            expect(page.locator("#pay")).to_be_visible()
-            page.screenshot(path=SCREENSHOTS / "demo-3-fakepay.png")
-            order_id = page.url.rstrip("/").rsplit("/", 1)[-1]
-            page.click("#pay")
-            expect(page.locator("#order-status")).to_contain_text("Paid")
+    with chromium() as browser:
+        page = browser.new_page()
+        page.set_default_timeout(15_000)
+        page.goto(landing["url"])
+        expect(page.locator("#consent-banner")).to_be_visible()
+        page.screenshot(path=SCREENSHOTS / "demo-1-landing.png")
+        page.click("#consent-accept")
+        expect(page.locator("#consent-banner")).to_have_count(0)
+        page.locator(".add-to-cart").first.click()
+        expect(page.locator("#checkout")).to_be_visible()
+        page.screenshot(path=SCREENSHOTS / "demo-2-cart.png")
+        page.click("#checkout")
+        expect(page.locator("#pay")).to_be_visible()
+        page.screenshot(path=SCREENSHOTS / "demo-3-fakepay.png")
+        order_id = page.url.rstrip("/").rsplit("/", 1)[-1]
+        page.click("#pay")
+        expect(page.locator("#order-status")).to_contain_text("Paid")
 
-            deadline = time.monotonic() + 45
-            while not [e for e in emulator_events(api_url) if e["external_event_id"] == order_id]:
-                assert time.monotonic() < deadline, "the worker did not deliver:\n" + demo.output
-                time.sleep(0.3)
-            [event] = [e for e in emulator_events(api_url) if e["external_event_id"] == order_id]
-            assert event["click_id"] == landing["click"].split("_")[0]
-            page.reload()
-            expect(page.locator("#pjpixel-status")).to_contain_text("Sent")
-            page.screenshot(path=SCREENSHOTS / "demo-4-order.png")
+        deadline = time.monotonic() + 45
+        while not [e for e in emulator_events(api_url) if e["external_event_id"] == order_id]:
+            assert time.monotonic() < deadline, "the worker did not deliver:\n" + demo.output
+            time.sleep(0.3)
+        [event] = [e for e in emulator_events(api_url) if e["external_event_id"] == order_id]
+        assert event["click_id"] == landing["click"].split("_")[0]
+        page.reload()
+        expect(page.locator("#pjpixel-status")).to_contain_text("Sent")
+        page.screenshot(path=SCREENSHOTS / "demo-4-order.png")
 
-            page.goto(shop + "admin/")
-            page.fill("#id_username", "admin")
-            page.fill("#id_password", "admin")
-            page.click("input[type=submit]")
-            page.goto(shop + "admin/django_pjpixel/conversionevent/")
-            outbox_row = page.locator("#result_list tr").filter(
-                has=page.get_by_text(order_id, exact=True)
-            )
-            expect(outbox_row).to_have_count(1)
-            expect(outbox_row).to_contain_text("Sent")
-            page.screenshot(path=SCREENSHOTS / "demo-5-admin-outbox.png", full_page=True)
-            page.goto(shop + "admin/django_pjpixel/conversionevent/prisjakt-events/")
-            prisjakt_row = page.locator("table.pjpixel-events tr").filter(
-                has=page.get_by_text(order_id, exact=True)
-            )
-            expect(prisjakt_row).to_have_count(1)
-            expect(prisjakt_row).to_contain_text(landing["click"].split("_")[0])
-            page.screenshot(path=SCREENSHOTS / "demo-6-admin-prisjakt-events.png", full_page=True)
-        finally:
-            browser.close()
+        page.goto(shop + "admin/")
+        page.fill("#id_username", "admin")
+        page.fill("#id_password", "admin")
+        page.click("input[type=submit]")
+        page.goto(shop + "admin/django_pjpixel/conversionevent/")
+        outbox_row = page.locator("#result_list tr").filter(
+            has=page.get_by_text(order_id, exact=True)
+        )
+        expect(outbox_row).to_have_count(1)
+        expect(outbox_row).to_contain_text("Sent")
+        page.screenshot(path=SCREENSHOTS / "demo-5-admin-outbox.png", full_page=True)
+        page.goto(shop + "admin/django_pjpixel/conversionevent/prisjakt-events/")
+        prisjakt_row = page.locator("table.pjpixel-events tr").filter(
+            has=page.get_by_text(order_id, exact=True)
+        )
+        expect(prisjakt_row).to_have_count(1)
+        expect(prisjakt_row).to_contain_text(landing["click"].split("_")[0])
+        page.screenshot(path=SCREENSHOTS / "demo-6-admin-prisjakt-events.png", full_page=True)

@@ -24,30 +24,8 @@ from django_pjpixel.exceptions import (
     body_excerpt,
     error_class_for,
 )
-
-# The two error bodies of the seed (seed-conversion-tracking.txt), verbatim.
-SEED_NOT_FOUND = """{
-"title": "Shop not found",
-"status": 404,
-"detail": "A shop with ID 121213 could not be found",
-"context": {
-"request-id": "96206250-bb0f-487b-a334-18192bec8592"
-}
-}"""
-SEED_VALIDATION = """{
-"title": "Request validation failed",
-"status": 400,
-"detail": "Request contains invalid fields: shopId. See field_errors for more details.",
-"field_errors": {
-"shopId": {
-"message": "invalid integer",
-"value": "alfa"
-}
-},
-"context": {
-"request-id": "d61579e9-eb4a-4fef-87e9-75438bbcfcf4"
-}
-}"""
+from tests.seed import NOT_FOUND as SEED_NOT_FOUND
+from tests.seed import VALIDATION as SEED_VALIDATION
 
 
 def test_seed_not_found_body_parses() -> None:

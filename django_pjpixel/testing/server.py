@@ -30,7 +30,6 @@ not part of the emulated API, never rate limited or recorded:
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import socket
 import struct
@@ -43,6 +42,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from wsgiref.util import request_uri
 
+from django_pjpixel.checks import is_loopback
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 
 ADMIN_PREFIX = "/_emulator"
@@ -268,18 +268,9 @@ def emulator_from_args(args: argparse.Namespace) -> PrisjaktEmulator:
     return emulator
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if not _is_loopback(args.host):
+    if not is_loopback(args.host):
         sys.stderr.write(f"warning: serving on {args.host}, not loopback only\n")
     emulator = emulator_from_args(args)
     server = EmulatorServer(
