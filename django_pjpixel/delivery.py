@@ -216,21 +216,36 @@ def claim_due(
     if only is not None:
         due &= only
     token = uuid.uuid4()
+    leased_until = now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS)
     alias = router.db_for_write(ConversionEvent)
     with transaction.atomic(using=alias):
         candidates = ConversionEvent.objects.using(alias).filter(due).order_by("pk")
         if connections[alias].features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
-        pks = list(candidates.values_list("pk", flat=True)[:limit])
-        if not pks:
+        rows = list(candidates[:limit])
+        if not rows:
             return []
-        ConversionEvent.objects.using(alias).filter(due, pk__in=pks).update(
+        claimed = ConversionEvent.objects.using(alias).filter(due, pk__in=[row.pk for row in rows])
+        count = claimed.update(
             status=Status.SENDING,
-            leased_until=now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS),
+            leased_until=leased_until,
             lease_token=token,
             attempts=F("attempts") + 1,
         )
-    return list(ConversionEvent.objects.using(alias).filter(lease_token=token).order_by("pk"))
+        if count != len(rows):
+            # Without SKIP LOCKED (SQLite) another sender may have taken some
+            # of them in between: read back which rows this lease holds.
+            return list(
+                ConversionEvent.objects.using(alias)
+                .filter(pk__in=[row.pk for row in rows], lease_token=token)
+                .order_by("pk")
+            )
+    for row in rows:  # the locked rows, as the UPDATE left them
+        row.status = Status.SENDING
+        row.leased_until = leased_until
+        row.lease_token = token
+        row.attempts += 1
+    return rows
 
 
 # -- sending -----------------------------------------------------------------

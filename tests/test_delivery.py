@@ -13,6 +13,7 @@ from unittest import mock
 
 import pytest
 from django.db import connection
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -490,6 +491,40 @@ def test_chunks_fit_in_one_lease(pjpixel: dict[str, Any]) -> None:
     assert chunk_size() == 1
     pjpixel.update(LEASE_SECONDS=1000, BATCH_SIZE=50)
     assert chunk_size() == 50
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_without_skip_locked_a_claim_keeps_only_the_rows_it_won(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As on SQLite: another sender takes a row between this claim's read and its UPDATE."""
+    first, second = make_event("race-1"), make_event("race-2")
+    monkeypatch.setattr(connection.features, "has_select_for_update_skip_locked", False)
+    update = QuerySet.update
+    rival: list[list[ConversionEvent]] = []
+    raced = threading.Event()
+
+    def racing_update(self: QuerySet[Any], **fields: Any) -> int:
+        if fields.get("status") == ConversionEvent.Status.SENDING and not raced.is_set():
+            raced.set()
+
+            def claim_first() -> None:
+                try:  # its own connection, which has SKIP LOCKED
+                    rival.append(claim_due(1, only=Q(pk=first.pk)))
+                finally:
+                    connection.close()
+
+            thread = threading.Thread(target=claim_first)
+            thread.start()
+            thread.join(10)
+        return update(self, **fields)
+
+    monkeypatch.setattr(QuerySet, "update", racing_update)
+    mine = claim_due(10)
+    assert [event.pk for event in rival[0]] == [first.pk]
+    assert [event.pk for event in mine] == [second.pk]
+    assert reload(first).lease_token == rival[0][0].lease_token != mine[0].lease_token
 
 
 @pytest.mark.postgres
