@@ -621,17 +621,17 @@ def blocked_publishes() -> Iterator[threading.Event]:
 def test_a_broker_that_never_answers_holds_the_checkout_for_publish_timeout_at_most(
     pjpixel: dict[str, Any], blocked_publishes: threading.Event, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pjpixel["PUBLISH_TIMEOUT"] = 0.05
+    pjpixel["PUBLISH_TIMEOUT"] = 0.5
     events = [make_event(f"hole-{i}") for i in range(4)]
     durations = []
     for event in events:
         started = time.monotonic()
         assert enqueue(event) is False
         durations.append(time.monotonic() - started)
-    assert max(durations) < 1.0
+    assert all(0.5 <= d < 2.0 for d in durations[: delivery.MAX_BLOCKED_PUBLISHERS])
     # Once two publishes are blocked, the next ones do not even wait.
-    assert all(d < 0.04 for d in durations[delivery.MAX_BLOCKED_PUBLISHERS :])
-    assert "within 0.05 s" in caplog.text
+    assert all(d < 0.25 for d in durations[delivery.MAX_BLOCKED_PUBLISHERS :])
+    assert "within 0.5 s" in caplog.text
     assert "still blocked" in caplog.text
     assert all(reload(e).next_attempt_at is not None for e in events)
 
