@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -23,3 +24,12 @@ def inline_queue() -> Iterator[None]:
         yield
     finally:
         celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Any]]:
+    """Signal receivers connected in a test (``tests.helpers.connect``), disconnected after it."""
+    connected: list[Any] = []
+    yield connected
+    for signal, receiver in connected:
+        signal.disconnect(receiver)

@@ -23,6 +23,7 @@ from django_pjpixel.exceptions import PrisjaktAPIError, RateLimit
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.signals import Cancel, post_send, pre_send
 from django_pjpixel.testing.emulator import PrisjaktEmulator
+from tests.helpers import connect
 
 pytestmark = pytest.mark.django_db
 
@@ -73,19 +74,6 @@ def no_pause() -> Iterator[None]:
     delivery._pauses.clear()
     yield
     delivery._pauses.clear()
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Any]]:
-    connected: list[Any] = []
-    yield connected
-    for signal, receiver in connected:
-        signal.disconnect(receiver)
-
-
-def connect(receivers: list[Any], signal: Any, receiver: Any) -> None:
-    signal.connect(receiver, weak=False)
-    receivers.append((signal, receiver))
 
 
 # -- batches -------------------------------------------------------------------

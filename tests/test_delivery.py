@@ -40,6 +40,7 @@ from django_pjpixel.exceptions import (
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.signals import Cancel, post_send, pre_send
 from django_pjpixel.testing.emulator import PrisjaktEmulator
+from tests.helpers import connect
 
 pytestmark = pytest.mark.django_db
 
@@ -71,20 +72,6 @@ def pjpixel(settings: Any) -> dict[str, Any]:
     """``settings.PJPIXEL`` to change for one test (a fresh copy)."""
     settings.PJPIXEL = dict(settings.PJPIXEL)
     return settings.PJPIXEL  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Any]]:
-    """Receivers connected in a test, disconnected afterwards."""
-    connected: list[Any] = []
-    yield connected
-    for signal, receiver in connected:
-        signal.disconnect(receiver)
-
-
-def connect(receivers: list[Any], signal: Any, receiver: Any) -> None:
-    signal.connect(receiver, weak=False)
-    receivers.append((signal, receiver))
 
 
 # -- answers -------------------------------------------------------------------
