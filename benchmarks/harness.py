@@ -112,6 +112,7 @@ def alternating(
     warmup: int = 0,
     every: Mapping[str, int] | None = None,
     block: int = 200,
+    settle: Callable[[], object] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds of every call of each variant, the variants called in turn.
 
@@ -120,7 +121,8 @@ def alternating(
     cycle to the next, so drift (frequency scaling, a neighbour's load, a
     growing table) touches all of them alike; the median of the single calls
     then ignores the calls a preemption hit. The garbage collector runs
-    between blocks of cycles, never inside a timed call.
+    between blocks of cycles, never inside a timed call, and ``settle``
+    (work a call left running in the background) before each timed call.
     """
     names = list(variants)
     every = every or {}
@@ -143,6 +145,8 @@ def alternating(
             if index % every.get(name, 1):
                 continue
             call = variants[name]
+            if settle is not None:
+                settle()
             started = clock()
             call()
             samples[name].append(clock() - started)

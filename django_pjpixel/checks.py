@@ -28,6 +28,7 @@ _NUMBERS: dict[str, tuple[float, float | None]] = {
     "MAX_COUNTDOWN": (1, None),
     "PUBLISH_RETRIES": (0, 10),
     "PUBLISH_TIMEOUT": (0.01, 60),
+    "PUBLISH_QUEUE_SIZE": (1, None),
     "BATCH_SIZE": (1, 1000),
     "DELIVER_DUE_LIMIT": (1, None),
     "MAX_PAGES": (1, None),
@@ -37,6 +38,7 @@ _NUMBERS: dict[str, tuple[float, float | None]] = {
 _INTEGERS = {
     "MAX_ATTEMPTS",
     "PUBLISH_RETRIES",
+    "PUBLISH_QUEUE_SIZE",
     "BATCH_SIZE",
     "DELIVER_DUE_LIMIT",
     "MAX_PAGES",

@@ -47,9 +47,12 @@ DEFAULTS: dict[str, Any] = {
     "LEASE_SECONDS": 120.0,
     # Celery countdowns stay below the broker's visibility timeout (Redis: 1 h).
     "MAX_COUNTDOWN": 3000.0,
-    # Publishing to the broker from a checkout: attempts, and seconds overall.
+    # Publishing to the broker after a checkout commits (in a background thread):
+    # attempts, seconds a publish may block before new events skip the broker,
+    # and events that may wait to be published.
     "PUBLISH_RETRIES": 2,
     "PUBLISH_TIMEOUT": 2.0,
+    "PUBLISH_QUEUE_SIZE": 10_000,
     # deliver_due: events per many-events PATCH (1: one POST per event), events per run.
     "BATCH_SIZE": 100,
     "DELIVER_DUE_LIMIT": 10_000,
@@ -168,6 +171,10 @@ class PjpixelSettings:
     @property
     def PUBLISH_TIMEOUT(self) -> float:
         return float(self.get("PUBLISH_TIMEOUT"))
+
+    @property
+    def PUBLISH_QUEUE_SIZE(self) -> int:
+        return int(self.get("PUBLISH_QUEUE_SIZE"))
 
     @property
     def BATCH_SIZE(self) -> int:

@@ -29,13 +29,16 @@ seconds away, else it stops and leaves what is due for the reset.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import queue
 import random
 import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,8 +70,6 @@ _SKIPPED, _FAILED, _DEAD = str(Status.SKIPPED), str(Status.FAILED), str(Status.D
 # Outcomes that are not a status of the row.
 NOT_DUE = "not_due"  # someone else has it, it is final, or its time has not come
 STALE = "stale"  # our lease was taken over: the outcome was not written
-# Publishing threads still blocked on the broker before publishes fail fast.
-MAX_BLOCKED_PUBLISHERS = 2
 # Answers to a batch that a POST of each event would get as well: recorded for every row.
 BATCH_ANSWERS_FOR_ALL = frozenset({401, 404})
 # Answers meaning these credentials (or this API) may not use the many-events PATCH.
@@ -92,98 +93,160 @@ class PublishTimeout(Exception):
 
 # -- publishing --------------------------------------------------------------
 
-_blocked: list[threading.Thread] = []
-_blocked_lock = threading.Lock()
-
 
 def enqueue(event: ConversionEvent) -> bool:
     """Queue ``deliver_event(event.pk)``; never raises. False: left to ``deliver_due``.
 
-    Runs from ``transaction.on_commit`` in the checkout, so it is bounded:
-    kombu retries the publish ``PUBLISH_RETRIES`` times (at once, then 0.2 s
-    apart) and the whole publish is given up after ``PUBLISH_TIMEOUT`` seconds even
-    where the transport would block for ever (a Redis broker that accepts
-    connections but never answers has no socket timeout by default). The
-    message carries the row's key only.
+    Runs from ``transaction.on_commit`` in the checkout, so it does not wait
+    for the broker: the row's key goes to this process's publisher thread,
+    which publishes it (kombu retries ``PUBLISH_RETRIES`` times, at once,
+    then 0.2 s apart). The committed row is the durable record, so a message
+    that is never published (the broker is down, the process ends) costs
+    only time: ``deliver_due`` sends the row. While a publish has been
+    blocked for longer than ``PUBLISH_TIMEOUT`` seconds (a Redis broker that
+    accepts connections but never answers), or ``PUBLISH_QUEUE_SIZE`` keys
+    are waiting, new rows are left to ``deliver_due`` at once. Run eagerly
+    (``CELERY_TASK_ALWAYS_EAGER``) the task runs right here, in the caller's
+    thread. The message carries the row's key only.
     """
     from django_pjpixel.tasks import deliver_event
 
-    conf = pjpixel_settings
-    retries = conf.PUBLISH_RETRIES
-    extra = {"pjpixel_event": event.pk, "order_id": event.order_id, "status": event.status}
     try:
-        _publish_bounded(
-            lambda: deliver_event.apply_async(
-                args=(event.pk,),
-                retry=retries > 0,
-                retry_policy={
-                    "max_retries": retries,
-                    "interval_start": 0,
-                    "interval_step": 0.2,
-                    "interval_max": 0.5,
-                },
-            ),
-            conf.PUBLISH_TIMEOUT,
-            # Run eagerly (CELERY_TASK_ALWAYS_EAGER) the task runs right here, in
-            # the caller's thread and transaction; there is no broker to wait for.
-            inline=bool(deliver_event.app.conf.task_always_eager),
-        )
+        if deliver_event.app.conf.task_always_eager:
+            _publish(event.pk)
+        else:
+            _publisher.submit(event.pk, event.order_id)
     except Exception as err:
-        logger.warning(
-            "pjpixel: could not queue order %s (%s: %s); deliver_due will send it",
-            event.order_id,
-            type(err).__name__,
-            err,
-            extra=extra,
-        )
-        _leave_due(event)
+        _publish_failed(event.pk, event.order_id, err)
         return False
-    logger.debug("pjpixel: queued order %s", event.order_id, extra=extra)
     return True
 
 
-def _publish_bounded(publish: Callable[[], object], timeout: float, *, inline: bool) -> None:
-    """Run ``publish`` in a thread and wait at most ``timeout`` seconds for it.
+def flush_publishes(timeout: float | None = None) -> bool:
+    """Wait until this process has published what it queued; False if ``timeout`` ran out.
 
-    A publish still blocked after that is left to finish (or fail) on its
-    own; while ``MAX_BLOCKED_PUBLISHERS`` of them are blocked, new publishes
-    fail at once instead of starting more threads.
+    Called at interpreter exit with ``PUBLISH_TIMEOUT``. Tests that look at
+    the broker right after a commit call it first.
     """
-    if inline:
-        publish()
-        return
-    with _blocked_lock:
-        _blocked[:] = [thread for thread in _blocked if thread.is_alive()]
-        if len(_blocked) >= MAX_BLOCKED_PUBLISHERS:
-            raise PublishTimeout("earlier publishes are still blocked on the broker")
-    errors: list[BaseException] = []
+    return _publisher.flush(timeout)
 
-    def run() -> None:
+
+def _publish(event_pk: int) -> None:
+    from django_pjpixel.tasks import deliver_event
+
+    retries = pjpixel_settings.PUBLISH_RETRIES
+    deliver_event.apply_async(
+        args=(event_pk,),
+        retry=retries > 0,
+        retry_policy={
+            "max_retries": retries,
+            "interval_start": 0,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+    )
+
+
+def _publish_failed(event_pk: int, order_id: str, err: Exception) -> None:
+    logger.warning(
+        "pjpixel: could not queue order %s (%s: %s); deliver_due will send it",
+        order_id,
+        type(err).__name__,
+        err,
+        extra={"pjpixel_event": event_pk, "order_id": order_id, "status": str(Status.PENDING)},
+    )
+    _leave_due(event_pk, order_id)
+
+
+class _Publisher:
+    """One daemon thread per process publishing ``deliver_event`` off the request path.
+
+    Started on first use, and again in a forked child (a pre-forking server
+    that imported the shop before forking). Keys still queued at interpreter
+    exit get ``PUBLISH_TIMEOUT`` seconds to go out; what does not is sent by
+    ``deliver_due``.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[tuple[int, str]] | None = None
+        self._thread: threading.Thread | None = None
+        self._busy_since: float | None = None
+
+    def submit(self, event_pk: int, order_id: str) -> None:
+        keys = self._started()
+        busy_since = self._busy_since
+        timeout = pjpixel_settings.PUBLISH_TIMEOUT
+        if busy_since is not None and time.monotonic() - busy_since > timeout:
+            raise PublishTimeout(f"the broker has not taken a message for over {timeout:g} s")
         try:
-            publish()
-        except BaseException as err:  # handed to the caller
-            errors.append(err)
-        finally:
-            connections.close_all()  # any this thread opened (a before_task_publish hook)
+            keys.put_nowait((event_pk, order_id))
+        except queue.Full:
+            raise PublishTimeout(
+                f"{keys.maxsize} events are already waiting to be published"
+            ) from None
 
-    thread = threading.Thread(target=run, name="pjpixel-publish", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        with _blocked_lock:
-            _blocked.append(thread)
-        raise PublishTimeout(f"the broker did not take the message within {timeout:g} s")
-    if errors:
-        raise errors[0]
+    def flush(self, timeout: float | None) -> bool:
+        keys = self._queue
+        if keys is None or not keys.unfinished_tasks:
+            return True
+        if timeout is None:
+            timeout = pjpixel_settings.PUBLISH_TIMEOUT
+        deadline = time.monotonic() + timeout
+        with keys.all_tasks_done:
+            while keys.unfinished_tasks:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                keys.all_tasks_done.wait(left)
+        return True
+
+    def forget(self) -> None:
+        """In a forked child: the parent's thread and queue are not ours."""
+        self._lock = threading.Lock()
+        self._queue = self._thread = self._busy_since = None
+
+    def _started(self) -> queue.Queue[tuple[int, str]]:
+        keys, thread = self._queue, self._thread
+        if keys is not None and thread is not None and thread.is_alive():
+            return keys
+        with self._lock:
+            if self._queue is None:
+                self._queue = queue.Queue(maxsize=pjpixel_settings.PUBLISH_QUEUE_SIZE)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._queue,), name="pjpixel-publisher", daemon=True
+                )
+                self._thread.start()
+            return self._queue
+
+    def _run(self, keys: queue.Queue[tuple[int, str]]) -> None:
+        while True:
+            event_pk, order_id = keys.get()
+            self._busy_since = time.monotonic()
+            try:
+                _publish(event_pk)
+            except Exception as err:
+                _publish_failed(event_pk, order_id, err)
+            finally:
+                self._busy_since = None
+                if keys.empty():
+                    connections.close_all()  # any this thread opened (a failure, a hook)
+                keys.task_done()
 
 
-def _leave_due(event: ConversionEvent) -> None:
+_publisher = _Publisher()
+os.register_at_fork(after_in_child=_publisher.forget)
+atexit.register(flush_publishes)
+
+
+def _leave_due(event_pk: int, order_id: str) -> None:
     try:
         ConversionEvent.objects.filter(
-            pk=event.pk, status=Status.PENDING, next_attempt_at__isnull=True
+            pk=event_pk, status=Status.PENDING, next_attempt_at__isnull=True
         ).update(next_attempt_at=timezone.now())
     except Exception:  # the row is due as it is; this only makes it explicit
-        logger.exception("pjpixel: could not mark order %s as due", event.order_id)
+        logger.exception("pjpixel: could not mark order %s as due", order_id)
 
 
 # -- claiming ----------------------------------------------------------------

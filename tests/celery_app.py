@@ -19,8 +19,12 @@ def reset_publisher(app: Celery = app) -> None:
 
     kombu keeps one pool per broker URL for the whole process; they are left
     open (closing one breaks every later publish to that URL in the process),
-    so switching back to a URL finds its pool as it was.
+    so switching back to a URL finds its pool as it was. What this process
+    still has to publish goes out first, to the broker it was queued for.
     """
+    from django_pjpixel.delivery import flush_publishes
+
+    flush_publishes(10)
     app._pool = None  # type: ignore[attr-defined]  # Celery's private connection pool
     amqp = app.__dict__.get("amqp")
     if amqp is not None:

@@ -16,6 +16,22 @@ def _services_for_markers(request: pytest.FixtureRequest) -> None:
         services.require_postgres()
 
 
+@pytest.fixture(autouse=True)
+def _publishes_done() -> Iterator[None]:
+    """What a test's commits queued is published before the next test (to the same broker)."""
+    yield
+    from django_pjpixel.delivery import flush_publishes
+
+    flush_publishes(10)
+
+
+@pytest.fixture
+def pjpixel(settings: Any) -> dict[str, Any]:
+    """``settings.PJPIXEL`` to change for one test (a fresh copy)."""
+    settings.PJPIXEL = dict(settings.PJPIXEL)
+    return settings.PJPIXEL  # type: ignore[no-any-return]
+
+
 @pytest.fixture
 def inline_queue() -> Iterator[None]:
     """Celery runs queued tasks eagerly, in the publishing thread: no broker, no worker."""

@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from django_pjpixel.models import ConversionEvent
+
+PIXEL_ID = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
+CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
 
 
 def connect(receivers: list[Any], signal: Any, receiver: Any) -> None:
     """Connect ``receiver`` for this test; the ``receivers`` fixture disconnects it."""
     signal.connect(receiver, weak=False)
     receivers.append((signal, receiver))
+
+
+def make_event(order_id: str = "order-1", **fields: Any) -> ConversionEvent:
+    """A pending purchase of 1,234 SEK, 2 items, with a click: ``fields`` override."""
+    from django.utils import timezone
+
+    from django_pjpixel.models import ConversionEvent
+
+    values: dict[str, Any] = {
+        "pixel_id": PIXEL_ID,
+        "order_id": order_id,
+        "event_time": timezone.now(),
+        "amount": Decimal("1234.00"),
+        "currency": "SEK",
+        "number_of_items": 2,
+        "click_id": CLICK,
+        **fields,
+    }
+    return ConversionEvent.objects.create(**values)

@@ -61,13 +61,6 @@ def methods(api: PrisjaktEmulator) -> list[str]:
     return [request.method for request in api.requests]
 
 
-@pytest.fixture
-def pjpixel(settings: Any) -> dict[str, Any]:
-    """``settings.PJPIXEL`` to change for one test (a fresh copy)."""
-    settings.PJPIXEL = dict(settings.PJPIXEL)
-    return settings.PJPIXEL  # type: ignore[no-any-return]
-
-
 @pytest.fixture(autouse=True)
 def no_pause() -> Iterator[None]:
     """A stop for the rate limit is remembered by the process: not from one test to the next."""

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Iterator
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 from unittest import mock
 
@@ -15,9 +12,8 @@ import pytest
 from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
-from kombu.exceptions import OperationalError
 
-from django_pjpixel import delivery, tasks
+from django_pjpixel import delivery
 from django_pjpixel.delivery import (
     NOT_DUE,
     STALE,
@@ -27,7 +23,6 @@ from django_pjpixel.delivery import (
     claim_due,
     deliver_due,
     deliver_event,
-    enqueue,
     record_outcome,
     send_one,
 )
@@ -40,38 +35,16 @@ from django_pjpixel.exceptions import (
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.signals import Cancel, post_send, pre_send
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from tests.helpers import connect
+from tests.helpers import CLICK, connect, make_event
 
 pytestmark = pytest.mark.django_db
 
 Status = ConversionEvent.Status
-CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
 SECRET = "s3cr3t-never-shown"
-
-
-def make_event(order_id: str = "order-1", **fields: Any) -> ConversionEvent:
-    values: dict[str, Any] = {
-        "pixel_id": "5c034de4-8e86-4d16-9fd1-20cfec6c97e4",
-        "order_id": order_id,
-        "event_time": timezone.now(),
-        "amount": Decimal("1234.00"),
-        "currency": "SEK",
-        "number_of_items": 2,
-        "click_id": CLICK,
-        **fields,
-    }
-    return ConversionEvent.objects.create(**values)
 
 
 def reload(event: ConversionEvent) -> ConversionEvent:
     return ConversionEvent.objects.get(pk=event.pk)
-
-
-@pytest.fixture
-def pjpixel(settings: Any) -> dict[str, Any]:
-    """``settings.PJPIXEL`` to change for one test (a fresh copy)."""
-    settings.PJPIXEL = dict(settings.PJPIXEL)
-    return settings.PJPIXEL  # type: ignore[no-any-return]
 
 
 # -- answers -------------------------------------------------------------------
@@ -541,94 +514,6 @@ def test_concurrent_runs_never_send_a_row_twice(
     external = [e["external_event_id"] for e in pjpixel_api.events]
     assert sorted(external) == sorted(f"par-{i}" for i in range(30))
     assert len([r for r in pjpixel_api.requests if r.method == "POST"]) == 30
-
-
-# -- publishing ----------------------------------------------------------------
-
-
-def test_enqueue_publishes_the_key_only() -> None:
-    event = make_event()
-    with mock.patch.object(tasks.deliver_event, "apply_async") as apply_async:
-        assert enqueue(event) is True
-    apply_async.assert_called_once()
-    call = apply_async.call_args
-    assert call.kwargs["args"] == (event.pk,)
-    assert "kwargs" not in call.kwargs
-    assert call.kwargs["retry"] is True
-    assert call.kwargs["retry_policy"] == {
-        "max_retries": 2,
-        "interval_start": 0,
-        "interval_step": 0.2,
-        "interval_max": 0.5,
-    }
-    assert SECRET not in repr(call)
-
-
-def test_a_failed_publish_leaves_the_row_due(caplog: pytest.LogCaptureFixture) -> None:
-    event = make_event()
-    with mock.patch.object(
-        tasks.deliver_event, "apply_async", side_effect=OperationalError("broker down")
-    ):
-        assert enqueue(event) is False
-    row = reload(event)
-    assert row.status == Status.PENDING
-    assert row.next_attempt_at is not None
-    assert row.next_attempt_at <= timezone.now()
-    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert "deliver_due will send it" in record.getMessage()
-    assert "broker down" in record.getMessage()
-
-
-def test_a_failure_to_mark_the_row_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
-    event = make_event()
-    with (
-        mock.patch.object(tasks.deliver_event, "apply_async", side_effect=OSError("down")),
-        mock.patch.object(ConversionEvent.objects, "filter", side_effect=RuntimeError("db")),
-    ):
-        assert enqueue(event) is False
-    assert "could not mark order order-1 as due" in caplog.text
-
-
-@pytest.fixture
-def blocked_publishes() -> Iterator[threading.Event]:
-    """``apply_async`` blocks until the event is set (a broker that never answers)."""
-    release = threading.Event()
-    with mock.patch.object(
-        tasks.deliver_event, "apply_async", side_effect=lambda *a, **k: release.wait(10)
-    ) as apply_async:
-        yield release
-        release.set()
-        deadline = time.monotonic() + 5
-        while delivery._blocked and time.monotonic() < deadline:
-            delivery._blocked[:] = [t for t in delivery._blocked if t.is_alive()]
-            time.sleep(0.01)
-    assert apply_async.call_count <= delivery.MAX_BLOCKED_PUBLISHERS
-
-
-def test_a_broker_that_never_answers_holds_the_checkout_for_publish_timeout_at_most(
-    pjpixel: dict[str, Any], blocked_publishes: threading.Event, caplog: pytest.LogCaptureFixture
-) -> None:
-    pjpixel["PUBLISH_TIMEOUT"] = 0.5
-    events = [make_event(f"hole-{i}") for i in range(4)]
-    durations = []
-    for event in events:
-        started = time.monotonic()
-        assert enqueue(event) is False
-        durations.append(time.monotonic() - started)
-    assert all(0.5 <= d < 2.0 for d in durations[: delivery.MAX_BLOCKED_PUBLISHERS])
-    # Once two publishes are blocked, the next ones do not even wait.
-    assert all(d < 0.25 for d in durations[delivery.MAX_BLOCKED_PUBLISHERS :])
-    assert "within 0.5 s" in caplog.text
-    assert "still blocked" in caplog.text
-    assert all(reload(e).next_attempt_at is not None for e in events)
-
-
-def test_deliver_due_sends_what_could_not_be_published(pjpixel_api: PrisjaktEmulator) -> None:
-    event = make_event()
-    with mock.patch.object(tasks.deliver_event, "apply_async", side_effect=OperationalError):
-        enqueue(event)
-    assert deliver_due() == {"sent": 1}
-    assert [e["external_event_id"] for e in pjpixel_api.events] == ["order-1"]
 
 
 # -- logs ------------------------------------------------------------------------

@@ -42,8 +42,11 @@ Capture = Callable[..., Any]
 
 
 @pytest.fixture
-def published() -> Iterator[mock.Mock]:
-    """``deliver_event.apply_async``, recorded instead of reaching a broker."""
+def published(inline_queue: None) -> Iterator[mock.Mock]:
+    """``deliver_event.apply_async``, recorded in the committing thread (``inline_queue``).
+
+    The publisher thread itself is tested in ``test_publishing``.
+    """
     with mock.patch.object(tasks.deliver_event, "apply_async") as apply_async:
         yield apply_async
 
@@ -58,12 +61,6 @@ def eager(pjpixel_api: PrisjaktEmulator) -> Iterator[None]:
         yield
     finally:
         conf.task_always_eager = saved
-
-
-@pytest.fixture
-def pjpixel(settings: Any) -> dict[str, Any]:
-    settings.PJPIXEL = dict(settings.PJPIXEL)
-    return settings.PJPIXEL  # type: ignore[no-any-return]
 
 
 def purchase(**overrides: Any) -> dict[str, Any]:
@@ -324,6 +321,7 @@ def test_recording_the_invalid_purchase_may_fail_too(
 
 
 def test_a_broker_that_is_down_does_not_break_the_checkout(
+    inline_queue: None,
     pjpixel_api: PrisjaktEmulator,
     django_capture_on_commit_callbacks: Capture,
     caplog: pytest.LogCaptureFixture,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 from unittest import mock
 
@@ -15,36 +14,17 @@ from django.utils import timezone
 from kombu import Producer
 
 from django_pjpixel import tasks
-from django_pjpixel.delivery import enqueue
+from django_pjpixel.delivery import enqueue, flush_publishes
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.celery_app import app as celery_app
 from tests.celery_app import reset_publisher
+from tests.helpers import CLICK, make_event
 
 pytestmark = pytest.mark.django_db
 
 Status = ConversionEvent.Status
-CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
 SECRET = "s3cr3t-never-shown"
-
-
-def make_event(order_id: str = "order-1", **fields: Any) -> ConversionEvent:
-    return ConversionEvent.objects.create(
-        pixel_id="5c034de4-8e86-4d16-9fd1-20cfec6c97e4",
-        order_id=order_id,
-        event_time=timezone.now(),
-        amount=Decimal("99.50"),
-        currency="SEK",
-        number_of_items=1,
-        click_id=CLICK,
-        **fields,
-    )
-
-
-@pytest.fixture
-def pjpixel(settings: Any) -> dict[str, Any]:
-    settings.PJPIXEL = dict(settings.PJPIXEL)
-    return settings.PJPIXEL  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -163,6 +143,7 @@ def test_the_message_carries_the_key_only(memory_broker: Celery) -> None:
     event = make_event()
     with mock.patch.object(Producer, "publish") as publish:
         assert enqueue(event) is True
+        assert flush_publishes(5)
     publish.assert_called_once()
     body = publish.call_args.args[0]
     headers = publish.call_args.kwargs["headers"]

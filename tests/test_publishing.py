@@ -1,0 +1,243 @@
+"""Publishing ``deliver_event`` after a commit: the publisher thread, its bounds, fork and exit."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from django_pjpixel import delivery, tasks
+from django_pjpixel.delivery import deliver_due, due_filter, enqueue, flush_publishes
+from django_pjpixel.models import ConversionEvent
+from django_pjpixel.testing.emulator import PrisjaktEmulator
+from tests.celery_app import app as celery_app
+from tests.helpers import make_event
+
+# The publisher thread has its own database connection: it sees committed rows only.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+Status = ConversionEvent.Status
+SECRET = "s3cr3t-never-shown"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def reload(event: ConversionEvent) -> ConversionEvent:
+    return ConversionEvent.objects.get(pk=event.pk)
+
+
+def is_due(event: ConversionEvent) -> bool:
+    return ConversionEvent.objects.filter(due_filter(timezone.now()), pk=event.pk).exists()
+
+
+@pytest.fixture(autouse=True)
+def fresh_publisher() -> Iterator[None]:
+    """Each test starts its own publisher thread; one a test left blocked is dropped."""
+    delivery._publisher.forget()
+    yield
+    delivery._publisher.forget()
+
+
+@pytest.fixture
+def blocked_broker() -> Iterator[tuple[mock.MagicMock, threading.Event]]:
+    """``apply_async`` blocks until the event is set (a broker that never answers)."""
+    release = threading.Event()
+    with mock.patch.object(
+        tasks.deliver_event, "apply_async", side_effect=lambda *a, **k: release.wait(10)
+    ) as apply_async:
+        yield apply_async, release
+        release.set()
+        assert flush_publishes(5)
+
+
+def test_enqueue_publishes_the_key_only() -> None:
+    event = make_event()
+    with mock.patch.object(tasks.deliver_event, "apply_async") as apply_async:
+        assert enqueue(event) is True
+        assert flush_publishes(5)
+    apply_async.assert_called_once()
+    call = apply_async.call_args
+    assert call.kwargs["args"] == (event.pk,)
+    assert "kwargs" not in call.kwargs
+    assert call.kwargs["retry"] is True
+    assert call.kwargs["retry_policy"] == {
+        "max_retries": 2,
+        "interval_start": 0,
+        "interval_step": 0.2,
+        "interval_max": 0.5,
+    }
+    assert SECRET not in repr(call)
+
+
+def test_the_checkout_does_not_wait_for_the_broker() -> None:
+    events = [make_event(f"slow-{i}") for i in range(3)]
+    published: list[tuple[int, str]] = []
+
+    def slow_publish(*args: Any, **kwargs: Any) -> None:
+        time.sleep(0.2)
+        published.append((kwargs["args"][0], threading.current_thread().name))
+
+    with mock.patch.object(tasks.deliver_event, "apply_async", side_effect=slow_publish):
+        started = time.monotonic()
+        assert all(enqueue(event) for event in events)
+        queued = time.monotonic() - started
+        assert published == []  # nothing went out in the caller's time
+        assert flush_publishes(5)
+    assert queued < 0.1
+    assert published == [(event.pk, "pjpixel-publisher") for event in events]
+
+
+def test_eager_celery_runs_the_task_in_the_callers_thread() -> None:
+    event = make_event()
+    callers: list[str] = []
+    celery_app.conf.task_always_eager = True
+    try:
+        with mock.patch.object(
+            tasks.deliver_event,
+            "apply_async",
+            side_effect=lambda *a, **k: callers.append(threading.current_thread().name),
+        ):
+            assert enqueue(event) is True
+    finally:
+        celery_app.conf.task_always_eager = False
+    assert callers == [threading.current_thread().name]
+
+
+def test_a_failed_publish_leaves_the_row_due(caplog: pytest.LogCaptureFixture) -> None:
+    event = make_event()
+    with mock.patch.object(
+        tasks.deliver_event, "apply_async", side_effect=OperationalError("broker down")
+    ):
+        assert enqueue(event) is True  # queued; the publisher thread finds the broker down
+        assert flush_publishes(5)
+    row = reload(event)
+    assert row.status == Status.PENDING
+    assert row.next_attempt_at is not None
+    assert row.next_attempt_at <= timezone.now()
+    (record,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "could not queue order order-1" in record.getMessage()
+    assert "deliver_due will send it" in record.getMessage()
+    assert "broker down" in record.getMessage()
+
+
+def test_a_failure_to_mark_the_row_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
+    event = make_event()
+    with (
+        mock.patch.object(tasks.deliver_event, "apply_async", side_effect=OSError("down")),
+        mock.patch.object(ConversionEvent.objects, "filter", side_effect=RuntimeError("db")),
+    ):
+        enqueue(event)
+        assert flush_publishes(5)
+    assert "could not mark order order-1 as due" in caplog.text
+    assert delivery._publisher._started().maxsize > 0  # the thread lives on
+
+
+def test_a_broker_that_never_answers_sends_new_rows_to_deliver_due_at_once(
+    pjpixel: dict[str, Any],
+    blocked_broker: tuple[mock.MagicMock, threading.Event],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pjpixel["PUBLISH_TIMEOUT"] = 0.3
+    apply_async, _release = blocked_broker
+    first, *later = [make_event(f"hole-{i}") for i in range(4)]
+    assert enqueue(first) is True
+    time.sleep(0.5)  # the publish of the first is blocked for longer than PUBLISH_TIMEOUT
+    durations = []
+    for event in later:
+        started = time.monotonic()
+        assert enqueue(event) is False
+        durations.append(time.monotonic() - started)
+    assert max(durations) < 0.25
+    assert "has not taken a message for over 0.3 s" in caplog.text
+    assert all(is_due(event) for event in [first, *later])
+    assert all(reload(event).next_attempt_at is not None for event in later)
+    assert apply_async.call_count == 1
+    assert not flush_publishes(0.05)  # the first is still held by the broker
+
+
+def test_a_full_queue_sends_new_rows_to_deliver_due(
+    pjpixel: dict[str, Any],
+    blocked_broker: tuple[mock.MagicMock, threading.Event],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    pjpixel["PUBLISH_QUEUE_SIZE"] = 2
+    apply_async, release = blocked_broker
+    events = [make_event(f"full-{i}") for i in range(4)]
+    assert enqueue(events[0]) is True
+    deadline = time.monotonic() + 5
+    while not apply_async.called and time.monotonic() < deadline:
+        time.sleep(0.01)  # the thread took the first and is blocked on it
+    assert [enqueue(event) for event in events[1:]] == [True, True, False]
+    assert "2 events are already waiting to be published" in caplog.text
+    assert reload(events[3]).next_attempt_at is not None
+    release.set()
+    assert flush_publishes(5)
+    assert [c.kwargs["args"][0] for c in apply_async.call_args_list] == [e.pk for e in events[:3]]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_forked_child_publishes_through_its_own_thread() -> None:
+    event = make_event()
+    read_end, write_end = os.pipe()
+    with mock.patch.object(
+        tasks.deliver_event,
+        "apply_async",
+        side_effect=lambda *a, **k: os.write(write_end, f"{k['args'][0]}\n".encode()),
+    ):
+        assert enqueue(event) is True  # the parent's thread starts, then the fork
+        assert flush_publishes(5)
+        pid = os.fork()
+        if pid == 0:  # the child: no pytest teardown, no database, just the publish
+            code = 1
+            try:
+                code = 0 if enqueue(event) and flush_publishes(5) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    os.close(write_end)
+    with os.fdopen(read_end) as lines:
+        published = lines.read().split()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert published == [str(event.pk), str(event.pk)]
+
+
+def test_what_is_queued_at_exit_is_published_before_the_process_ends(tmp_path: Path) -> None:
+    out = tmp_path / "published.txt"
+    script = f"""
+import time, django
+django.setup()
+from unittest import mock
+from django_pjpixel import delivery, tasks
+from django_pjpixel.models import ConversionEvent
+
+def publish(*args, **kwargs):
+    time.sleep(0.3)
+    with open({str(out)!r}, "a") as f:
+        f.write(f"{{kwargs['args'][0]}}\\n")
+
+mock.patch.object(tasks.deliver_event, "apply_async", side_effect=publish).start()
+for pk in (1, 2):
+    assert delivery.enqueue(ConversionEvent(pk=pk, order_id=f"exit-{{pk}}"))
+"""  # the script ends at once: atexit waits for the publisher
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60, cwd=ROOT)
+    assert out.read_text().split() == ["1", "2"]
+
+
+def test_deliver_due_sends_what_could_not_be_published(pjpixel_api: PrisjaktEmulator) -> None:
+    event = make_event()
+    with mock.patch.object(tasks.deliver_event, "apply_async", side_effect=OperationalError):
+        enqueue(event)
+        assert flush_publishes(5)
+    assert deliver_due() == {"sent": 1}
+    assert [e["external_event_id"] for e in pjpixel_api.events] == ["order-1"]
