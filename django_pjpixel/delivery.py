@@ -41,10 +41,11 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import connections, router, transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, QuerySet
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from django_pjpixel.client import ApiResult, get_client, purchase_payload
@@ -309,6 +310,66 @@ def claim_due(
         row.lease_token = token
         row.attempts += 1
     return rows
+
+
+def claim_one(event_pk: int, *, now: datetime | None = None) -> ConversionEvent | None:
+    """Lease the row ``event_pk`` to this caller if it is due; returns it, or None.
+
+    One conditional ``UPDATE`` in autocommit claims it (no transaction to
+    open and commit): a concurrent claim of the same row waits for the row
+    lock, then finds it no longer due. PostgreSQL returns the claimed row
+    from that ``UPDATE``; elsewhere it is read back by key and lease token.
+    """
+    now = timezone.now() if now is None else now
+    token = uuid.uuid4()
+    alias: str = router.db_for_write(ConversionEvent)
+    rows = ConversionEvent.objects.using(alias)
+    due = rows.filter(due_filter(now), pk=event_pk)
+    lease = {
+        "status": Status.SENDING,
+        "leased_until": now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS),
+        "lease_token": token,
+        "attempts": F("attempts") + 1,
+    }
+    if connections[rows.db].vendor == "postgresql":
+        return _update_returning(due, lease)
+    if not due.update(**lease):
+        return None
+    claimed: ConversionEvent | None = rows.filter(pk=event_pk, lease_token=token).first()
+    return claimed
+
+
+def _update_returning(
+    rows: QuerySet[ConversionEvent], values: dict[str, Any]
+) -> ConversionEvent | None:
+    """``rows.update(**values)`` of at most one row, returning that row as updated.
+
+    The ``UPDATE`` is compiled as ``QuerySet.update`` compiles it; only
+    ``RETURNING`` is added, and the columns pass through the same converters
+    as a query's results.
+    """
+    query = cast(UpdateQuery, rows.query.chain(UpdateQuery))
+    query.add_update_values(values)
+    query.clear_select_clause()
+    connection = connections[rows.db]
+    sql, params = query.get_compiler(rows.db).as_sql()
+    meta = ConversionEvent._meta
+    columns = [field.get_col(meta.db_table) for field in meta.concrete_fields]
+    returning = ", ".join(connection.ops.quote_name(col.target.column) for col in columns)
+    with transaction.mark_for_rollback_on_error(using=rows.db), connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {returning}", params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    converted = []
+    for col, value in zip(columns, row, strict=True):
+        for convert in connection.ops.get_db_converters(col) + col.get_db_converters(connection):
+            value = convert(value, col, connection)
+        converted.append(value)
+    event: ConversionEvent = ConversionEvent.from_db(
+        rows.db, [field.attname for field in meta.concrete_fields], converted
+    )
+    return event
 
 
 # -- sending -----------------------------------------------------------------
@@ -594,9 +655,9 @@ def deliver_event(event_pk: int, *, now: datetime | None = None) -> Outcome:
     ``NOT_DUE`` with that time, so a task that arrived early can wait for it.
     """
     now = timezone.now() if now is None else now
-    claimed = claim_due(1, now=now, only=Q(pk=event_pk))
-    if claimed:
-        return _send_claimed(claimed[0])
+    claimed = claim_one(event_pk, now=now)
+    if claimed is not None:
+        return _send_claimed(claimed)
     row = ConversionEvent.objects.filter(pk=event_pk).values("status", "next_attempt_at").first()
     if row is None:
         logger.warning("pjpixel: no conversion event %s to deliver", event_pk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 from unittest import mock
 
@@ -21,6 +22,7 @@ from django_pjpixel.delivery import (
     backoff_delay,
     chunk_size,
     claim_due,
+    claim_one,
     deliver_due,
     deliver_event,
     record_outcome,
@@ -347,6 +349,55 @@ def test_only_due_rows_are_claimed() -> None:
         make_event(order_id, **fields)
     claimed = claim_due(100, now=now)
     assert [e.pk for e in claimed] == [e.pk for e in due]
+
+
+@pytest.fixture(params=["returning", "update-then-select"])
+def claim_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``claim_one`` as on PostgreSQL (``UPDATE ... RETURNING``) and as on other databases."""
+    if request.param == "returning" and connection.vendor != "postgresql":
+        pytest.skip("UPDATE ... RETURNING is used on PostgreSQL only")
+    if request.param == "update-then-select":
+        monkeypatch.setattr(connection, "vendor", "other")
+    return str(request.param)
+
+
+def test_claim_one_leases_a_due_row_and_returns_it_as_stored(
+    pjpixel: dict[str, Any], claim_path: str
+) -> None:
+    pjpixel["LEASE_SECONDS"] = 60
+    now = timezone.now()
+    event = make_event(
+        next_attempt_at=now - timedelta(seconds=1),
+        attempts=2,
+        field_errors={"amount": {"message": "was refused once"}},
+        click_captured_at=now - timedelta(days=1),
+    )
+    claimed = claim_one(event.pk, now=now)
+    assert claimed is not None
+    stored = reload(event)
+    assert {
+        f.attname: getattr(claimed, f.attname) for f in ConversionEvent._meta.concrete_fields
+    } == {f.attname: getattr(stored, f.attname) for f in ConversionEvent._meta.concrete_fields}
+    assert (claimed.status, claimed.attempts) == (Status.SENDING, 3)
+    assert claimed.leased_until == now + timedelta(seconds=60)
+    assert isinstance(claimed.amount, Decimal)
+    assert claimed.field_errors == {"amount": {"message": "was refused once"}}
+    assert claimed._state.db == "default"
+    assert not claimed._state.adding
+    # Leased: nobody else gets it until the lease ends.
+    assert claim_one(event.pk, now=now + timedelta(seconds=59)) is None
+    assert claim_one(event.pk, now=now + timedelta(seconds=61)) is not None
+
+
+def test_claim_one_leaves_rows_that_are_not_due(claim_path: str) -> None:
+    now = timezone.now()
+    later = make_event("later", next_attempt_at=now + timedelta(seconds=30))
+    sent = make_event("sent", status=Status.SENT)
+    assert claim_one(later.pk, now=now) is None
+    assert claim_one(sent.pk, now=now) is None
+    assert claim_one(987654, now=now) is None
+    assert reload(later).attempts == 0
+    assert reload(sent).status == Status.SENT
 
 
 def test_deliver_event_of_a_missing_row(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,12 +1,16 @@
-"""Concurrent ``deliver_due`` runs over one backlog on PostgreSQL: each row sent exactly once.
+"""Concurrent senders over the same rows on PostgreSQL: each row sent exactly once.
 
-Four senders start at the same moment over 1,000 due rows; the claim
-(``SELECT ... FOR UPDATE SKIP LOCKED`` plus a lease) must hand every row to one
-sender only, and no sender may wait on another's locks (no deadlock).
+Four ``deliver_due`` runs start at the same moment over 1,000 due rows; the
+claim (``SELECT ... FOR UPDATE SKIP LOCKED`` plus a lease) must hand every row
+to one sender only, and no sender may wait on another's locks (no deadlock).
+Four threads call ``deliver_event`` for the same 300 rows at once (a message
+delivered twice, a retry racing ``deliver_due``): the single-row claim, one
+conditional ``UPDATE ... RETURNING``, must let one of them through per row.
 """
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections import Counter
@@ -19,7 +23,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from django_pjpixel.delivery import deliver_due
+from django_pjpixel.delivery import NOT_DUE, deliver_due, deliver_event
 from django_pjpixel.models import ConversionEvent
 from tests.integration.harness import RecordingEmulator, click_id, event_counts, times_sent
 
@@ -94,3 +98,43 @@ def test_four_concurrent_deliver_due_runs_send_each_row_once(
     rows = ConversionEvent.objects.all()
     assert dict(Counter(rows.values_list("status", flat=True))) == {"sent": ROWS}
     assert set(rows.values_list("attempts", flat=True)) == {1}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_four_threads_delivering_the_same_rows_send_each_once(
+    emulator: RecordingEmulator, pjpixel_settings: dict[str, Any]
+) -> None:
+    pks = [row.pk for row in due_rows(300)]
+    barrier = threading.Barrier(SENDERS)
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def sender(seed: int) -> None:
+        order = pks[:]
+        random.Random(seed).shuffle(order)
+        try:
+            barrier.wait(timeout=10)
+            for pk in order:
+                status = deliver_event(pk).status
+                with lock:
+                    outcomes[status] += 1
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sender, args=(i,), daemon=True) for i in range(SENDERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE)
+    assert not any(thread.is_alive() for thread in threads), "a sender never finished"
+    assert errors == []
+    print(f"\n[same rows] {SENDERS} threads x {len(pks)} rows: outcomes {dict(outcomes)}")
+    assert outcomes == {"sent": len(pks), NOT_DUE: (SENDERS - 1) * len(pks)}
+    sent = times_sent(emulator)
+    assert len(sent) == len(pks)
+    assert set(sent.values()) == {1}
+    rows = ConversionEvent.objects.all()
+    assert set(rows.values_list("status", "attempts")) == {("sent", 1)}
