@@ -1,14 +1,16 @@
 """Delivery by one worker: events/s against ``concurrency / latency``, and connection reuse.
 
-The worker is what a Celery worker with ``--pool threads --concurrency N``
-does with the ``deliver_event`` tasks of paid orders: N threads, each calling
-``delivery.deliver_event(pk)`` (claim, POST, record) with its own database
-connection and its own client.
+The worker is a real Celery worker (``--pool threads --concurrency N``, a
+subprocess) on the benchmarks' Redis queue and database; this process
+publishes ``deliver_event`` for each due row, as commits do, and reads the
+rows' ``sent_at`` back. The emulator answers over HTTP/1.1 keep-alive, as an
+API behind any modern front end does. The connection-reuse comparison runs
+``delivery.deliver_event`` in this process, one event at a time.
 """
 
 from __future__ import annotations
 
-import queue
+import importlib.util
 import secrets
 import threading
 import time
@@ -16,12 +18,15 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import django
 import requests
 from django.conf import settings
 from django.db import connection
+from django.db.models import Max
 from django.test.utils import override_settings
 from django.utils import timezone
 
@@ -30,9 +35,13 @@ from benchmarks.harness import Report, Row, Sizes, alternating, median, ms
 from django_pjpixel import delivery
 from django_pjpixel.client import PrisjaktClient, get_client
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.tasks import deliver_event
+from tests.integration.harness import CeleryWorker
 
 API_LATENCY = 0.050
 TARGET_SHARE = 0.80
+# Django's own connection pool: Django 5.1+ with psycopg's pool package.
+POOL_AVAILABLE = django.VERSION >= (5, 1) and importlib.util.find_spec("psycopg_pool") is not None
 
 
 def signed_click_id() -> str:
@@ -64,52 +73,56 @@ def make_events(count: int, prefix: str) -> list[int]:
     return sorted(pks)
 
 
-def deliver_with_threads(pks: list[int], concurrency: int) -> tuple[float, Counter[str]]:
-    """Seconds for ``concurrency`` threads to deliver ``pks``; the outcomes.
+def deliver_with_worker(pks: list[int], *, timeout: float = 300.0) -> tuple[float, Counter[str]]:
+    """Publish ``deliver_event`` for ``pks`` and wait until the worker is done with each.
 
-    Each thread opens its database connection and its client before the
-    clock starts, as a running worker has them already.
+    Returns the events/s from the first publish to the last ``sent_at`` the
+    worker wrote (the worker's startup is not in it: it is ready before), and
+    the rows' final statuses.
     """
-    work: queue.SimpleQueue[int] = queue.SimpleQueue()
+    rows = ConversionEvent.objects.filter(pk__in=pks)
+    busy = (ConversionEvent.Status.PENDING, ConversionEvent.Status.SENDING)
+    started = timezone.now()
     for pk in pks:
-        work.put(pk)
-    counts: Counter[str] = Counter()
-    lock = threading.Lock()
-    ready = threading.Barrier(concurrency + 1)
-    errors: list[BaseException] = []
+        deliver_event.apply_async(args=(pk,))
+    deadline = time.monotonic() + timeout
+    while rows.filter(status__in=busy).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the worker did not deliver {len(pks)} events in {timeout:.0f} s")
+        time.sleep(0.02)
+    last = rows.aggregate(last=Max("sent_at"))["last"] or timezone.now()
+    counts = Counter(rows.values_list("status", flat=True))
+    return len(pks) / (last - started).total_seconds(), counts
 
-    def worker() -> None:
-        try:
-            connection.ensure_connection()
-            get_client()
-            ready.wait()
-            while True:
-                try:
-                    pk = work.get_nowait()
-                except queue.Empty:
-                    return
-                status = delivery.deliver_event(pk).status
-                with lock:
-                    counts[status] += 1
-        except BaseException as err:
-            errors.append(err)
-            ready.abort()
-        finally:
-            connection.close()
 
-    threads = [
-        threading.Thread(target=worker, name=f"bench-worker-{n}") for n in range(concurrency)
-    ]
-    for thread in threads:
-        thread.start()
-    ready.wait()
-    started = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise errors[0]
-    return elapsed, counts
+class Worker:
+    """``celery worker --pool threads --concurrency N`` on the benchmarks' broker and database.
+
+    ``pooled``: the worker's database connections come from Django's
+    connection pool (Django 5.1+), as the README advises; without it Celery
+    closes the connection after every task and the next task opens a new one.
+    """
+
+    def __init__(self, *, api_url: str, concurrency: int, pooled: bool, log_path: Path) -> None:
+        env = {
+            "DJANGO_SETTINGS_MODULE": "benchmarks.settings",
+            "PJPIXEL_BENCH_API_URL": api_url,
+            "PJPIXEL_BENCH_DB_POOL": "1" if pooled else "",
+        }
+        self.worker = CeleryWorker(
+            broker_url=settings.CELERY_BROKER_URL,
+            queue=settings.CELERY_TASK_DEFAULT_QUEUE,
+            log_path=log_path,
+            env=env,
+            concurrency=concurrency,
+        )
+
+    def __enter__(self) -> Worker:
+        self.worker.start(ready_timeout=60)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.worker.stop()
 
 
 class OneShotSession(requests.Session):
@@ -135,50 +148,44 @@ def run(report: Report, sizes: Sizes) -> None:
             keep_alive=keep_alive,
         )
 
-    with (
-        emulator(API_LATENCY) as api,
-        override_settings(PJPIXEL={**conf, "API_URL": api.url}),
-    ):
-        _throughput(report, sizes, api)
+    if not settings.CELERY_BROKER_URL.startswith("redis"):
+        report.add(Row("delivery: events/s", "did not run: needs Redis as the broker", "—", "—"))
+    else:
+        with emulator(API_LATENCY, keep_alive=True) as api:
+            _throughput(report, sizes, api)
     with emulator(keep_alive=True) as keep_alive, emulator() as stock:
         _sessions(report, sizes, keep_alive, stock)
 
 
 def _throughput(report: Report, sizes: Sizes, api: EmulatorProcess) -> None:
     threads = sizes.concurrency
-    if connection.vendor == "sqlite":
-        threads = 1
-        report.note(
-            "SQLite: one delivery thread (concurrent claims fail with 'database is locked')"
-        )
     limit = threads / API_LATENCY
+    pooled = POOL_AVAILABLE and connection.vendor == "postgresql"
     print(
-        f"delivery throughput: one worker, {threads} threads calling deliver_event,"
-        f" the emulator at {API_LATENCY * 1000:.0f} ms (limit {limit:.0f} events/s)",
+        f"delivery throughput: one Celery worker (--pool threads --concurrency {threads}),"
+        f" the emulator at {API_LATENCY * 1000:.0f} ms (limit {limit:.0f} events/s),"
+        f" HTTP/1.1 keep-alive; database connections {'pooled' if pooled else 'not pooled'}",
         flush=True,
     )
+    if not pooled:
+        report.note(
+            "the worker runs without Django's connection pool"
+            " (it needs Django 5.1+ and PostgreSQL): Celery reconnects for every task"
+        )
+    log = settings.ROOT_DIR / "artifacts" / "bench-worker.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     rates: dict[float, list[float]] = {API_LATENCY: [], 0.0: []}
-    for round_ in range(sizes.throughput_rounds):
-        for latency in rates:
-            api.set_latency(latency)
-            api.reset()
-            pks = make_events(sizes.throughput_events, f"tp{round_}-{latency * 1000:.0f}")
-            elapsed, counts = deliver_with_threads(pks, threads)
-            rate = len(pks) / elapsed
-            rates[latency].append(rate)
-            stats = api.stats()
-            print(
-                f"  round {round_ + 1}, {latency * 1000:.0f} ms: {len(pks)} events in"
-                f" {elapsed:.2f} s = {rate:.1f} events/s ({rate / limit:.1%} of the limit);"
-                f" outcomes {dict(counts)}; API requests {stats['requests']}",
-                flush=True,
-            )
-            if counts.get(ConversionEvent.Status.SENT, 0) != len(pks):
-                report.note(f"throughput round {round_ + 1}: not all sent: {dict(counts)}")
+    with Worker(api_url=api.url, concurrency=threads, pooled=pooled, log_path=log):
+        api.set_latency(API_LATENCY)
+        deliver_with_worker(make_events(threads * 4, "tp-warm"))  # connections, imports
+        for round_ in range(sizes.throughput_rounds):
+            for latency in rates:
+                rate = _round(api, latency, f"tp{round_}", sizes, limit, report)
+                rates[latency].append(rate)
     rate, ceiling = median(rates[API_LATENCY]), median(rates[0.0])
     report.add(
         Row(
-            f"delivery: events/s, {threads} thread(s), {API_LATENCY * 1000:.0f} ms API",
+            f"delivery: events/s, one worker, {threads} threads, {API_LATENCY * 1000:.0f} ms API",
             f"{rate:.1f} events/s",
             f"limit {limit:.0f} events/s ({threads} / {API_LATENCY:g} s)",
             f"{rate / limit:.1%}",
@@ -188,12 +195,46 @@ def _throughput(report: Report, sizes: Sizes, api: EmulatorProcess) -> None:
     )
     report.add(
         Row(
-            f"delivery: events/s, {threads} thread(s), 0 ms API (the worker's own ceiling)",
+            f"delivery: events/s, one worker, {threads} threads, 0 ms API (its own ceiling)",
             f"{ceiling:.1f} events/s",
             f"limit at {API_LATENCY * 1000:.0f} ms: {limit:.0f} events/s",
             f"{ceiling / limit:.2f}",
         )
     )
+    if pooled:
+        print("  the same worker without a connection pool (a new connection per task):")
+        with Worker(api_url=api.url, concurrency=threads, pooled=False, log_path=log):
+            api.set_latency(API_LATENCY)
+            deliver_with_worker(make_events(threads * 4, "np-warm"))
+            unpooled = _round(api, API_LATENCY, "np", sizes, limit, report)
+        report.add(
+            Row(
+                f"delivery: events/s, one worker, {threads} threads, {API_LATENCY * 1000:.0f} ms"
+                " API, no connection pool",
+                f"{unpooled:.1f} events/s",
+                f"{rate:.1f} events/s pooled",
+                f"{unpooled / rate:.2f}",
+            )
+        )
+
+
+def _round(
+    api: EmulatorProcess, latency: float, prefix: str, sizes: Sizes, limit: float, report: Report
+) -> float:
+    api.set_latency(latency)
+    api.reset()
+    pks = make_events(sizes.throughput_events, f"{prefix}-{latency * 1000:.0f}")
+    rate, counts = deliver_with_worker(pks)
+    stats = api.stats()
+    print(
+        f"  {latency * 1000:.0f} ms: {len(pks)} events, {rate:.1f} events/s"
+        f" ({rate / limit:.1%} of the {limit:.0f}/s limit); outcomes {dict(counts)};"
+        f" API requests {stats['requests']}",
+        flush=True,
+    )
+    if counts.get(ConversionEvent.Status.SENT, 0) != len(pks):
+        report.note(f"throughput {prefix}, {latency * 1000:.0f} ms: not all sent: {dict(counts)}")
+    return rate
 
 
 def _sessions(
