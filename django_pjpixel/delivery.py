@@ -208,13 +208,9 @@ class _Publisher:
         self._queue = self._thread = self._busy_since = None
 
     def _started(self) -> queue.Queue[tuple[int, str]]:
-        keys, thread = self._queue, self._thread
-        if keys is not None and thread is not None and thread.is_alive():
-            return keys
         with self._lock:
-            if self._queue is None:
+            if self._queue is None or self._thread is None or not self._thread.is_alive():
                 self._queue = queue.Queue(maxsize=pjpixel_settings.PUBLISH_QUEUE_SIZE)
-            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(
                     target=self._run, args=(self._queue,), name="pjpixel-publisher", daemon=True
                 )
@@ -224,13 +220,15 @@ class _Publisher:
     def _run(self, keys: queue.Queue[tuple[int, str]]) -> None:
         while True:
             event_pk, order_id = keys.get()
-            self._busy_since = time.monotonic()
+            if keys is self._queue:  # not a thread left behind by forget()
+                self._busy_since = time.monotonic()
             try:
                 _publish(event_pk)
             except Exception as err:
                 _publish_failed(event_pk, order_id, err)
             finally:
-                self._busy_since = None
+                if keys is self._queue:
+                    self._busy_since = None
                 if keys.empty():
                     connections.close_all()  # any this thread opened (a failure, a hook)
                 keys.task_done()

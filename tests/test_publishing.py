@@ -162,7 +162,9 @@ def test_a_broker_that_never_answers_sends_new_rows_to_deliver_due_at_once(
     assert all(is_due(event) for event in [first, *later])
     assert all(reload(event).next_attempt_at is not None for event in later)
     assert apply_async.call_count == 1
-    assert not flush_publishes(0.05)  # the first is still held by the broker
+    started = time.monotonic()
+    assert not flush_publishes()  # the first is still held: given up after PUBLISH_TIMEOUT
+    assert 0.3 <= time.monotonic() - started < 2.0
 
 
 def test_a_full_queue_sends_new_rows_to_deliver_due(
@@ -183,6 +185,43 @@ def test_a_full_queue_sends_new_rows_to_deliver_due(
     release.set()
     assert flush_publishes(5)
     assert [c.kwargs["args"][0] for c in apply_async.call_args_list] == [e.pk for e in events[:3]]
+
+
+def test_a_publisher_left_behind_by_a_fork_does_not_touch_the_new_ones_state() -> None:
+    gates = [threading.Event() for _ in range(3)]
+    calls: list[int] = []
+
+    def publish(*args: Any, **kwargs: Any) -> None:
+        gate = gates[len(calls)]
+        calls.append(kwargs["args"][0])
+        gate.wait(10)
+
+    def wait_for(count: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(calls) < count and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(calls) == count
+
+    old, older, new = make_event("old"), make_event("older"), make_event("new")
+    with mock.patch.object(tasks.deliver_event, "apply_async", side_effect=publish):
+        assert enqueue(old) is True
+        assert enqueue(older) is True
+        wait_for(1)
+        delivery._publisher.forget()  # as after a fork: a new thread and queue
+        assert enqueue(new) is True
+        wait_for(2)
+        busy = delivery._publisher._busy_since
+        assert busy is not None
+        gates[0].set()  # the old thread finishes, then publishes what it still holds
+        wait_for(3)
+        assert delivery._publisher._busy_since == busy
+        gates[2].set()
+        time.sleep(0.1)
+        assert delivery._publisher._busy_since == busy
+        gates[1].set()
+        assert flush_publishes(5)
+    assert delivery._publisher._busy_since is None
+    assert calls == [old.pk, new.pk, older.pk]
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
