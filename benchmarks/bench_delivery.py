@@ -3,8 +3,7 @@
 The worker is a real Celery worker (``--pool threads --concurrency N``, a
 subprocess) on the benchmarks' Redis queue and database; this process
 publishes ``deliver_event`` for each due row, as commits do, and reads the
-rows' ``sent_at`` back. The emulator answers over HTTP/1.1 keep-alive, as an
-API behind any modern front end does. The connection-reuse comparison runs
+rows' ``sent_at`` back. The connection-reuse comparison runs
 ``delivery.deliver_event`` in this process, one event at a time.
 """
 
@@ -138,23 +137,22 @@ class OneShotSession(requests.Session):
 def run(report: Report, sizes: Sizes) -> None:
     conf = settings.PJPIXEL
 
-    def emulator(latency: float = 0.0, keep_alive: bool = False) -> EmulatorProcess:
+    def emulator(latency: float = 0.0) -> EmulatorProcess:
         return EmulatorProcess(
             pixel_id=conf["PIXEL_ID"],
             client_id=conf["CLIENT_ID"],
             secret=conf["CLIENT_SECRET"],
             latency=latency,
             rate_limit=10**9,
-            keep_alive=keep_alive,
         )
 
     if not settings.CELERY_BROKER_URL.startswith("redis"):
         report.add(Row("delivery: events/s", "did not run: needs Redis as the broker", "—", "—"))
     else:
-        with emulator(API_LATENCY, keep_alive=True) as api:
+        with emulator(API_LATENCY) as api:
             _throughput(report, sizes, api)
-    with emulator(keep_alive=True) as keep_alive, emulator() as stock:
-        _sessions(report, sizes, keep_alive, stock)
+    with emulator() as api:
+        _sessions(report, sizes, api)
 
 
 def _throughput(report: Report, sizes: Sizes, api: EmulatorProcess) -> None:
@@ -164,7 +162,7 @@ def _throughput(report: Report, sizes: Sizes, api: EmulatorProcess) -> None:
     print(
         f"delivery throughput: one Celery worker (--pool threads --concurrency {threads}),"
         f" the emulator at {API_LATENCY * 1000:.0f} ms (limit {limit:.0f} events/s),"
-        f" HTTP/1.1 keep-alive; database connections {'pooled' if pooled else 'not pooled'}",
+        f" database connections {'pooled' if pooled else 'not pooled'}",
         flush=True,
     )
     if not pooled:
@@ -237,9 +235,7 @@ def _round(
     return rate
 
 
-def _sessions(
-    report: Report, sizes: Sizes, keep_alive: EmulatorProcess, stock: EmulatorProcess
-) -> None:
+def _sessions(report: Report, sizes: Sizes, api: EmulatorProcess) -> None:
     print(
         "delivery: the client's reused session vs a new connection per event, one thread, 0 ms API",
         flush=True,
@@ -260,33 +256,27 @@ def _sessions(
 
         return deliver
 
-    conf = settings.PJPIXEL
-    servers = ((keep_alive, "HTTP/1.1 keep-alive"), (stock, "EmulatorServer, HTTP/1.0"))
-    for index, (api, label) in enumerate(servers):
-        pks = iter(make_events(2 * (sizes.session_cycles + sizes.warmup), f"s{index}"))
-        with (
-            override_settings(PJPIXEL={**conf, "API_URL": api.url}),
-            mock.patch.object(delivery, "get_client", client_for_mode),
-        ):
-            variants = {"reused": variant(pks, False), "new": variant(pks, True)}
-            samples = alternating(
-                variants, cycles=sizes.session_cycles, warmup=min(sizes.warmup, 20)
-            )
-        if not opened:
-            report.note("the new-connection variant did not take effect (get_client moved?)")
-        reused_time, new_time = median(samples["reused"]), median(samples["new"])
-        ratio = reused_time / new_time
-        print(
-            f"  {label}: reused session {ms(reused_time)}/event, new connection"
-            f" {ms(new_time)}/event ({len(samples['reused'])} events each, alternated);"
-            f" ratio {ratio:.3f}",
-            flush=True,
+    pks = iter(make_events(2 * (sizes.session_cycles + sizes.warmup), "s"))
+    with (
+        override_settings(PJPIXEL={**settings.PJPIXEL, "API_URL": api.url}),
+        mock.patch.object(delivery, "get_client", client_for_mode),
+    ):
+        variants = {"reused": variant(pks, False), "new": variant(pks, True)}
+        samples = alternating(variants, cycles=sizes.session_cycles, warmup=min(sizes.warmup, 20))
+    if not opened:
+        report.note("the new-connection variant did not take effect (get_client moved?)")
+    reused_time, new_time = median(samples["reused"]), median(samples["new"])
+    ratio = reused_time / new_time
+    print(
+        f"  reused session {ms(reused_time)}/event, new connection {ms(new_time)}/event"
+        f" ({len(samples['reused'])} events each, alternated); ratio {ratio:.3f}",
+        flush=True,
+    )
+    report.add(
+        Row(
+            "delivery: reused session, 0 ms API (one thread)",
+            f"{ms(reused_time)}/event reused",
+            f"{ms(new_time)}/event new connection",
+            f"{ratio:.2f}",
         )
-        report.add(
-            Row(
-                f"delivery: reused session, 0 ms API ({label})",
-                f"{ms(reused_time)}/event reused",
-                f"{ms(new_time)}/event new connection",
-                f"{ratio:.2f}",
-            )
-        )
+    )

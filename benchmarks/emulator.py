@@ -3,10 +3,8 @@
 A process of its own so that the emulator's Python does not share the
 benchmarked process's interpreter lock, as the real API would not. The
 benchmark drives it through a pipe: ``set_latency``, ``reset``, ``stats``.
-
-``keep_alive=True`` serves the same emulator (``EmulatorServer``, its
-handler taught HTTP/1.1 persistent connections): the stock server speaks
-HTTP/1.0 and closes every connection, so no client can reuse one there.
+``EmulatorServer`` keeps HTTP/1.1 connections alive, as the real API's front
+end does.
 """
 
 from __future__ import annotations
@@ -17,51 +15,9 @@ from collections import Counter
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler
 
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.server import EmulatorServer
-
-MAX_REQUEST_LINE = 65536
-
-
-class _ServerHandler11(ServerHandler):
-    http_version = "1.1"
-
-
-class KeepAliveHandler(WSGIRequestHandler):
-    """``WSGIRequestHandler`` answering any number of HTTP/1.1 requests per connection."""
-
-    protocol_version = "HTTP/1.1"
-    # wsgiref writes the head and the body apart: with Nagle's algorithm the body
-    # would wait for the client's delayed ACK (40 ms) on a kept-alive connection.
-    disable_nagle_algorithm = True
-
-    def handle(self) -> None:
-        self.close_connection = True
-        self._handle_one()
-        while not self.close_connection:
-            self._handle_one()
-
-    def _handle_one(self) -> None:
-        self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
-        if not self.raw_requestline or len(self.raw_requestline) > MAX_REQUEST_LINE:
-            self.close_connection = True
-            return
-        if not self.parse_request():
-            return
-        handler = _ServerHandler11(
-            self.rfile,
-            self.wfile,  # type: ignore[arg-type]  # a socket writer, as in WSGIRequestHandler
-            self.get_stderr(),
-            self.get_environ(),
-            multithread=True,
-        )
-        handler.request_handler = self  # type: ignore[attr-defined]  # as WSGIRequestHandler does
-        handler.run(self.server.get_app())  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 def _serve(
@@ -71,7 +27,6 @@ def _serve(
     secret: str,
     latency: float,
     rate_limit: int,
-    keep_alive: bool,
 ) -> None:
     emulator = PrisjaktEmulator(
         base_url="http://127.0.0.1/click-conversion",
@@ -81,10 +36,7 @@ def _serve(
         rate_limit=rate_limit,
         latency=latency,
     )
-    server = EmulatorServer(emulator, "127.0.0.1", 0)
-    if keep_alive:
-        server.httpd.RequestHandlerClass = KeepAliveHandler
-    with server:
+    with EmulatorServer(emulator, "127.0.0.1", 0) as server:
         conn.send(server.url)
         while True:
             command, argument = conn.recv()
@@ -120,18 +72,16 @@ class EmulatorProcess:
         secret: str,
         latency: float = 0.0,
         rate_limit: int = 10_000,
-        keep_alive: bool = False,
     ) -> None:
         context = multiprocessing.get_context("spawn")
         self._conn, child = context.Pipe()
         self._process = context.Process(
             target=_serve,
-            args=(child, pixel_id, client_id, secret, latency, rate_limit, keep_alive),
+            args=(child, pixel_id, client_id, secret, latency, rate_limit),
             name="pjpixel-bench-emulator",
             daemon=True,
         )
         self._child = child
-        self.keep_alive = keep_alive
         self.url = ""
 
     def __enter__(self) -> EmulatorProcess:

@@ -391,3 +391,74 @@ def test_python_m_server_entry_point() -> None:
             process.wait(10)
         assert process.stdout is not None
         assert f"API at {origin}/click-conversion" in process.stdout.read()
+
+
+# -- keep-alive ----------------------------------------------------------------
+
+
+def local_ports(session: requests.Session, url: str, count: int) -> list[int]:
+    """The client-side port of each of ``count`` requests made through ``session``."""
+    ports = []
+    for _ in range(count):
+        response = session.get(url, headers=AUTH, timeout=5, stream=True)
+        ports.append(response.raw.connection.sock.getsockname()[1])
+        response.content  # noqa: B018  (read it all: the connection goes back to the pool)
+        response.close()
+    return ports
+
+
+def test_one_connection_serves_many_requests(server: EmulatorServer) -> None:
+    with requests.Session() as session:
+        ports = local_ports(session, f"{server.url}/clients/{CLIENT}", 5)
+    assert len(set(ports)) == 1
+
+
+def test_connection_close_and_http_1_0_are_honoured(server: EmulatorServer) -> None:
+    url = f"{server.url}/clients/{CLIENT}"
+    with requests.Session() as session:
+        session.headers["Connection"] = "close"
+        ports = [session.get(url, headers=AUTH, timeout=5).status_code for _ in range(2)]
+    assert ports == [200, 200]
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(
+            f"GET /click-conversion/clients/{CLIENT} HTTP/1.0\r\n"
+            f"client-id: {CLIENT}\r\nclient-secret: {SECRET}\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes after one answer
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert b'"id": "test-client"' in answer or b'"id":"test-client"' in answer
+
+
+def test_stop_ends_kept_alive_connections(emulator: PrisjaktEmulator) -> None:
+    running = EmulatorServer(emulator).start()
+    url = f"{running.url}/clients/{CLIENT}"
+    with requests.Session() as session:
+        assert session.get(url, headers=AUTH, timeout=5).status_code == 200
+        running.stop()
+        with pytest.raises(requests.ConnectionError):
+            session.get(url, headers=AUTH, timeout=5)
+    assert len(emulator.requests) == 1
+
+
+def test_an_idle_connection_is_closed(
+    server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module._Handler, "IDLE_TIMEOUT", 0.2)
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        began = time.monotonic()
+        assert sock.recv(1) == b""  # closed by the server, not by our timeout
+    assert 0.15 <= time.monotonic() - began < 4
+
+
+def test_a_reset_on_a_kept_alive_connection_leaves_the_next_request_working(
+    server: EmulatorServer, emulator: PrisjaktEmulator
+) -> None:
+    url = f"{server.url}/clients/{CLIENT}"
+    with requests.Session() as session:
+        assert session.get(url, headers=AUTH, timeout=5).status_code == 200
+        emulator.script(["reset"])
+        with pytest.raises(requests.ConnectionError):
+            session.get(url, headers=AUTH, timeout=5)
+        assert session.get(url, headers=AUTH, timeout=5).status_code == 200

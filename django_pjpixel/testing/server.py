@@ -11,7 +11,9 @@ token endpoint at ``http://127.0.0.1:8765/oauth2/token``. ``Link`` headers
 point back at the server itself.
 
 In tests, ``with EmulatorServer(emulator) as server:`` serves ``emulator`` on a
-free port from a daemon thread; ``server.url`` is its base URL.
+free port from a daemon thread; ``server.url`` is its base URL. Connections
+are HTTP/1.1 and kept alive between requests, as behind the real API's front
+end; stopping the server ends them.
 
 Faults: a ``"timeout"`` step holds the answer for ``timeout_sleep`` seconds
 (then answers 504); a ``"reset"`` step resets the TCP connection; latency is
@@ -30,6 +32,7 @@ not part of the emulated API, never rate limited or recorded:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import socket
 import struct
@@ -39,7 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from socketserver import ThreadingMixIn
 from types import TracebackType
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 from wsgiref.util import request_uri
 
 from django_pjpixel.checks import is_loopback
@@ -48,6 +51,7 @@ from django_pjpixel.testing.emulator import PrisjaktEmulator
 ADMIN_PREFIX = "/_emulator"
 RESET_KEY = "django_pjpixel.emulator.reset_connection"
 DEFAULT_PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
+MAX_REQUEST_LINE = 65536
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -134,7 +138,71 @@ def _admin(
     return 404, {"Content-Type": "application/problem+json"}, json.dumps(error).encode()
 
 
+class _ServerHandler11(ServerHandler):
+    http_version = "1.1"
+
+
 class _Handler(WSGIRequestHandler):
+    """``WSGIRequestHandler`` that keeps HTTP/1.1 connections open for further requests.
+
+    A client's ``Connection: close`` (or HTTP/1.0) closes it after the answer,
+    as do a reset fault, an idle ``IDLE_TIMEOUT``, and the server stopping.
+    """
+
+    protocol_version = "HTTP/1.1"
+    # wsgiref writes the head and the body apart: with Nagle's algorithm the body
+    # would wait for the client's delayed ACK (40 ms) on a kept-alive connection.
+    disable_nagle_algorithm = True
+    IDLE_TIMEOUT = 30.0
+    server: _ThreadingWSGIServer
+    busy = False  # between reading a request and finishing its answer
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.IDLE_TIMEOUT)
+        self.server.track(self, open=True)
+
+    def finish(self) -> None:
+        self.server.track(self, open=False)
+        with contextlib.suppress(OSError):  # the peer, a reset fault or stop() closed it
+            super().finish()
+
+    def handle(self) -> None:
+        self.close_connection = True
+        self._handle_one()
+        while not self.close_connection and not self.server.stopping:
+            self._handle_one()
+
+    def _handle_one(self) -> None:
+        try:
+            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
+        except OSError:  # idle too long, or closed under us
+            self.close_connection = True
+            return
+        if not self.raw_requestline or len(self.raw_requestline) > MAX_REQUEST_LINE:
+            self.close_connection = True
+            return
+        self.busy = True
+        try:
+            self._answer()
+        finally:
+            self.busy = False
+
+    def _answer(self) -> None:
+        if not self.parse_request():
+            return
+        handler = _ServerHandler11(
+            self.rfile,
+            self.wfile,  # type: ignore[arg-type]  # a socket writer, as in WSGIRequestHandler
+            self.get_stderr(),
+            self.get_environ(),
+            multithread=True,
+        )
+        handler.request_handler = self  # type: ignore[attr-defined]  # as WSGIRequestHandler does
+        app = self.server.get_app()
+        assert app is not None  # EmulatorServer sets it before serving
+        handler.run(app)
+
     def get_environ(self) -> dict[str, str]:
         environ = super().get_environ()
         environ[RESET_KEY] = self._reset
@@ -142,6 +210,7 @@ class _Handler(WSGIRequestHandler):
 
     def _reset(self) -> None:
         """Close the connection with a TCP RST instead of an answer."""
+        self.close_connection = True
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.rfile.close()
         self.connection.close()
@@ -156,6 +225,32 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     block_on_close = False
     allow_reuse_address = True
     verbose = False
+    stopping = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[_Handler] = set()
+        self._open_lock = threading.Lock()
+
+    def track(self, handler: _Handler, *, open: bool) -> None:
+        with self._open_lock:
+            if open:
+                self._open.add(handler)
+            else:
+                self._open.discard(handler)
+
+    def close_connections(self) -> None:
+        """End every kept-alive connection, so no client reaches a stopped emulator.
+
+        A connection waiting for its next request is shut down now; one whose
+        answer is under way closes after that answer.
+        """
+        self.stopping = True
+        with self._open_lock:
+            idle = [handler for handler in self._open if not handler.busy]
+        for handler in idle:
+            with contextlib.suppress(OSError):  # closed already
+                handler.connection.shutdown(socket.SHUT_RDWR)
 
 
 class EmulatorServer:
@@ -215,6 +310,7 @@ class EmulatorServer:
             self.httpd.shutdown()
             self._thread.join(5)
             self._thread = None
+        self.httpd.close_connections()
         self.httpd.server_close()
 
     def __enter__(self) -> EmulatorServer:
