@@ -187,7 +187,7 @@ def _throughput(report: Report, sizes: Sizes, api: EmulatorProcess) -> None:
     report.add(
         Row(
             f"delivery: events/s, one worker, {threads} threads, {API_LATENCY * 1000:.0f} ms API",
-            f"{rate:.1f} events/s",
+            f"{rate:.1f} events/s{_spread(rates[API_LATENCY])}",
             f"limit {limit:.0f} events/s ({threads} / {API_LATENCY:g} s)",
             f"{rate / limit:.1%}",
             f"≥ {TARGET_SHARE:.0%}",
@@ -197,7 +197,7 @@ def _throughput(report: Report, sizes: Sizes, api: EmulatorProcess) -> None:
     report.add(
         Row(
             f"delivery: events/s, one worker, {threads} threads, 0 ms API (its own ceiling)",
-            f"{ceiling:.1f} events/s",
+            f"{ceiling:.1f} events/s{_spread(rates[0.0])}",
             f"limit at {API_LATENCY * 1000:.0f} ms: {limit:.0f} events/s",
             f"{ceiling / limit:.2f}",
         )
@@ -217,6 +217,11 @@ def _throughput(report: Report, sizes: Sizes, api: EmulatorProcess) -> None:
                 f"{unpooled / rate:.2f}",
             )
         )
+
+
+def _spread(rates: list[float]) -> str:
+    """The rounds' range beside their median, where there were several."""
+    return f" (rounds {min(rates):.0f} to {max(rates):.0f})" if len(rates) > 1 else ""
 
 
 def _round(
