@@ -89,7 +89,7 @@ class Outcome:
 
 
 class PublishTimeout(Exception):
-    """The broker did not take the message within ``PUBLISH_TIMEOUT``."""
+    """A message was not queued for publishing: the broker is blocked, or the queue is full."""
 
 
 # -- publishing --------------------------------------------------------------
@@ -235,7 +235,8 @@ class _Publisher:
 
 
 _publisher = _Publisher()
-os.register_at_fork(after_in_child=_publisher.forget)
+if hasattr(os, "register_at_fork"):  # POSIX; Windows does not fork
+    os.register_at_fork(after_in_child=_publisher.forget)
 atexit.register(flush_publishes)
 
 
