@@ -175,10 +175,12 @@ def test_stop_interrupts_a_held_answer(emulator: PrisjaktEmulator) -> None:
     running = EmulatorServer(emulator, timeout_sleep=60).start()
     emulator.script(["timeout"])
     outcome: list[int] = []
+    closing: list[str | None] = []
 
     def call() -> None:
         answer = requests.get(f"{running.url}/clients/{CLIENT}", headers=AUTH, timeout=10)
         outcome.append(answer.status_code)
+        closing.append(answer.headers.get("Connection"))
 
     worker = threading.Thread(target=call)
     worker.start()
@@ -190,6 +192,7 @@ def test_stop_interrupts_a_held_answer(emulator: PrisjaktEmulator) -> None:
     worker.join(10)
     assert time.monotonic() - began < 5
     assert outcome == [504]
+    assert closing == ["close"]  # the answer under way is finished, and says it is the last
 
 
 def test_latency_and_threads(server: EmulatorServer, emulator: PrisjaktEmulator) -> None:
@@ -416,9 +419,11 @@ def test_one_connection_serves_many_requests(server: EmulatorServer) -> None:
 def test_connection_close_and_http_1_0_are_honoured(server: EmulatorServer) -> None:
     url = f"{server.url}/clients/{CLIENT}"
     with requests.Session() as session:
+        kept = session.get(url, headers=AUTH, timeout=5)
         session.headers["Connection"] = "close"
-        ports = [session.get(url, headers=AUTH, timeout=5).status_code for _ in range(2)]
-    assert ports == [200, 200]
+        closing = [session.get(url, headers=AUTH, timeout=5) for _ in range(3)]
+    assert "Connection" not in kept.headers
+    assert [(r.status_code, r.headers["Connection"]) for r in closing] == [(200, "close")] * 3
     with socket.create_connection((server.host, server.port), timeout=5) as sock:
         sock.sendall(
             f"GET /click-conversion/clients/{CLIENT} HTTP/1.0\r\n"
@@ -427,8 +432,10 @@ def test_connection_close_and_http_1_0_are_honoured(server: EmulatorServer) -> N
         answer = b""
         while chunk := sock.recv(65536):  # the server closes after one answer
             answer += chunk
-    assert answer.startswith(b"HTTP/1.1 200")
-    assert b'"id": "test-client"' in answer or b'"id":"test-client"' in answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"\r\nConnection: close" in head
+    assert json.loads(body)["id"] == CLIENT
 
 
 def test_stop_ends_kept_alive_connections(emulator: PrisjaktEmulator) -> None:

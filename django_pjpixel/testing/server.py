@@ -141,6 +141,17 @@ def _admin(
 class _ServerHandler11(ServerHandler):
     http_version = "1.1"
 
+    def cleanup_headers(self) -> None:
+        """Say ``Connection: close`` when the connection ends after this answer.
+
+        Without it an HTTP/1.1 client takes the connection for reusable and may
+        send its next request into a socket that is being closed.
+        """
+        super().cleanup_headers()
+        handler: _Handler = self.request_handler  # type: ignore[attr-defined]
+        if handler.close_connection or handler.server.stopping:
+            self.headers["Connection"] = "close"  # type: ignore[attr-defined]  # set by start_response
+
 
 class _Handler(WSGIRequestHandler):
     """``WSGIRequestHandler`` that keeps HTTP/1.1 connections open for further requests.
@@ -305,6 +316,7 @@ class EmulatorServer:
         return self._stopped.wait(timeout)
 
     def stop(self) -> None:
+        self.httpd.stopping = True  # before the held answers wake: they are the last
         self._stopped.set()
         if self._thread is not None:
             self.httpd.shutdown()
