@@ -302,7 +302,11 @@ def test_retry_after_of_a_day_a_past_date_and_garbage(
         emulator.script([503], method="PATCH")
         emulator.retry_after(retry_after)
         before = timezone.now()
-        assert deliver_due() == {"pending": 5}
+        outcome = deliver_due()
+        # An earlier case's rows whose short backoff has run out may share the batch.
+        assert set(outcome) == {"pending"}, outcome
+        assert outcome["pending"] >= 5, outcome
+        assert statuses(prefix) == {Status.PENDING: 5}
         rows = ConversionEvent.objects.filter(order_id__startswith=prefix)
         (next_at,) = set(rows.values_list("next_attempt_at", flat=True))
         assert next_at is not None
