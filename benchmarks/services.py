@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.services import port_open
+
 REDIS_URL = "redis://127.0.0.1:6379/11"
-
-
-def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def redis_reachable(url: str = REDIS_URL) -> bool:

@@ -27,7 +27,6 @@ from tests.integration.harness import (
     CeleryWorker,
     RecordingEmulator,
     delete_queue,
-    port_open,
     publishing_to,
     unique_name,
     worker_env,
@@ -170,7 +169,7 @@ def workers(
                 print(worker.log()[-20_000:])
         for broker_url in {worker.broker_url for worker in pool.started}:
             parts = urlsplit(broker_url)
-            if not port_open(parts.port or 0, parts.hostname or "127.0.0.1"):
+            if not services.port_open(parts.hostname or "127.0.0.1", parts.port or 0, timeout=0.5):
                 continue  # a private broker, stopped with its queue
             with suppress(OSError, OperationalError):
                 delete_queue(broker_url, queue)

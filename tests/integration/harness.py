@@ -30,6 +30,7 @@ from celery import Celery
 
 from django_pjpixel.testing.emulator import EmulatorResponse, PrisjaktEmulator
 from tests.celery_app import reset_publisher
+from tests.services import port_open
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY_BIN = Path(sys.executable).with_name("celery")
@@ -42,14 +43,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def wait_until(
@@ -223,7 +216,11 @@ class RedisServer:
         ]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        wait_until(lambda: port_open(self.port), timeout=10, what=f"redis-server :{self.port}")
+        wait_until(
+            lambda: port_open("127.0.0.1", self.port, timeout=0.5),
+            timeout=10,
+            what=f"redis-server :{self.port}",
+        )
         return self
 
     def stop(self) -> None:
@@ -237,7 +234,11 @@ class RedisServer:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
         self.proc = None
-        wait_until(lambda: not port_open(self.port), timeout=10, what="the port to close")
+        wait_until(
+            lambda: not port_open("127.0.0.1", self.port, timeout=0.5),
+            timeout=10,
+            what="the port to close",
+        )
 
 
 @contextmanager

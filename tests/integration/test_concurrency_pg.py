@@ -14,18 +14,15 @@ import random
 import threading
 import time
 from collections import Counter
-from datetime import timedelta
-from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 
 from django_pjpixel.delivery import NOT_DUE, deliver_due, deliver_event
 from django_pjpixel.models import ConversionEvent
-from tests.integration.harness import RecordingEmulator, click_id, event_counts, times_sent
+from tests.integration.faults_harness import due_rows
+from tests.integration.harness import RecordingEmulator, event_counts, times_sent
 
 pytestmark = [pytest.mark.services, pytest.mark.postgres, pytest.mark.slow]
 
@@ -34,31 +31,11 @@ SENDERS = 4
 DEADLINE = 120.0  # seconds; far above the few seconds this takes, so a hang means a deadlock
 
 
-def due_rows(count: int) -> list[ConversionEvent]:
-    now = timezone.now()
-    rows = ConversionEvent.objects.bulk_create(
-        ConversionEvent(
-            pixel_id=settings.PJPIXEL["PIXEL_ID"],
-            order_id=f"due-{index:05d}",
-            event_time=now - timedelta(minutes=5),
-            amount=Decimal("100.00") + index,
-            currency="SEK",
-            number_of_items=1 + index % 5,
-            click_id=click_id(),
-            click_captured_at=now - timedelta(hours=1),
-            status=ConversionEvent.Status.PENDING,
-            next_attempt_at=now - timedelta(seconds=1),
-        )
-        for index in range(count)
-    )
-    return list(rows)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_four_concurrent_deliver_due_runs_send_each_row_once(
     emulator: RecordingEmulator, pjpixel_settings: dict[str, Any]
 ) -> None:
-    due_rows(ROWS)
+    due_rows(ROWS, "due")
     barrier = threading.Barrier(SENDERS)
     results: dict[int, Any] = {}
     errors: list[BaseException] = []
@@ -104,7 +81,7 @@ def test_four_concurrent_deliver_due_runs_send_each_row_once(
 def test_four_threads_delivering_the_same_rows_send_each_once(
     emulator: RecordingEmulator, pjpixel_settings: dict[str, Any]
 ) -> None:
-    pks = [row.pk for row in due_rows(300)]
+    pks = [row.pk for row in due_rows(300, "due")]
     barrier = threading.Barrier(SENDERS)
     outcomes: Counter[str] = Counter()
     lock = threading.Lock()
