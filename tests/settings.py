@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from typing import Any
+
+import dj_database_url
 
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "tests-only-not-secret"
@@ -63,20 +65,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SQLITE_PATH = BASE_DIR / "test.sqlite3"
 
 
-def _database_from_url(url: str) -> dict[str, object]:
-    parts = urlsplit(url)
-    if parts.scheme in ("postgres", "postgresql"):
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": unquote(parts.path.lstrip("/")) or "test",
-            "USER": unquote(parts.username or "postgres"),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "127.0.0.1",
-            "PORT": str(parts.port or 5432),
-        }
-    return {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}
-
-
 def _postgres_reachable(db: dict[str, object]) -> str | None:
     """None when PostgreSQL answers, else the reason it does not."""
     try:
@@ -98,13 +86,15 @@ def _postgres_reachable(db: dict[str, object]) -> str | None:
 
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
-_db = _database_from_url(DATABASE_URL)
+_db: dict[str, Any] = dict(dj_database_url.parse(DATABASE_URL))
+_SQLITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}
 POSTGRES_UNAVAILABLE: str | None = None
 if _db["ENGINE"] == "django.db.backends.postgresql":
     POSTGRES_UNAVAILABLE = _postgres_reachable(_db)
     if POSTGRES_UNAVAILABLE:
-        _db = _database_from_url("sqlite://")
-else:
+        _db = dict(_SQLITE)
+else:  # the tests run on PostgreSQL, or else on their own SQLite file
+    _db = dict(_SQLITE)
     POSTGRES_UNAVAILABLE = f"DATABASE_URL is {DATABASE_URL!r}, not PostgreSQL"
 DATABASES = {"default": _db}
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
+import dj_database_url
 import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -74,36 +74,21 @@ STATIC_ROOT = VAR_DIR / "static"
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 31
 
 
-def database_from_url(url: str) -> dict[str, object]:
-    """A ``DATABASES["default"]`` from ``postgres://…`` or ``sqlite:///path``."""
-    parts = urlsplit(url)
-    if parts.scheme in ("postgres", "postgresql"):
-        return {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": unquote(parts.path.lstrip("/")) or "postgres",
-            "USER": unquote(parts.username or "postgres"),
-            "PASSWORD": unquote(parts.password or ""),
-            "HOST": parts.hostname or "127.0.0.1",
-            "PORT": str(parts.port or 5432),
-        }
-    if parts.scheme == "sqlite":
-        path = unquote(parts.path)
-        # Several processes (shop, worker, beat) share one file: wait for its
-        # lock, and take the write lock when a transaction begins, so that two
-        # readers never both try to upgrade ("database is locked" at once).
-        options: dict[str, object] = {"timeout": 20}
-        if django.VERSION >= (5, 1):
-            options["transaction_mode"] = "IMMEDIATE"
-            options["init_command"] = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-        return {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": path if path not in ("", "/") else VAR_DIR / "demo.sqlite3",
-            "OPTIONS": options,
-        }
-    raise ValueError(f"DATABASE_URL {url!r}: use postgres://… or sqlite:///path")
-
-
-DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL") or "sqlite://")}
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'demo.sqlite3'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes (shop, worker, beat) share one file: wait for its lock,
+    # and take the write lock when a transaction begins, so that two readers
+    # never both try to upgrade ("database is locked" at once).
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20}
+    if django.VERSION >= (5, 1):
+        DATABASES["default"]["OPTIONS"].update(
+            transaction_mode="IMMEDIATE",
+            init_command="PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        )
 
 # The API emulator started by run_demo.py (which passes it these credentials);
 # loopback http passes django_pjpixel.E006.
