@@ -37,7 +37,7 @@ from benchmarks.harness import (
     spread,
     wsgi_environ,
 )
-from django_pjpixel import delivery
+from django_pjpixel import publisher
 from django_pjpixel.attribution import SESSION_KEY
 from django_pjpixel.models import ConversionEvent
 
@@ -86,11 +86,11 @@ def _inserts(queries: list[dict[str, Any]]) -> int:
 
 def _settle() -> None:
     """Let the publisher thread finish the last checkout's message before the next is timed."""
-    delivery.flush_publishes(5.0)
+    publisher.flush_publishes(5.0)
 
 
 def _publish_times(count: int) -> tuple[float, float]:
-    """Medians of ``delivery.enqueue`` (the checkout's share) and of it with the publish after."""
+    """Medians of ``publisher.enqueue`` (the checkout's share) and of it with the publish after."""
     event = ConversionEvent.objects.filter(status=ConversionEvent.Status.PENDING).first()
     if event is None:
         return float("nan"), float("nan")
@@ -98,9 +98,9 @@ def _publish_times(count: int) -> tuple[float, float]:
     for _ in range(count):
         _settle()
         started = time.perf_counter()
-        delivery.enqueue(event)
+        publisher.enqueue(event)
         queued.append(time.perf_counter() - started)
-        delivery.flush_publishes(5.0)
+        publisher.flush_publishes(5.0)
         published.append(time.perf_counter() - started)
     return median(queued), median(published)
 
@@ -182,7 +182,7 @@ def _measure(report: Report, sizes: Sizes, api: EmulatorProcess) -> None:
 
     queued, published = _publish_times(max(sizes.checkout_cycles // 4, 3))
     print(
-        f"  of which queueing deliver_event on commit (delivery.enqueue): {ms(queued)} median;"
+        f"  of which queueing deliver_event on commit (publisher.enqueue): {ms(queued)} median;"
         f" publishing it to the broker, in the background thread after the response:"
         f" {ms(published)} median",
         flush=True,

@@ -32,7 +32,7 @@ def main() -> int:
     import django
 
     django.setup()
-    from django_pjpixel import delivery
+    from django_pjpixel import backlog
     from django_pjpixel.models import ConversionEvent
 
     ConversionEvent.objects.exists()  # connected, as a running worker is
@@ -42,7 +42,7 @@ def main() -> int:
     started = time.perf_counter()
     while calls < MAX_CALLS:
         calls += 1
-        done = delivery.deliver_due()
+        done = backlog.deliver_due()
         counts.update(done)
         if not done:
             break

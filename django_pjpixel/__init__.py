@@ -10,7 +10,7 @@ __all__ = ["__version__", "attach_click", "track_purchase"]
 
 if TYPE_CHECKING:
     from django_pjpixel.attribution import attach_click
-    from django_pjpixel.signals import track_purchase
+    from django_pjpixel.purchases import track_purchase
 
 
 def __getattr__(name: str) -> Any:
@@ -21,7 +21,7 @@ def __getattr__(name: str) -> Any:
 
         return attach_click
     if name == "track_purchase":
-        from django_pjpixel.signals import track_purchase
+        from django_pjpixel.purchases import track_purchase
 
         return track_purchase
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -25,7 +25,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_pjpixel import delivery, views
+from django_pjpixel import publisher, views
 from django_pjpixel.models import ConversionEvent
 
 Status = ConversionEvent.Status
@@ -55,7 +55,7 @@ def deliver_now(pk: int) -> None:
     """Queue one row for delivery; where the broker is down ``deliver_due`` sends it."""
     event = ConversionEvent.objects.filter(pk=pk).first()
     if event is not None:
-        delivery.enqueue(event)
+        publisher.enqueue(event)
 
 
 @admin.register(ConversionEvent)

@@ -11,11 +11,9 @@ class PjpixelConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_pjpixel import checks  # noqa: F401  (registers the checks)
-        from django_pjpixel.signals import (
-            ORDER_COMPLETED_UID,
-            on_order_completed,
-            order_completed,
-        )
+        # Registers the checks, and the tasks the publisher sends by name.
+        from django_pjpixel import checks, tasks  # noqa: F401
+        from django_pjpixel.purchases import ORDER_COMPLETED_UID, on_order_completed
+        from django_pjpixel.signals import order_completed
 
         order_completed.connect(on_order_completed, dispatch_uid=ORDER_COMPLETED_UID)

@@ -22,6 +22,7 @@ from django.utils.module_loading import import_string
 from django_pjpixel.client import is_valid_click_id
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.models import OrderClick
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -135,8 +136,6 @@ def get_click(request: HttpRequest) -> Click | None:
 
 def forget_click(request: HttpRequest) -> None:
     """Withdrawn consent: drop the session's click and every order row holding it."""
-    from django_pjpixel.models import OrderClick
-
     click = get_click(request)
     session = getattr(request, "session", None)
     if session is not None:
@@ -155,8 +154,6 @@ def attach_click(
     webhook). Nothing is attached without consent, without a click, or when
     the click is outside the attribution window.
     """
-    from django_pjpixel.models import OrderClick
-
     _validate_order_id(order_id)
     if not has_consent(request):
         return None
@@ -172,8 +169,6 @@ def attach_click(
 
 def click_for_order(order_id: str) -> Click | None:
     """The click attached to ``order_id`` by ``attach_click``, or None."""
-    from django_pjpixel.models import OrderClick
-
     if not isinstance(order_id, str) or not order_id or len(order_id) > MAX_ORDER_ID:
         return None
     row = OrderClick.objects.filter(order_id=order_id).first()

@@ -82,6 +82,8 @@ class ConversionEvent(models.Model):
 
 
 FINAL_STATUSES: frozenset[str] = frozenset({"sent", "duplicate", "failed", "skipped", "dead"})
+# The problem title of a row recorded for a purchase the shop reported with a bad value.
+INVALID_PURCHASE = "Invalid purchase"
 
 
 class OrderClick(models.Model):

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers over ``django_pjpixel.delivery``.
+"""Celery tasks: thin wrappers over ``delivery`` and ``backlog``.
 
 ``deliver_event(event_pk)`` is queued when an order's transaction commits; its
 message carries the row's primary key only. A transient failure is retried
@@ -26,7 +26,7 @@ from celery import Task, shared_task
 from celery.exceptions import MaxRetriesExceededError
 from django.utils import timezone
 
-from django_pjpixel import delivery
+from django_pjpixel import backlog, delivery
 from django_pjpixel.conf import DEFAULTS, pjpixel_settings
 
 logger = logging.getLogger("django_pjpixel.delivery")
@@ -63,4 +63,4 @@ def deliver_event(self: Task[[int], str], event_pk: int) -> str:
 @shared_task(ignore_result=True)
 def deliver_due(limit: int | None = None) -> dict[str, int]:
     """Send every ``ConversionEvent`` that is due; counts per outcome."""
-    return delivery.deliver_due(limit)
+    return backlog.deliver_due(limit)

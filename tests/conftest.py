@@ -20,7 +20,7 @@ def _services_for_markers(request: pytest.FixtureRequest) -> None:
 def _publishes_done() -> Iterator[None]:
     """What a test's commits queued is published before the next test (to the same broker)."""
     yield
-    from django_pjpixel.delivery import flush_publishes
+    from django_pjpixel.publisher import flush_publishes
 
     flush_publishes(10)
 

@@ -35,3 +35,13 @@ def make_event(order_id: str = "order-1", **fields: Any) -> ConversionEvent:
         **fields,
     }
     return ConversionEvent.objects.create(**values)
+
+
+def claim_due_one(**fields: Any) -> list[ConversionEvent]:
+    """A new row (``make_event(**fields)``), claimed: a list of that one leased row."""
+    from django_pjpixel.outbox import claim_due
+
+    make_event(**fields)
+    claimed = claim_due(1)
+    assert len(claimed) == 1
+    return claimed

@@ -279,11 +279,11 @@ def test_action_on_nothing_that_qualifies(operator: Client, handed: list[int]) -
 
 
 def test_deliver_now_queues_the_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    from django_pjpixel import delivery
+    from django_pjpixel import publisher
 
     event = make_event()
     queued: list[ConversionEvent] = []
-    monkeypatch.setattr(delivery, "enqueue", queued.append)
+    monkeypatch.setattr(publisher, "enqueue", queued.append)
     pjadmin.deliver_now(event.pk)
     pjadmin.deliver_now(event.pk + 1000)  # deleted meanwhile: nothing to queue
     assert queued == [event]

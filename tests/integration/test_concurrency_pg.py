@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from django_pjpixel.delivery import NOT_DUE, deliver_due, deliver_event
+from django_pjpixel.backlog import deliver_due
+from django_pjpixel.delivery import deliver_event
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.outbox import NOT_DUE
 from tests.integration.faults_harness import due_rows
 from tests.integration.harness import RecordingEmulator, event_counts, times_sent
 

@@ -27,8 +27,8 @@ from django.conf import settings as django_settings
 from django.db import connection, connections
 from django.utils import timezone
 
-from django_pjpixel import delivery
-from django_pjpixel.delivery import deliver_due
+from django_pjpixel import backlog, delivery
+from django_pjpixel.backlog import deliver_due
 from django_pjpixel.models import FINAL_STATUSES, ConversionEvent
 from django_pjpixel.tasks import deliver_due as deliver_due_task
 from tests import services
@@ -85,9 +85,9 @@ def pjpixel(settings: Settings, pjpixel_settings: dict[str, Any]) -> dict[str, A
 
 @pytest.fixture(autouse=True)
 def no_pause() -> Any:
-    delivery._pauses.clear()
+    backlog._pauses.clear()
     yield
-    delivery._pauses.clear()
+    backlog._pauses.clear()
 
 
 def final_count(prefix: str) -> int:

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_pjpixel.delivery import deliver_due
+from django_pjpixel.backlog import deliver_due
 from django_pjpixel.models import ConversionEvent
 
 Status = ConversionEvent.Status

@@ -16,11 +16,12 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_pjpixel import delivery
+from django_pjpixel import backlog, delivery, outbox
+from django_pjpixel.backlog import deliver_due
 from django_pjpixel.client import ApiResult
-from django_pjpixel.delivery import claim_due, deliver_due
 from django_pjpixel.exceptions import PrisjaktAPIError, RateLimit
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.outbox import claim_due
 from django_pjpixel.signals import Cancel, post_send, pre_send
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import connect
@@ -64,9 +65,9 @@ def methods(api: PrisjaktEmulator) -> list[str]:
 @pytest.fixture(autouse=True)
 def no_pause() -> Iterator[None]:
     """A stop for the rate limit is remembered by the process: not from one test to the next."""
-    delivery._pauses.clear()
+    backlog._pauses.clear()
     yield
-    delivery._pauses.clear()
+    backlog._pauses.clear()
 
 
 # -- batches -------------------------------------------------------------------
@@ -309,7 +310,7 @@ def test_rows_taken_over_during_the_patch_are_not_overwritten(
     pjpixel_api: PrisjaktEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
     make_events(4)
-    real_patch = delivery._patch
+    real_patch = delivery.patch
     other = "00000000-0000-0000-0000-000000000001"
 
     def slow_patch(payloads: list[dict[str, Any]]) -> Any:
@@ -317,7 +318,7 @@ def test_rows_taken_over_during_the_patch_are_not_overwritten(
         ConversionEvent.objects.filter(order_id__in=["b-0001", "b-0002"]).update(lease_token=other)
         return real_patch(payloads)
 
-    with mock.patch.object(delivery, "_patch", side_effect=slow_patch):
+    with mock.patch.object(backlog, "patch", side_effect=slow_patch):
         assert deliver_due() == {"sent": 2, "stale": 2}
     taken = ConversionEvent.objects.filter(order_id__in=["b-0001", "b-0002"])
     assert {(s, str(t)) for s, t in taken.values_list("status", "lease_token")} == {
@@ -331,13 +332,13 @@ def test_a_lease_is_renewed_before_a_request_that_could_outlast_it(
 ) -> None:
     pjpixel.update(LEASE_SECONDS=60, CONNECT_TIMEOUT=1, READ_TIMEOUT=9)
     make_events(2)
-    lease = delivery._Lease(claim_due(2))
+    lease = backlog._Lease(claim_due(2))
     first_end = lease.until
     lease.keep()  # 60 s left, a request takes 10 s at worst: nothing to do
     assert lease.until == first_end
     pjpixel["LEASE_SECONDS"] = 5  # shorter than one request could take
     make_events(2, prefix="short")
-    lease = delivery._Lease(claim_due(2))
+    lease = backlog._Lease(claim_due(2))
     first_end = lease.until
     lease.keep()
     assert lease.until > first_end
@@ -370,7 +371,7 @@ def test_deliver_due_stops_at_the_reserve_and_leaves_the_rest_for_the_reset(
     assert deliver_due() == {}
     assert len(pjpixel_api.requests) == 3
     with mock.patch.object(delivery.timezone, "now", return_value=next_at):
-        assert delivery._paused_until(next_at) is None
+        assert backlog._paused_until(next_at) is None
     assert 429 not in [r.status for r in pjpixel_api.requests]
 
 
@@ -390,7 +391,7 @@ def test_a_short_reset_is_waited_for(
     pjpixel_api.rate_limit = 3
     pjpixel_api.rate_window = 0.3
     make_events(50)
-    with mock.patch.object(delivery.time, "sleep", wraps=delivery.time.sleep) as sleep:
+    with mock.patch.object(backlog.time, "sleep", wraps=backlog.time.sleep) as sleep:
         assert deliver_due() == {"sent": 50}
     assert [r.status for r in pjpixel_api.requests] == [204] * 5
     assert sleep.call_count >= 1
@@ -419,7 +420,7 @@ def test_at_the_reserve_without_a_reset_it_waits_as_after_a_failure(
     make_events(4)
     answer = ApiResult(204, rate_limit=RateLimit(remaining=0))
     before = timezone.now()
-    with mock.patch.object(delivery, "_patch", return_value=answer):
+    with mock.patch.object(backlog, "patch", return_value=answer):
         assert deliver_due() == {"sent": 2}
     (next_at,) = set(
         ConversionEvent.objects.filter(status=Status.PENDING).values_list(
@@ -454,7 +455,7 @@ def test_rows_are_streamed_in_chunks_never_the_whole_backlog(
     pjpixel["BATCH_SIZE"] = 40
     make_events(250)
     sizes: list[int] = []
-    real_claim = delivery.claim_due
+    real_claim = outbox.claim_due
 
     def claim(limit: int, **kwargs: Any) -> list[ConversionEvent]:
         claimed = real_claim(limit, **kwargs)
@@ -462,7 +463,7 @@ def test_rows_are_streamed_in_chunks_never_the_whole_backlog(
         return claimed
 
     with (
-        mock.patch.object(delivery, "claim_due", side_effect=claim),
+        mock.patch.object(backlog, "claim_due", side_effect=claim),
         CaptureQueriesContext(connection) as queries,
     ):
         assert deliver_due() == {"sent": 250}
@@ -478,18 +479,18 @@ def test_rows_are_streamed_in_chunks_never_the_whole_backlog(
 
 def test_a_pause_that_has_passed_is_forgotten() -> None:
     now = timezone.now()
-    delivery._pauses[delivery._pause_key()] = now - timedelta(seconds=1)
-    assert delivery._paused_until(now) is None
-    assert delivery._pauses == {}
+    backlog._pauses[backlog._pause_key()] = now - timedelta(seconds=1)
+    assert backlog._paused_until(now) is None
+    assert backlog._pauses == {}
 
 
 def test_an_unreadable_batch_answer_is_not_retried_in_a_loop(pjpixel: dict[str, Any]) -> None:
     make_events(2)
     with (
         mock.patch.object(
-            delivery, "_patch", return_value=PrisjaktAPIError("odd", status=418, retryable=False)
+            backlog, "patch", return_value=PrisjaktAPIError("odd", status=418, retryable=False)
         ),
-        mock.patch.object(delivery, "_post", return_value=ApiResult(201)) as post,
+        mock.patch.object(backlog, "post", return_value=ApiResult(201)) as post,
     ):
         assert deliver_due() == {"sent": 2}
     assert post.call_count == 2

@@ -17,9 +17,11 @@ import pytest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from django_pjpixel import delivery, tasks
-from django_pjpixel.delivery import deliver_due, due_filter, enqueue, flush_publishes
+from django_pjpixel import publisher, tasks
+from django_pjpixel.backlog import deliver_due
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.outbox import due_filter
+from django_pjpixel.publisher import enqueue, flush_publishes
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.celery_app import app as celery_app
 from tests.helpers import make_event
@@ -43,9 +45,9 @@ def is_due(event: ConversionEvent) -> bool:
 @pytest.fixture(autouse=True)
 def fresh_publisher() -> Iterator[None]:
     """Each test starts its own publisher thread; one a test left blocked is dropped."""
-    delivery._publisher.forget()
+    publisher._publisher.forget()
     yield
-    delivery._publisher.forget()
+    publisher._publisher.forget()
 
 
 @pytest.fixture
@@ -139,7 +141,7 @@ def test_a_failure_to_mark_the_row_is_logged_not_raised(caplog: pytest.LogCaptur
         enqueue(event)
         assert flush_publishes(5)
     assert "could not mark order order-1 as due" in caplog.text
-    assert delivery._publisher._started().maxsize > 0  # the thread lives on
+    assert publisher._publisher._started().maxsize > 0  # the thread lives on
 
 
 def test_a_broker_that_never_answers_sends_new_rows_to_deliver_due_at_once(
@@ -207,20 +209,20 @@ def test_a_publisher_left_behind_by_a_fork_does_not_touch_the_new_ones_state() -
         assert enqueue(old) is True
         assert enqueue(older) is True
         wait_for(1)
-        delivery._publisher.forget()  # as after a fork: a new thread and queue
+        publisher._publisher.forget()  # as after a fork: a new thread and queue
         assert enqueue(new) is True
         wait_for(2)
-        busy = delivery._publisher._busy_since
+        busy = publisher._publisher._busy_since
         assert busy is not None
         gates[0].set()  # the old thread finishes, then publishes what it still holds
         wait_for(3)
-        assert delivery._publisher._busy_since == busy
+        assert publisher._publisher._busy_since == busy
         gates[2].set()
         time.sleep(0.1)
-        assert delivery._publisher._busy_since == busy
+        assert publisher._publisher._busy_since == busy
         gates[1].set()
         assert flush_publishes(5)
-    assert delivery._publisher._busy_since is None
+    assert publisher._publisher._busy_since is None
     assert calls == [old.pk, new.pk, older.pk]
 
 
@@ -256,7 +258,7 @@ def test_what_is_queued_at_exit_is_published_before_the_process_ends(tmp_path: P
 import time, django
 django.setup()
 from unittest import mock
-from django_pjpixel import delivery, tasks
+from django_pjpixel import publisher, tasks
 from django_pjpixel.models import ConversionEvent
 
 def publish(*args, **kwargs):
@@ -266,7 +268,7 @@ def publish(*args, **kwargs):
 
 mock.patch.object(tasks.deliver_event, "apply_async", side_effect=publish).start()
 for pk in (1, 2):
-    assert delivery.enqueue(ConversionEvent(pk=pk, order_id=f"exit-{{pk}}"))
+    assert publisher.enqueue(ConversionEvent(pk=pk, order_id=f"exit-{{pk}}"))
 """  # the script ends at once: atexit waits for the publisher
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
     subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=60, cwd=ROOT)

@@ -1,0 +1,266 @@
+"""The backlog: ``deliver_due`` sends what is due in batches, paced under the rate limit.
+
+One many-events ``PATCH`` per claimed chunk of ``BATCH_SIZE`` rows
+(``BATCH_SIZE = 1``: one ``POST`` per row). Prisjakt updates an event whose
+``external_event_id`` it already has [docs], so a resent batch (its answer
+was lost, its sender died) counts each event once. A refused batch (400) is
+sent again one ``POST`` per row, so each row gets its own outcome;
+credentials that may not ``PATCH`` (403) get ``POST``s for the rest of the
+run. A transient failure returns the chunk to ``pending`` on one schedule.
+The run keeps ``RATE_LIMIT_RESERVE`` requests of the rate-limit window
+unused (for the checkouts' own ``POST``s): at the reserve it waits for the
+reset when that is at most ``RATE_LIMIT_MAX_WAIT`` seconds away, else it
+stops and leaves what is due for the reset.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Q
+from django.utils import timezone
+
+from django_pjpixel.client import ApiResult
+from django_pjpixel.conf import pjpixel_settings
+from django_pjpixel.delivery import patch, post, prepare, record_chunk, record_outcome
+from django_pjpixel.exceptions import PrisjaktAPIError, RateLimit
+from django_pjpixel.models import ConversionEvent
+from django_pjpixel.outbox import Outcome, SendResult, claim_due, is_transient, release
+
+logger = logging.getLogger(__name__)
+
+Status = ConversionEvent.Status
+# Answers to a batch that a POST of each event would get as well: recorded for every row.
+BATCH_ANSWERS_FOR_ALL = frozenset({401, 404})
+# Answers meaning these credentials (or this API) may not use the many-events PATCH.
+PATCH_NOT_ALLOWED = frozenset({403, 405})
+# Batches failing transiently in a row before a run leaves the rest to a later one.
+MAX_FAILED_BATCHES = 2
+
+
+def deliver_due(limit: int | None = None) -> dict[str, int]:
+    """Send every row that is due, up to ``limit`` (``DELIVER_DUE_LIMIT``); counts per outcome.
+
+    Rows are claimed a chunk at a time (memory stays flat however large the
+    backlog), so concurrent runs (and tasks) share the work without sending a
+    row twice. With ``BATCH_SIZE`` > 1 a chunk is ``BATCH_SIZE`` rows sent in
+    one ``PATCH``; else a chunk is what one lease covers, one ``POST`` per row.
+    A row that fails again in this run waits for its next attempt time; it is
+    not retried in a loop. The run keeps its pace under the rate limit (see
+    the module docstring); while a stop for the rate limit lasts, a run in the
+    same process sends nothing.
+    """
+    conf = pjpixel_settings
+    limit = conf.DELIVER_DUE_LIMIT if limit is None else limit
+    started = timezone.now()
+    paused = _paused_until(started)
+    if paused is not None:
+        logger.info(
+            "pjpixel: deliver_due waits for the rate limit to reset at %s",
+            paused.isoformat(),
+            extra={"retry_at": paused.isoformat()},
+        )
+        return {}
+    run = _Run(batches=conf.BATCH_SIZE > 1)
+    done = 0
+    while done < limit and not run.stopped:
+        size = conf.BATCH_SIZE if run.batches else chunk_size()
+        chunk = claim_due(min(size, limit - done), cutoff=started)
+        if not chunk:
+            break
+        _send_chunk(run, chunk)
+        done += len(chunk)
+    if run.resume_at is not None:
+        _defer_due(run.resume_at, run.rate_limit)
+    counts = dict(run.counts)
+    if counts:
+        logger.info("pjpixel: deliver_due %s", counts, extra={"counts": counts})
+    return counts
+
+
+def chunk_size() -> int:
+    """How many rows one claim takes for single sends: what one lease covers at worst."""
+    conf = pjpixel_settings
+    return max(1, min(conf.BATCH_SIZE, int(conf.LEASE_SECONDS // _worst_request())))
+
+
+def _worst_request() -> float:
+    return sum(pjpixel_settings.TIMEOUT) or 1.0
+
+
+# -- batches -------------------------------------------------------------------
+
+
+@dataclass
+class _Run:
+    """The state of one ``deliver_due`` run."""
+
+    batches: bool  # False once the credentials may not PATCH
+    counts: Counter[str] = field(default_factory=Counter)
+    failed_batches: int = 0  # transient batch failures in a row
+    stopped: bool = False
+    resume_at: datetime | None = None  # the rate limit: nothing more before then
+    rate_limit: RateLimit | None = None  # the last one that made the run stop
+
+    def count(self, outcomes: Iterable[Outcome]) -> None:
+        self.counts.update(outcome.status for outcome in outcomes)
+
+
+class _Lease:
+    """A claimed chunk's lease, renewed before a request that could outlast it."""
+
+    def __init__(self, chunk: list[ConversionEvent]) -> None:
+        self.token = chunk[0].lease_token
+        self.pks = [event.pk for event in chunk]
+        ends = [event.leased_until for event in chunk if event.leased_until is not None]
+        self.until = min(ends) if ends else timezone.now()
+
+    def keep(self) -> None:
+        now = timezone.now()
+        if now + timedelta(seconds=_worst_request()) <= self.until:
+            return
+        self.until = now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS)
+        ConversionEvent.objects.filter(
+            pk__in=self.pks, status=Status.SENDING, lease_token=self.token
+        ).update(leased_until=self.until)
+
+
+def _send_chunk(run: _Run, chunk: list[ConversionEvent]) -> None:
+    """Prepare each row (``pre_send``), then send the rest in one batch or one by one."""
+    lease = _Lease(chunk)
+    ready: list[tuple[ConversionEvent, dict[str, Any]]] = []
+    for event in chunk:
+        prepared = prepare(event)
+        if isinstance(prepared, dict):
+            ready.append((event, prepared))
+        else:
+            run.count([record_outcome(event, prepared)])
+    if not ready:
+        return
+    if not run.batches:
+        _send_singly(run, ready, lease)
+        return
+    lease.keep()
+    result = patch([payload for _, payload in ready])
+    events = [event for event, _ in ready]
+    status = result.status if isinstance(result, (ApiResult, PrisjaktAPIError)) else None
+    if is_transient(result):
+        run.count(record_chunk(events, result))
+        run.failed_batches += 1
+        if run.failed_batches >= MAX_FAILED_BATCHES:
+            logger.warning(
+                "pjpixel: %d batches in a row failed (%s); deliver_due leaves the rest for "
+                "a later run",
+                run.failed_batches,
+                result,
+            )
+            run.stopped = True
+        _pace(run, result)
+        return
+    run.failed_batches = 0
+    if status is not None and (200 <= status < 300 or status in BATCH_ANSWERS_FOR_ALL):
+        run.count(record_chunk(events, result))
+        _pace(run, result)
+        return
+    if status in PATCH_NOT_ALLOWED:
+        run.batches = False
+        logger.warning(
+            "pjpixel: Prisjakt refused the many-events PATCH for client id %r (%s); "
+            "this deliver_due run sends one POST per event instead. Give the client the "
+            "event_publisher role to send in batches, or set BATCH_SIZE to 1.",
+            pjpixel_settings.CLIENT_ID,
+            result,
+        )
+    else:
+        logger.info(
+            "pjpixel: a batch of %d events was refused (%s); sending them one by one",
+            len(ready),
+            result,
+        )
+    _pace(run, result)
+    _send_singly(run, ready, lease)
+
+
+def _send_singly(
+    run: _Run, ready: list[tuple[ConversionEvent, dict[str, Any]]], lease: _Lease
+) -> None:
+    for index, (event, payload) in enumerate(ready):
+        if run.stopped:
+            release([event for event, _ in ready[index:]], run.resume_at)
+            return
+        lease.keep()
+        result = post(payload)
+        run.count([record_outcome(event, result)])
+        _pace(run, result)
+
+
+# -- pace ----------------------------------------------------------------------
+
+# (API_URL, CLIENT_ID) -> until when this process's deliver_due runs send nothing.
+_pauses: dict[tuple[str, str], datetime] = {}
+_pauses_lock = threading.Lock()
+
+
+def _pause_key() -> tuple[str, str]:
+    return (pjpixel_settings.API_URL, pjpixel_settings.CLIENT_ID)
+
+
+def _paused_until(now: datetime) -> datetime | None:
+    with _pauses_lock:
+        until = _pauses.get(_pause_key())
+        if until is not None and until <= now:
+            del _pauses[_pause_key()]
+            return None
+        return until
+
+
+def _pace(run: _Run, result: SendResult) -> None:
+    """After each answer: at the rate limit's reserve (or on a 429), wait briefly or stop."""
+    conf = pjpixel_settings
+    rate_limit = result.rate_limit if isinstance(result, (ApiResult, PrisjaktAPIError)) else None
+    limited = isinstance(result, PrisjaktAPIError) and result.status == 429
+    low = (
+        rate_limit is not None
+        and rate_limit.remaining is not None
+        and rate_limit.remaining <= conf.RATE_LIMIT_RESERVE
+    )
+    if not (limited or low):
+        return
+    wait = rate_limit.reset_seconds if rate_limit is not None else None
+    if isinstance(result, PrisjaktAPIError) and limited and result.retry_after is not None:
+        wait = max(wait or 0.0, result.retry_after)
+    if wait is None:  # no reset given: wait as after a transient failure
+        wait = conf.RETRY_BASE_DELAY
+    wait = min(wait, conf.MAX_AGE.total_seconds())
+    if wait <= conf.RATE_LIMIT_MAX_WAIT:
+        logger.info("pjpixel: rate limit: waiting %.3f s for its reset", wait)
+        time.sleep(wait)
+        return
+    run.stopped = True
+    run.rate_limit = rate_limit
+    run.resume_at = timezone.now() + timedelta(seconds=wait)
+
+
+def _defer_due(until: datetime, rate_limit: RateLimit | None) -> None:
+    """Make what is due wait for the rate limit's reset (rows, and this process's runs)."""
+    deferred = ConversionEvent.objects.filter(
+        Q(status=Status.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=until))
+    ).update(next_attempt_at=until)
+    with _pauses_lock:
+        _pauses[_pause_key()] = until
+    logger.warning(
+        "pjpixel: rate limit: %s of %s requests left in this window; deliver_due stops and "
+        "%d due events wait until %s",
+        "?" if rate_limit is None or rate_limit.remaining is None else rate_limit.remaining,
+        "?" if rate_limit is None or rate_limit.limit is None else rate_limit.limit,
+        deferred,
+        until.isoformat(),
+        extra={"deferred": deferred, "retry_at": until.isoformat()},
+    )
