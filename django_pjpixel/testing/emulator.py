@@ -7,9 +7,14 @@ One transport-independent implementation of the documented behaviour:
 two transport faults an answer can ask for (``fault="timeout"`` or
 ``fault="reset"``) and on its ``delay``.
 
-The API's resources, the rules on them and their state (event bodies, the
-duplicate window, click ids, tokens, rate-limit counters) are in ``model.py``;
-every name this module has offered stays importable from it.
+Its parts stand in modules of their own, each importing only those before it:
+
+- ``model.py``: the API's resources, the rules on them and their state (event
+  bodies, the duplicate window, click ids, tokens, rate-limit counters);
+- ``wire.py``: its HTTP messages (a request as parsed, the answer, JSON and
+  problem bodies, the record of a request).
+
+Every name this module has offered stays importable from it.
 
 Choices for the points the API notes leave open (``model.py`` has its own):
 
@@ -41,9 +46,8 @@ import re
 import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
@@ -67,6 +71,19 @@ from django_pjpixel.testing.model import (
     utc_now,
     validate_event,
     validation_problem,
+)
+from django_pjpixel.testing.wire import (
+    MIN_SCRUBBED_SECRET,
+    REDACTED,
+    EmulatorResponse,
+    RecordedRequest,
+    Request,
+    json_response,
+    parse_request,
+    problem_response,
+    record,
+    scrub,
+    under,
 )
 
 __all__ = [
@@ -96,9 +113,6 @@ __all__ = [
 DEFAULT_BASE_URL = "https://api.pj.nu/click-conversion"
 DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
 MAX_LIST_RANGE = timedelta(days=60)
-REDACTED = "REDACTED"
-# Secrets this long or longer are masked wherever an answer would echo them.
-MIN_SCRUBBED_SECRET = 6
 TRANSPORT_FAULTS = frozenset({"timeout", "connect_timeout", "reset"})
 
 ScriptStep = int | str
@@ -108,38 +122,6 @@ _PROXY_502 = (
     b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
     b"</body>\r\n</html>\r\n"
 )
-
-
-@dataclass(frozen=True)
-class EmulatorResponse:
-    """One answer. ``fault`` asks the transport to time out or reset instead."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes = b""
-    fault: str | None = None
-    delay: float = 0.0
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """A request as the emulator saw it, with the client secret redacted."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    json: Any
-    status: int | None
-    url: str
-    request_id: str
-    fault: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -152,19 +134,6 @@ class _Step:
         return (self.method is None or self.method == method) and (
             self.path is None or self.path.search(path) is not None
         )
-
-
-@dataclass
-class _Request:
-    method: str
-    url: str
-    origin: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    request_id: str
-    payload: Any = None
 
 
 class PrisjaktEmulator:
@@ -386,32 +355,22 @@ class PrisjaktEmulator:
         body: bytes | None,
     ) -> EmulatorResponse:
         """Answer one request exactly as the API would (see the module docstring)."""
-        parts = urlsplit(url)
-        request = _Request(
-            method=method.upper(),
-            url=url,
-            origin=f"{parts.scheme}://{parts.netloc}",
-            path=parts.path,
-            query={k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()},
-            headers={k.lower(): v for k, v in headers.items()},
-            body=body or b"",
-            request_id=str(uuid.uuid4()),
-        )
+        request = parse_request(method, url, headers, body)
         with self._lock:
             response = self._respond(request)
             response = EmulatorResponse(
                 response.status,
                 {**response.headers, "request-id": request.request_id},
-                self._scrub(response.body),
+                scrub(response.body, (c.secret for c in self._state.clients.values())),
                 response.fault,
                 response.delay if response.fault else self.latency,
             )
-            self._record(request, response)
+            self._requests.append(record(request, response, self.base_path, self.token_path))
         return response
 
-    def _respond(self, request: _Request) -> EmulatorResponse:
+    def _respond(self, request: Request) -> EmulatorResponse:
         is_token = self.token_path is not None and request.path == self.token_path
-        if not is_token and not _under(request.path, self.base_path):
+        if not is_token and not under(request.path, self.base_path):
             return self._problem(request, Problem(404, "Not found"), rate=False)
         rel = request.path if is_token else request.path[len(self.base_path) :] or "/"
         key = self._rate_key(request)
@@ -435,7 +394,7 @@ class PrisjaktEmulator:
             return self._random.choice(self.fail_kinds)
         return None
 
-    def _fault(self, request: _Request, step: ScriptStep, key: str) -> EmulatorResponse:
+    def _fault(self, request: Request, step: ScriptStep, key: str) -> EmulatorResponse:
         if step == "reset":
             return EmulatorResponse(502, dict(_HTML), _PROXY_502, fault="reset")
         if isinstance(step, str):
@@ -450,7 +409,7 @@ class PrisjaktEmulator:
 
     # -- auth and rate limit -------------------------------------------------
 
-    def _rate_key(self, request: _Request) -> str:
+    def _rate_key(self, request: Request) -> str:
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             token = self._state.tokens.get(auth[7:].strip())
@@ -471,7 +430,7 @@ class PrisjaktEmulator:
             "X-RateLimit-Reset": str(reset_ms),
         }
 
-    def _authenticate(self, request: _Request) -> Client:
+    def _authenticate(self, request: Request) -> Client:
         auth = request.headers.get("authorization")
         if auth is not None:
             scheme, _, token = auth.partition(" ")
@@ -488,7 +447,7 @@ class PrisjaktEmulator:
             raise Problem(401, "Unauthorized", "Invalid client credentials")
         return client
 
-    def _token(self, request: _Request) -> EmulatorResponse:
+    def _token(self, request: Request) -> EmulatorResponse:
         if request.method != "POST":
             return _oauth_error(405, "invalid_request")
         form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
@@ -501,11 +460,11 @@ class PrisjaktEmulator:
             return _oauth_error(401, "invalid_client")
         token = self._state.issue_token(client.id, self.token_lifetime)
         body = {"access_token": token, "expires_in": self.token_lifetime, "token_type": "bearer"}
-        return _json_response(200, body, {"Cache-Control": "no-store"})
+        return json_response(200, body, {"Cache-Control": "no-store"})
 
     # -- routes ----------------------------------------------------------------
 
-    def _route(self, request: _Request, rel: str, key: str) -> EmulatorResponse:
+    def _route(self, request: Request, rel: str, key: str) -> EmulatorResponse:
         segments = [s for s in rel.split("/") if s]
         method = request.method
         if len(segments) == 3 and segments[0] == "pixels" and segments[2] == "events":
@@ -537,7 +496,7 @@ class PrisjaktEmulator:
                     404, "Shop not found", f"A shop with ID {segments[1]} could not be found"
                 )
             pixels = [{"id": p, "shop_id": segments[1]} for p in shop]
-            response = _json_response(200, pixels)
+            response = json_response(200, pixels)
         else:
             raise Problem(404, "Not found", f"No resource at {request.path}")
         return EmulatorResponse(
@@ -561,9 +520,9 @@ class PrisjaktEmulator:
                 f"{noun.capitalize()} not found",
                 f"A {noun} with ID {ident} could not be found",
             )
-        return _json_response(200, found)
+        return json_response(200, found)
 
-    def _json_body(self, request: _Request) -> Any:
+    def _json_body(self, request: Request) -> Any:
         try:
             request.payload = json.loads(request.body)
         except (ValueError, RecursionError):
@@ -577,7 +536,7 @@ class PrisjaktEmulator:
             ) from None
         return request.payload
 
-    def _create(self, request: _Request, pixel: str) -> EmulatorResponse:
+    def _create(self, request: Request, pixel: str) -> EmulatorResponse:
         payload = self._json_body(request)
         errors = validate_event(payload, "")
         if errors:
@@ -590,9 +549,9 @@ class PrisjaktEmulator:
                 f"An event with external event ID {external} already exists",
             )
         event = self._state.store(pixel, payload)
-        return _json_response(201, event.as_json(), {"Location": f"/events/{event.id}"})
+        return json_response(201, event.as_json(), {"Location": f"/events/{event.id}"})
 
-    def _create_many(self, request: _Request, pixel: str) -> EmulatorResponse:
+    def _create_many(self, request: Request, pixel: str) -> EmulatorResponse:
         payload = self._json_body(request)
         if isinstance(payload, dict) and set(payload) == {"events"}:
             payload = payload["events"]
@@ -614,7 +573,7 @@ class PrisjaktEmulator:
                 self._state.fill(existing, item)
         return EmulatorResponse(204, {})
 
-    def _list(self, request: _Request, pixel: str) -> EmulatorResponse:
+    def _list(self, request: Request, pixel: str) -> EmulatorResponse:
         errors: dict[str, dict[str, Any]] = {}
         bounds: dict[str, datetime] = {}
         for name in ("from", "to"):
@@ -658,9 +617,9 @@ class PrisjaktEmulator:
         headers: dict[str, str] = {}
         if last > 1:
             headers["Link"] = self._link_header(request, pixel, page, last)
-        return _json_response(200, body, headers)
+        return json_response(200, body, headers)
 
-    def _link_header(self, request: _Request, pixel: str, page: int, last: int) -> str:
+    def _link_header(self, request: Request, pixel: str, page: int, last: int) -> str:
         base = (
             f"{request.origin}{self.base_path}/pixels/{quote(pixel, safe='')}/events"
             f"?from={quote(request.query['from'], safe='')}"
@@ -676,54 +635,10 @@ class PrisjaktEmulator:
     # -- answers ---------------------------------------------------------------
 
     def _problem(
-        self, request: _Request, problem: Problem, *, key: str | None = None, rate: bool = True
+        self, request: Request, problem: Problem, *, key: str | None = None, rate: bool = True
     ) -> EmulatorResponse:
-        body: dict[str, Any] = {"title": problem.title, "status": problem.status}
-        if problem.detail is not None:
-            body["detail"] = problem.detail
-        if problem.field_errors is not None:
-            body["field_errors"] = problem.field_errors
-        body["context"] = {"request-id": request.request_id}
-        headers = {**(self._rate_headers(key) if rate else {}), **problem.headers}
-        return _json_response(problem.status, body, headers, "application/problem+json")
-
-    def _scrub(self, body: bytes) -> bytes:
-        for client in self._state.clients.values():
-            secret = client.secret.encode()
-            if len(secret) >= MIN_SCRUBBED_SECRET and secret in body:
-                body = body.replace(secret, b"***")
-        return body
-
-    def _record(self, request: _Request, response: EmulatorResponse) -> None:
-        if request.payload is None and request.body:
-            try:
-                request.payload = json.loads(request.body)
-            except (ValueError, RecursionError):
-                request.payload = None
-        headers = dict(request.headers)
-        if "client-secret" in headers:
-            headers["client-secret"] = REDACTED
-        if request.path == self.token_path:
-            rel = request.path
-        else:
-            rel = (
-                request.path[len(self.base_path) :]
-                if _under(request.path, self.base_path)
-                else request.path
-            )
-        self._requests.append(
-            RecordedRequest(
-                method=request.method,
-                path=rel or "/",
-                query=dict(request.query),
-                headers=headers,
-                json=request.payload,
-                status=None if response.fault else response.status,
-                url=request.url,
-                request_id=request.request_id,
-                fault=response.fault,
-            )
-        )
+        headers = self._rate_headers(key) if rate else {}
+        return problem_response(problem, request.request_id, headers)
 
 
 _HTML = {"Content-Type": "text/html"}
@@ -737,21 +652,4 @@ def _phrase(status: int) -> str:
 
 
 def _oauth_error(status: int, error: str) -> EmulatorResponse:
-    return _json_response(status, {"error": error}, {"Cache-Control": "no-store"})
-
-
-def _under(path: str, base: str) -> bool:
-    return path == base or path.startswith(base + "/")
-
-
-def _json_response(
-    status: int,
-    body: Any,
-    headers: Mapping[str, str] | None = None,
-    content_type: str = "application/json",
-) -> EmulatorResponse:
-    return EmulatorResponse(
-        status,
-        {"Content-Type": content_type, **(headers or {})},
-        json.dumps(body, separators=(", ", ": ")).encode(),
-    )
+    return json_response(status, {"error": error}, {"Cache-Control": "no-store"})
