@@ -12,7 +12,9 @@ Its parts stand in modules of their own, each importing only those before it:
 - ``model.py``: the API's resources, the rules on them and their state (event
   bodies, the duplicate window, click ids, tokens, rate-limit counters);
 - ``wire.py``: its HTTP messages (a request as parsed, the answer, JSON and
-  problem bodies, the record of a request).
+  problem bodies, the record of a request);
+- ``faults.py``: the faults put in front of it (``script()`` steps,
+  ``fail_ratio``) and what they answer.
 
 Every name this module has offered stays importable from it.
 
@@ -33,8 +35,7 @@ Choices for the points the API notes leave open (``model.py`` has its own):
   ``event_publisher`` or ``admin`` role to ``POST``/``PATCH``; any role may read.
   ``GET /clients/{id}`` shows the caller itself (an ``admin`` any client).
 - A ``delay`` (``latency``) is applied after the request is processed: a
-  client that gives up early has still had its event stored. A scripted
-  ``"timeout"`` or ``"reset"`` is a request that never reached the API.
+  client that gives up early has still had its event stored.
 """
 
 from __future__ import annotations
@@ -42,17 +43,22 @@ from __future__ import annotations
 import json
 import math
 import random
-import re
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
+from django_pjpixel.testing.faults import (
+    TRANSPORT_FAULTS,
+    ScriptStep,
+    Step,
+    compile_script,
+    fault_response,
+    next_fault,
+)
 from django_pjpixel.testing.model import (
     CURRENCIES,
     DUPLICATE_WINDOW,
@@ -113,27 +119,6 @@ __all__ = [
 DEFAULT_BASE_URL = "https://api.pj.nu/click-conversion"
 DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
 MAX_LIST_RANGE = timedelta(days=60)
-TRANSPORT_FAULTS = frozenset({"timeout", "connect_timeout", "reset"})
-
-ScriptStep = int | str
-
-_PROXY_502 = (
-    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    b"</body>\r\n</html>\r\n"
-)
-
-
-@dataclass
-class _Step:
-    action: ScriptStep
-    method: str | None
-    path: re.Pattern[str] | None
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and (
-            self.path is None or self.path.search(path) is not None
-        )
 
 
 class PrisjaktEmulator:
@@ -190,7 +175,7 @@ class PrisjaktEmulator:
             self.add_client(client_id, str(spec["secret"]), spec.get("roles", ["shop_user"]))
         self._state.shops.update({k: list(v) for k, v in (shops or {}).items()})
         self._requests: list[RecordedRequest] = []
-        self._script: list[_Step] = []
+        self._script: list[Step] = []
 
     @property
     def clock(self) -> Clock:
@@ -307,16 +292,7 @@ class PrisjaktEmulator:
         token endpoint's path is its own, ``/oauth2/token``) limit which
         requests consume the steps; the first matching step is taken.
         """
-        compiled = re.compile(path) if path is not None else None
-        new = []
-        for step in steps:
-            if not (
-                (isinstance(step, int) and 100 <= step <= 599)
-                or step == "pass"
-                or step in TRANSPORT_FAULTS
-            ):
-                raise ValueError(f"not a script step: {step!r}")
-            new.append(_Step(step, method.upper() if method else None, compiled))
+        new = compile_script(steps, method, path)
         with self._lock:
             self._script.extend(new)
 
@@ -371,41 +347,23 @@ class PrisjaktEmulator:
     def _respond(self, request: Request) -> EmulatorResponse:
         is_token = self.token_path is not None and request.path == self.token_path
         if not is_token and not under(request.path, self.base_path):
-            return self._problem(request, Problem(404, "Not found"), rate=False)
+            return problem_response(Problem(404, "Not found"), request.request_id)
         rel = request.path if is_token else request.path[len(self.base_path) :] or "/"
         key = self._rate_key(request)
-        step = self._next_fault(request.method, rel)
-        if step is not None and step != "pass" and not (isinstance(step, int) and step < 300):
-            return self._fault(request, step, key)
+        step = next_fault(
+            self._script, request.method, rel, self.fail_ratio, self.fail_kinds, self._random
+        )
+        if step is not None:
+            return fault_response(
+                step, request.request_id, self._rate_headers(key), self.scripted_retry_after
+            )
         if is_token:
             return self._token(request)
         try:
             self._state.count(key, self.rate_limit, self.rate_window)
             return self._route(request, rel, key)
         except Problem as problem:
-            return self._problem(request, problem, key=key)
-
-    def _next_fault(self, method: str, rel: str) -> ScriptStep | None:
-        for index, step in enumerate(self._script):
-            if step.matches(method, rel):
-                del self._script[index]
-                return step.action
-        if self.fail_ratio and self._random.random() < self.fail_ratio:
-            return self._random.choice(self.fail_kinds)
-        return None
-
-    def _fault(self, request: Request, step: ScriptStep, key: str) -> EmulatorResponse:
-        if step == "reset":
-            return EmulatorResponse(502, dict(_HTML), _PROXY_502, fault="reset")
-        if isinstance(step, str):
-            problem = Problem(504, "Gateway Timeout", "The upstream did not answer in time")
-            response = self._problem(request, problem, rate=False)
-            return EmulatorResponse(response.status, response.headers, response.body, step)
-        if step == 502:
-            return EmulatorResponse(502, {**_HTML, **self._rate_headers(key)}, _PROXY_502)
-        extra = {"Retry-After": str(self.scripted_retry_after)} if step in (429, 503) else {}
-        problem = Problem(step, _phrase(step), "Injected by the emulator", None, extra)
-        return self._problem(request, problem, key=key)
+            return problem_response(problem, request.request_id, self._rate_headers(key))
 
     # -- auth and rate limit -------------------------------------------------
 
@@ -417,12 +375,8 @@ class PrisjaktEmulator:
                 return token[0]
         return request.headers.get("client-id", "")
 
-    def _rate_headers(self, key: str | None) -> dict[str, str]:
-        start, used = (
-            self._state.window(key, self.rate_window)
-            if key is not None
-            else (self.clock().timestamp(), 0)
-        )
+    def _rate_headers(self, key: str) -> dict[str, str]:
+        start, used = self._state.window(key, self.rate_window)
         reset_ms = max(0, round((start + self.rate_window - self.clock().timestamp()) * 1000))
         return {
             "X-RateLimit-Limit": str(self.rate_limit),
@@ -631,24 +585,6 @@ class PrisjaktEmulator:
         if page < last:
             rels.append(("next", page + 1))
         return ", ".join(f'<{base}{number}>; rel="{rel}"' for rel, number in rels)
-
-    # -- answers ---------------------------------------------------------------
-
-    def _problem(
-        self, request: Request, problem: Problem, *, key: str | None = None, rate: bool = True
-    ) -> EmulatorResponse:
-        headers = self._rate_headers(key) if rate else {}
-        return problem_response(problem, request.request_id, headers)
-
-
-_HTML = {"Content-Type": "text/html"}
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return f"HTTP {status}"
 
 
 def _oauth_error(status: int, error: str) -> EmulatorResponse:
