@@ -7,49 +7,37 @@ One transport-independent implementation of the documented behaviour:
 two transport faults an answer can ask for (``fault="timeout"`` or
 ``fault="reset"``) and on its ``delay``.
 
-Its parts stand in modules of their own, each importing only those before it:
+Its parts stand in modules of their own, each importing only those before it
+(every name this module has offered stays importable from here):
 
 - ``model.py``: the API's resources, the rules on them and their state (event
   bodies, the duplicate window, click ids, tokens, rate-limit counters);
 - ``wire.py``: its HTTP messages (a request as parsed, the answer, JSON and
   problem bodies, the record of a request);
 - ``faults.py``: the faults put in front of it (``script()`` steps,
-  ``fail_ratio``) and what they answer.
+  ``fail_ratio``) and what they answer;
+- ``routes.py``: its endpoints, the token endpoint and authentication.
 
-Every name this module has offered stays importable from it.
+This module ties them together behind one lock: a request meets the faults,
+then the rate limit, then the routes. Choices for the points the API notes
+leave open (each module above states its own):
 
-Choices for the points the API notes leave open (``model.py`` has its own):
-
-- ``PATCH`` takes a bare JSON array or ``{"events": [...]}``; an empty array
-  is a 204; when any event is invalid nothing is stored.
-- A listing filters and orders by ``event_time`` (newest first, later stored
-  first on a tie); its body is a bare JSON list (``list_wrapper_key`` wraps
-  it); a page past the last is an empty list with 200; ``page_size`` is 50.
-  ``unstable_pages`` repeats the last event of page *n* at the top of page
-  *n + 1*, as the docs warn the real API may.
 - Rate limiting (``rate_limit`` requests per ``rate_window`` seconds) is
   counted before authentication; scripted faults and the token endpoint do
   not count.
-- The client secret is required on every request; ``Authorization: Bearer``
-  with a token from ``token_url`` replaces both headers. A client needs the
-  ``event_publisher`` or ``admin`` role to ``POST``/``PATCH``; any role may read.
-  ``GET /clients/{id}`` shows the caller itself (an ``admin`` any client).
 - A ``delay`` (``latency``) is applied after the request is processed: a
   client that gives up early has still had its event stored.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import random
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import urlsplit
 
 from django_pjpixel.testing.faults import (
     TRANSPORT_FAULTS,
@@ -75,16 +63,14 @@ from django_pjpixel.testing.model import (
     format_time,
     parse_iso_time,
     utc_now,
-    validate_event,
-    validation_problem,
 )
+from django_pjpixel.testing.routes import MAX_LIST_RANGE, Router
 from django_pjpixel.testing.wire import (
     MIN_SCRUBBED_SECRET,
     REDACTED,
     EmulatorResponse,
     RecordedRequest,
     Request,
-    json_response,
     parse_request,
     problem_response,
     record,
@@ -118,7 +104,6 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://api.pj.nu/click-conversion"
 DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
-MAX_LIST_RANGE = timedelta(days=60)
 
 
 class PrisjaktEmulator:
@@ -170,6 +155,7 @@ class PrisjaktEmulator:
         self._random = random.Random(seed)  # noqa: S311 - fault injection, not security
         self._lock = threading.RLock()
         self._state = ApiState(clock)
+        self._router = Router(self._state, self)
         self._state.pixels.update(pixels)
         for client_id, spec in (clients or {}).items():
             self.add_client(client_id, str(spec["secret"]), spec.get("roles", ["shop_user"]))
@@ -349,7 +335,7 @@ class PrisjaktEmulator:
         if not is_token and not under(request.path, self.base_path):
             return problem_response(Problem(404, "Not found"), request.request_id)
         rel = request.path if is_token else request.path[len(self.base_path) :] or "/"
-        key = self._rate_key(request)
+        key = self._router.rate_key(request)
         step = next_fault(
             self._script, request.method, rel, self.fail_ratio, self.fail_kinds, self._random
         )
@@ -358,22 +344,17 @@ class PrisjaktEmulator:
                 step, request.request_id, self._rate_headers(key), self.scripted_retry_after
             )
         if is_token:
-            return self._token(request)
+            return self._router.token(request)
         try:
             self._state.count(key, self.rate_limit, self.rate_window)
-            return self._route(request, rel, key)
+            response = self._router.route(request, rel)
         except Problem as problem:
             return problem_response(problem, request.request_id, self._rate_headers(key))
+        return EmulatorResponse(
+            response.status, {**response.headers, **self._rate_headers(key)}, response.body
+        )
 
-    # -- auth and rate limit -------------------------------------------------
-
-    def _rate_key(self, request: Request) -> str:
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            token = self._state.tokens.get(auth[7:].strip())
-            if token is not None:
-                return token[0]
-        return request.headers.get("client-id", "")
+    # -- rate limit -----------------------------------------------------------
 
     def _rate_headers(self, key: str) -> dict[str, str]:
         start, used = self._state.window(key, self.rate_window)
@@ -383,209 +364,3 @@ class PrisjaktEmulator:
             "X-RateLimit-Remaining": str(max(0, self.rate_limit - used)),
             "X-RateLimit-Reset": str(reset_ms),
         }
-
-    def _authenticate(self, request: Request) -> Client:
-        auth = request.headers.get("authorization")
-        if auth is not None:
-            scheme, _, token = auth.partition(" ")
-            entry = self._state.tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-            if entry is None or entry[1] <= self.clock():
-                raise Problem(401, "Unauthorized", "The bearer token is invalid or expired")
-            return self._state.clients[entry[0]]
-        client_id = request.headers.get("client-id")
-        if not client_id:
-            raise Problem(401, "Unauthorized", "The client-id header is required")
-        client = self._state.clients.get(client_id)
-        given = request.headers.get("client-secret")
-        if client is None or given is None or not secrets.compare_digest(given, client.secret):
-            raise Problem(401, "Unauthorized", "Invalid client credentials")
-        return client
-
-    def _token(self, request: Request) -> EmulatorResponse:
-        if request.method != "POST":
-            return _oauth_error(405, "invalid_request")
-        form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
-        request.payload = {k: REDACTED if k == "client_secret" else v for k, v in form.items()}
-        if form.get("grant_type") != "client_credentials":
-            return _oauth_error(400, "unsupported_grant_type")
-        client = self._state.clients.get(form.get("client_id", ""))
-        given = form.get("client_secret", "")
-        if client is None or not secrets.compare_digest(given, client.secret):
-            return _oauth_error(401, "invalid_client")
-        token = self._state.issue_token(client.id, self.token_lifetime)
-        body = {"access_token": token, "expires_in": self.token_lifetime, "token_type": "bearer"}
-        return json_response(200, body, {"Cache-Control": "no-store"})
-
-    # -- routes ----------------------------------------------------------------
-
-    def _route(self, request: Request, rel: str, key: str) -> EmulatorResponse:
-        segments = [s for s in rel.split("/") if s]
-        method = request.method
-        if len(segments) == 3 and segments[0] == "pixels" and segments[2] == "events":
-            handlers = {"POST": self._create, "PATCH": self._create_many, "GET": self._list}
-            handler = handlers.get(method)
-            if handler is None:
-                raise Problem(405, "Method Not Allowed", headers={"Allow": "GET, PATCH, POST"})
-            client = self._authenticate(request)
-            if method != "GET" and not PUBLISHER_ROLES.intersection(client.roles):
-                raise Problem(
-                    403, "Forbidden", "The client lacks the event_publisher role for this call"
-                )
-            pixel = segments[1]
-            if pixel not in self._state.pixels:
-                raise Problem(404, "Pixel not found", f"A pixel with ID {pixel} could not be found")
-            response = handler(request, pixel)
-        elif len(segments) == 2 and segments[0] in ("events", "clicks", "clients"):
-            if method != "GET":
-                raise Problem(405, "Method Not Allowed", headers={"Allow": "GET"})
-            client = self._authenticate(request)
-            response = self._get_one(segments[0], segments[1], client)
-        elif len(segments) == 3 and segments[0] == "shops" and segments[2] == "pixels":
-            if method != "GET":
-                raise Problem(405, "Method Not Allowed", headers={"Allow": "GET"})
-            self._authenticate(request)
-            shop = self._state.shops.get(segments[1])
-            if shop is None:
-                raise Problem(
-                    404, "Shop not found", f"A shop with ID {segments[1]} could not be found"
-                )
-            pixels = [{"id": p, "shop_id": segments[1]} for p in shop]
-            response = json_response(200, pixels)
-        else:
-            raise Problem(404, "Not found", f"No resource at {request.path}")
-        return EmulatorResponse(
-            response.status, {**response.headers, **self._rate_headers(key)}, response.body
-        )
-
-    def _get_one(self, kind: str, ident: str, client: Client) -> EmulatorResponse:
-        found: dict[str, Any] | None = None
-        if kind == "events":
-            found = next((e.as_json() for e in self._state.events if e.id == ident), None)
-        elif kind == "clicks":
-            found = self._state.clicks.get(ident)
-        else:
-            other = self._state.clients.get(ident)
-            if other is not None and (other is client or "admin" in client.roles):
-                found = {"id": other.id, "roles": list(other.roles)}
-        if found is None:
-            noun = kind[:-1]
-            raise Problem(
-                404,
-                f"{noun.capitalize()} not found",
-                f"A {noun} with ID {ident} could not be found",
-            )
-        return json_response(200, found)
-
-    def _json_body(self, request: Request) -> Any:
-        try:
-            request.payload = json.loads(request.body)
-        except (ValueError, RecursionError):
-            raise validation_problem(
-                {
-                    "body": {
-                        "message": "invalid JSON",
-                        "value": request.body.decode("utf-8", "replace"),
-                    }
-                }
-            ) from None
-        return request.payload
-
-    def _create(self, request: Request, pixel: str) -> EmulatorResponse:
-        payload = self._json_body(request)
-        errors = validate_event(payload, "")
-        if errors:
-            raise validation_problem(errors)
-        external = payload.get("external_event_id")
-        if external is not None and self._state.recent(pixel, external) is not None:
-            raise Problem(
-                409,
-                "Event already exists",
-                f"An event with external event ID {external} already exists",
-            )
-        event = self._state.store(pixel, payload)
-        return json_response(201, event.as_json(), {"Location": f"/events/{event.id}"})
-
-    def _create_many(self, request: Request, pixel: str) -> EmulatorResponse:
-        payload = self._json_body(request)
-        if isinstance(payload, dict) and set(payload) == {"events"}:
-            payload = payload["events"]
-        if not isinstance(payload, list):
-            raise validation_problem(
-                {"body": {"message": "must be a JSON array of events", "value": payload}}
-            )
-        errors: dict[str, dict[str, Any]] = {}
-        for index, item in enumerate(payload):
-            errors.update(validate_event(item, f"events[{index}]."))
-        if errors:
-            raise validation_problem(errors)
-        for item in payload:
-            external = item.get("external_event_id")
-            existing = self._state.recent(pixel, external) if external is not None else None
-            if existing is None:
-                self._state.store(pixel, item)
-            else:
-                self._state.fill(existing, item)
-        return EmulatorResponse(204, {})
-
-    def _list(self, request: Request, pixel: str) -> EmulatorResponse:
-        errors: dict[str, dict[str, Any]] = {}
-        bounds: dict[str, datetime] = {}
-        for name in ("from", "to"):
-            raw = request.query.get(name)
-            parsed = parse_iso_time(raw)
-            if parsed is None:
-                message = "required" if raw is None else "invalid ISO-8601 time"
-                errors[name] = {"message": message, "value": raw}
-            else:
-                bounds[name] = parsed
-        raw_page = request.query.get("page", "1")
-        page = int(raw_page) if raw_page.isdigit() and raw_page.isascii() else 0
-        if page < 1:
-            errors["page"] = {"message": "invalid integer", "value": raw_page}
-        if not errors and bounds["to"] < bounds["from"]:
-            errors["to"] = {"message": "must not be before from", "value": request.query["to"]}
-        if not errors and bounds["to"] - bounds["from"] > MAX_LIST_RANGE:
-            errors["to"] = {
-                "message": "the range from from to to may span at most 60 days",
-                "value": request.query["to"],
-            }
-        if errors:
-            raise validation_problem(errors)
-        chosen = sorted(
-            (
-                e
-                for e in self._state.events
-                if e.pixel_id == pixel and bounds["from"] <= e.when <= bounds["to"]
-            ),
-            key=lambda e: (e.when, e.seq),
-            reverse=True,
-        )
-        size = max(1, self.page_size)
-        last = max(1, math.ceil(len(chosen) / size))
-        start = (page - 1) * size
-        items = chosen[start : start + size]
-        if self.unstable_pages and page > 1 and items:
-            items = [chosen[start - 1], *items]
-        listed = [e.as_json() for e in items]
-        body: Any = listed if self.list_wrapper_key is None else {self.list_wrapper_key: listed}
-        headers: dict[str, str] = {}
-        if last > 1:
-            headers["Link"] = self._link_header(request, pixel, page, last)
-        return json_response(200, body, headers)
-
-    def _link_header(self, request: Request, pixel: str, page: int, last: int) -> str:
-        base = (
-            f"{request.origin}{self.base_path}/pixels/{quote(pixel, safe='')}/events"
-            f"?from={quote(request.query['from'], safe='')}"
-            f"&to={quote(request.query['to'], safe='')}&page="
-        )
-        rels = [("first", 1), ("last", last)]
-        if page > 1:
-            rels.append(("prev", page - 1))
-        if page < last:
-            rels.append(("next", page + 1))
-        return ", ".join(f'<{base}{number}>; rel="{rel}"' for rel, number in rels)
-
-
-def _oauth_error(status: int, error: str) -> EmulatorResponse:
-    return json_response(status, {"error": error}, {"Cache-Control": "no-store"})
