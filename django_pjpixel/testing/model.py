@@ -59,6 +59,7 @@ _DATA_KEYS = frozenset({"amount", "currency", "number_of_items"})
 
 
 def utc_now() -> datetime:
+    """The real time, as an aware UTC datetime (the emulator's default clock)."""
     return datetime.now(timezone.utc)
 
 
@@ -211,6 +212,7 @@ class ApiState:
         self.windows.clear()
 
     def add_click(self, click_id: str, **extra: Any) -> dict[str, Any]:
+        """Record a click as ``GET /clicks/{click_id}`` shows it [docs]."""
         click = {"id": click_id, "timestamp": format_time(self.clock()), **extra}
         self.clicks[click_id] = click
         return dict(click)
@@ -278,12 +280,14 @@ class ApiState:
         return token
 
     def revoke_tokens(self, client_id: str | None = None) -> int:
+        """Forget every token (or one client's); answers how many."""
         doomed = [t for t, (c, _) in self.tokens.items() if client_id in (None, c)]
         for token in doomed:
             del self.tokens[token]
         return len(doomed)
 
     def expire_tokens(self) -> None:
+        """Make every token expire now; it stays known, but is refused."""
         now = self.clock()
         self.tokens = {t: (c, now) for t, (c, _) in self.tokens.items()}
 

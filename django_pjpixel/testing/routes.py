@@ -64,6 +64,8 @@ class Router:
         self.settings = settings
 
     def rate_key(self, request: Request) -> str:
+        """The client id the request counts against, its credentials checked or not:
+        the rate limit is per client id [docs] and counted before authentication."""
         auth = request.headers.get("authorization", "")
         if auth.lower().startswith("bearer "):
             token = self.state.tokens.get(auth[7:].strip())
@@ -72,6 +74,8 @@ class Router:
         return request.headers.get("client-id", "")
 
     def authenticate(self, request: Request) -> Client:
+        """The client the ``client-id`` and ``client-secret`` headers name [seed], or an
+        issued ``Authorization: Bearer`` token [docs]; a 401 otherwise."""
         auth = request.headers.get("authorization")
         if auth is not None:
             scheme, _, token = auth.partition(" ")
@@ -89,6 +93,8 @@ class Router:
         return client
 
     def token(self, request: Request) -> EmulatorResponse:
+        """The OAuth2 token endpoint: the client credentials grant answers a bearer
+        token valid ``token_lifetime`` seconds [docs, portal]; refusals are OAuth2's."""
         if request.method != "POST":
             return _oauth_error(405, "invalid_request")
         form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
@@ -108,6 +114,8 @@ class Router:
         return json_response(200, body, {"Cache-Control": "no-store"})
 
     def route(self, request: Request, rel: str) -> EmulatorResponse:
+        """Answer a request for ``rel``, its path below the base URL, as the endpoint
+        table says [seed, docs]; a refusal is raised as a ``Problem``."""
         segments = [s for s in rel.split("/") if s]
         method = request.method
         if len(segments) == 3 and segments[0] == "pixels" and segments[2] == "events":

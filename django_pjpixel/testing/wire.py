@@ -73,6 +73,7 @@ class Request:
 
 
 def parse_request(method: str, url: str, headers: Mapping[str, str], body: bytes | None) -> Request:
+    """The ``Request`` for what a transport hands ``PrisjaktEmulator.handle``."""
     parts = urlsplit(url)
     return Request(
         method=method.upper(),
@@ -97,6 +98,7 @@ def json_response(
     headers: Mapping[str, str] | None = None,
     content_type: str = "application/json",
 ) -> EmulatorResponse:
+    """An answer with ``body`` as JSON (``content_type`` names the kind of JSON)."""
     return EmulatorResponse(
         status,
         {"Content-Type": content_type, **(headers or {})},
