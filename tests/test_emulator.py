@@ -4,9 +4,10 @@ Each test quotes the fact it checks (``[seed]``/``[docs]``/``[open]`` as in
 the API notes). The seed's JSON and ``Link`` examples are copied verbatim.
 
 This module tests ``PrisjaktEmulator`` itself (``testing/emulator.py``); the
-tests of its parts mirror them: ``test_emulator_model.py``,
-``test_emulator_wire.py``, ``test_emulator_faults.py`` and
-``test_emulator_routes.py``. They share the helpers and fixtures defined here.
+tests of its parts mirror them: ``test_emulator_clock.py``,
+``test_emulator_model.py``, ``test_emulator_wire.py``,
+``test_emulator_faults.py`` and ``test_emulator_routes.py``. They share the
+helpers and fixtures defined here.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from django_pjpixel.testing.clock import ManualClock
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from django_pjpixel.testing.model import ManualClock
 from tests.test_emulator import CLIENT, SECRET, call, make_emulator, post, purchase
 from tests.test_emulator import clock as clock  # fixtures, shared by name
 from tests.test_emulator import emu as emu

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
+from django_pjpixel.testing.clock import ManualClock
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from django_pjpixel.testing.model import ManualClock, parse_iso_time
 from tests.seed import BODY as SEED_BODY
 from tests.seed import VALIDATION as SEED_VALIDATION
 from tests.test_emulator import (
@@ -315,27 +314,3 @@ def test_rate_limit_is_per_client_id(clock: ManualClock) -> None:
     token = get_token(emulator)
     bearer = {"Authorization": f"Bearer {token}"}
     assert post(emulator, purchase(external_event_id="o3"), headers=bearer).status == 429
-
-
-# -- Time -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2025-03-13T10:45:46.987Z", datetime(2025, 3, 13, 10, 45, 46, 987000, timezone.utc)),
-        ("2025-03-13T12:45:46-0200", datetime(2025, 3, 13, 14, 45, 46, tzinfo=timezone.utc)),
-        ("2025-02-30T00:00:00Z", None),
-        ("2025-03-13T10:45:46+25:00", None),
-        (None, None),
-    ],
-)
-def test_parse_iso_time(text: object, expected: datetime | None) -> None:
-    assert parse_iso_time(text) == expected
-
-
-def test_manual_clock() -> None:
-    clock = ManualClock()
-    start = clock()
-    assert clock.advance(timedelta(seconds=5)) == start + timedelta(seconds=5)
-    assert clock.advance(minutes=1) == start + timedelta(seconds=65)

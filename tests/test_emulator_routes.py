@@ -13,8 +13,8 @@ from urllib.parse import urlencode
 
 import pytest
 
+from django_pjpixel.testing.clock import ManualClock
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from django_pjpixel.testing.model import ManualClock
 from django_pjpixel.testing.wire import REDACTED, EmulatorResponse
 from tests.seed import LINK_LINE as SEED_LINK
 from tests.seed import NOT_FOUND as SEED_NOT_FOUND

@@ -10,6 +10,7 @@ two transport faults an answer can ask for (``fault="timeout"`` or
 Its parts stand in modules of their own, each importing only those before it
 (every name this module has offered stays importable from here):
 
+- ``clock.py``: the time the API lives in, and ISO-8601 times;
 - ``model.py``: the API's resources, the rules on them and their state (event
   bodies, the duplicate window, click ids, tokens, rate-limit counters);
 - ``wire.py``: its HTTP messages (a request as parsed, the answer, JSON and
@@ -39,6 +40,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from django_pjpixel.testing.clock import Clock, ManualClock, format_time, parse_iso_time, utc_now
 from django_pjpixel.testing.faults import (
     TRANSPORT_FAULTS,
     ScriptStep,
@@ -57,12 +59,7 @@ from django_pjpixel.testing.model import (
     TOKEN_LIFETIME,
     ApiState,
     Client,
-    Clock,
-    ManualClock,
     Problem,
-    format_time,
-    parse_iso_time,
-    utc_now,
 )
 from django_pjpixel.testing.routes import MAX_LIST_RANGE, Router
 from django_pjpixel.testing.wire import (

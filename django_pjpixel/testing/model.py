@@ -30,10 +30,12 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
+
+from django_pjpixel.testing.clock import Clock, format_time, parse_iso_time
 
 CURRENCIES = frozenset({"DKK", "EUR", "GBP", "NOK", "NZD", "SEK"})
 EVENT_NAMES = frozenset({"purchase"})
@@ -43,73 +45,14 @@ DUPLICATE_WINDOW = timedelta(days=30)
 TOKEN_LIFETIME = 86399
 PUBLISHER_ROLES = frozenset({"event_publisher", "admin"})
 
-Clock = Callable[[], datetime]
-
 _CLICK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SIGNED_CLICK_RE = re.compile(
     r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})_[0-9a-f]{16}"
-)
-_ISO_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})"
 )
 _EVENT_KEYS = frozenset(
     {"event_name", "event_time", "external_event_id", "data", "signed_click_id"}
 )
 _DATA_KEYS = frozenset({"amount", "currency", "number_of_items"})
-
-
-def utc_now() -> datetime:
-    """The real time, as an aware UTC datetime (the emulator's default clock)."""
-    return datetime.now(timezone.utc)
-
-
-def parse_iso_time(value: object) -> datetime | None:
-    """An aware datetime from an ISO-8601 time with a zone (``Z`` or an offset)."""
-    if not isinstance(value, str):
-        return None
-    match = _ISO_RE.fullmatch(value)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    try:
-        if zone == "Z":
-            tz = timezone.utc
-        else:
-            sign = -1 if zone[0] == "-" else 1
-            digits = zone[1:].replace(":", "")
-            tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-        return datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            int((fraction or "0").ljust(6, "0")[:6]),
-            tzinfo=tz,
-        )
-    except ValueError:
-        return None
-
-
-def format_time(value: datetime) -> str:
-    """``value`` as the API writes a time: UTC, milliseconds, ``Z`` [seed]."""
-    utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-class ManualClock:
-    """A clock for tests: stands still until ``advance`` moves it."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2025, 3, 13, 10, 45, 46, 987000, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
-        self.now += delta if delta is not None else timedelta(**kwargs)
-        return self.now
 
 
 class Problem(Exception):

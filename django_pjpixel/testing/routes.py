@@ -32,12 +32,12 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import parse_qs, quote
 
+from django_pjpixel.testing.clock import parse_iso_time
 from django_pjpixel.testing.model import (
     PUBLISHER_ROLES,
     ApiState,
     Client,
     Problem,
-    parse_iso_time,
     validate_event,
     validation_problem,
 )
