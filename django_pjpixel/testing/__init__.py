@@ -1,9 +1,10 @@
 """Test helpers: an emulator of the Prisjakt Click & Conversion API.
 
-- ``emulator.PrisjaktEmulator``: the API's documented behaviour, in memory;
+- ``emulator.PrisjaktEmulator``: the API's documented behaviour, in memory,
+  built on ``clock``, ``model``, ``wire``, ``faults`` and ``routes``;
 - ``responses_adapter.EmulatorMock``: the emulator behind ``requests``;
 - ``server.EmulatorServer`` and ``python -m django_pjpixel.testing.server``:
-  the emulator over real HTTP;
+  the emulator over real HTTP, with its ``admin_path``;
 - ``pytest_plugin``: the ``pjpixel_api`` fixture.
 
 Only the standard library is imported here; ``responses`` is needed by the

@@ -7,251 +7,100 @@ One transport-independent implementation of the documented behaviour:
 two transport faults an answer can ask for (``fault="timeout"`` or
 ``fault="reset"``) and on its ``delay``.
 
-Choices for the points the API notes leave open:
+Its parts stand in modules of their own, each importing only those before it
+(every name this module has offered stays importable from here):
 
-- ``signed_click_id`` is optional, but when present must match
-  ``[A-Za-z0-9_-]{1,128}``; an event's ``click_id`` is the UUID in front of the
-  signature (``<uuid>_<16 hex>``), else a UUID derived from the whole value,
-  and the click is recorded so ``GET /clicks/{id}`` finds it.
-- ``external_event_id`` is optional; when given it is 1 to 100 characters.
-- Nested field errors are named by path: ``data.amount``, and in a ``PATCH``
-  ``events[3].data.currency``.
-- The 30-day duplicate window is counted from when the emulator stored the
-  event (its ``clock``); an older event with the same ``external_event_id``
-  no longer conflicts, and ``PATCH`` then creates a new event.
-- ``PATCH`` takes a bare JSON array or ``{"events": [...]}``; an empty array
-  is a 204; when any event is invalid nothing is stored.
-- A listing filters and orders by ``event_time`` (newest first, later stored
-  first on a tie); its body is a bare JSON list (``list_wrapper_key`` wraps
-  it); a page past the last is an empty list with 200; ``page_size`` is 50.
-  ``unstable_pages`` repeats the last event of page *n* at the top of page
-  *n + 1*, as the docs warn the real API may.
-- Rate limiting is a fixed window per client id (``rate_limit`` requests per
-  ``rate_window`` seconds), counted before authentication; scripted faults and
-  the token endpoint do not count.
-- The client secret is required on every request; ``Authorization: Bearer``
-  with a token from ``token_url`` replaces both headers. A client needs the
-  ``event_publisher`` or ``admin`` role to ``POST``/``PATCH``; any role may read.
-  ``GET /clients/{id}`` shows the caller itself (an ``admin`` any client).
+- ``clock.py``: the time the API lives in, and ISO-8601 times;
+- ``model.py``: the API's resources, the rules on them and their state (event
+  bodies, the duplicate window, click ids, tokens, rate-limit counters);
+- ``wire.py``: its HTTP messages (a request as parsed, the answer, JSON and
+  problem bodies, the record of a request);
+- ``faults.py``: the faults put in front of it (``script()`` steps,
+  ``fail_ratio``) and what they answer;
+- ``routes.py``: its endpoints, the token endpoint and authentication.
+
+This module ties them together behind one lock: a request meets the faults,
+then the rate limit, then the routes. Choices for the points the API notes
+leave open (each module above states its own):
+
+- Rate limiting (``rate_limit`` requests per ``rate_window`` seconds) is
+  counted before authentication; scripted faults and the token endpoint do
+  not count.
 - A ``delay`` (``latency``) is applied after the request is processed: a
-  client that gives up early has still had its event stored. A scripted
-  ``"timeout"`` or ``"reset"`` is a request that never reached the API.
+  client that gives up early has still had its event stored.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import random
-import re
-import secrets
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
-from http import HTTPStatus
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, quote, urlsplit
+from urllib.parse import urlsplit
+
+from django_pjpixel.testing.clock import Clock, ManualClock, format_time, parse_iso_time, utc_now
+from django_pjpixel.testing.faults import (
+    TRANSPORT_FAULTS,
+    ScriptStep,
+    Step,
+    compile_script,
+    fault_response,
+    next_fault,
+)
+from django_pjpixel.testing.model import (
+    CURRENCIES,
+    DUPLICATE_WINDOW,
+    EVENT_NAMES,
+    MAX_EXTERNAL_EVENT_ID,
+    MAX_VALUE,
+    PUBLISHER_ROLES,
+    TOKEN_LIFETIME,
+    ApiState,
+    Client,
+    Problem,
+)
+from django_pjpixel.testing.routes import MAX_LIST_RANGE, Router
+from django_pjpixel.testing.wire import (
+    MIN_SCRUBBED_SECRET,
+    REDACTED,
+    EmulatorResponse,
+    RecordedRequest,
+    Request,
+    parse_request,
+    problem_response,
+    record,
+    scrub,
+    under,
+)
+
+__all__ = [
+    "CURRENCIES",
+    "DEFAULT_BASE_URL",
+    "DEFAULT_TOKEN_URL",
+    "DUPLICATE_WINDOW",
+    "EVENT_NAMES",
+    "MAX_EXTERNAL_EVENT_ID",
+    "MAX_LIST_RANGE",
+    "MAX_VALUE",
+    "MIN_SCRUBBED_SECRET",
+    "PUBLISHER_ROLES",
+    "REDACTED",
+    "TOKEN_LIFETIME",
+    "TRANSPORT_FAULTS",
+    "Clock",
+    "EmulatorResponse",
+    "ManualClock",
+    "PrisjaktEmulator",
+    "RecordedRequest",
+    "ScriptStep",
+    "parse_iso_time",
+    "utc_now",
+]
 
 DEFAULT_BASE_URL = "https://api.pj.nu/click-conversion"
 DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
-CURRENCIES = frozenset({"DKK", "EUR", "GBP", "NOK", "NZD", "SEK"})
-EVENT_NAMES = frozenset({"purchase"})
-MAX_VALUE = 999_999_999
-MAX_EXTERNAL_EVENT_ID = 100
-MAX_LIST_RANGE = timedelta(days=60)
-DUPLICATE_WINDOW = timedelta(days=30)
-TOKEN_LIFETIME = 86399
-PUBLISHER_ROLES = frozenset({"event_publisher", "admin"})
-REDACTED = "REDACTED"
-# Secrets this long or longer are masked wherever an answer would echo them.
-MIN_SCRUBBED_SECRET = 6
-TRANSPORT_FAULTS = frozenset({"timeout", "connect_timeout", "reset"})
-
-Clock = Callable[[], datetime]
-ScriptStep = int | str
-
-_CLICK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-_SIGNED_CLICK_RE = re.compile(
-    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})_[0-9a-f]{16}"
-)
-_ISO_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:?\d{2})"
-)
-_EVENT_KEYS = frozenset(
-    {"event_name", "event_time", "external_event_id", "data", "signed_click_id"}
-)
-_DATA_KEYS = frozenset({"amount", "currency", "number_of_items"})
-_PROXY_502 = (
-    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-    b"</body>\r\n</html>\r\n"
-)
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def parse_iso_time(value: object) -> datetime | None:
-    """An aware datetime from an ISO-8601 time with a zone (``Z`` or an offset)."""
-    if not isinstance(value, str):
-        return None
-    match = _ISO_RE.fullmatch(value)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    try:
-        if zone == "Z":
-            tz = timezone.utc
-        else:
-            sign = -1 if zone[0] == "-" else 1
-            digits = zone[1:].replace(":", "")
-            tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-        return datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            int((fraction or "0").ljust(6, "0")[:6]),
-            tzinfo=tz,
-        )
-    except ValueError:
-        return None
-
-
-class ManualClock:
-    """A clock for tests: stands still until ``advance`` moves it."""
-
-    def __init__(self, start: datetime | None = None) -> None:
-        self.now = start or datetime(2025, 3, 13, 10, 45, 46, 987000, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
-        self.now += delta if delta is not None else timedelta(**kwargs)
-        return self.now
-
-
-@dataclass(frozen=True)
-class EmulatorResponse:
-    """One answer. ``fault`` asks the transport to time out or reset instead."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes = b""
-    fault: str | None = None
-    delay: float = 0.0
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
-    """A request as the emulator saw it, with the client secret redacted."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    json: Any
-    status: int | None
-    url: str
-    request_id: str
-    fault: str | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class _Step:
-    action: ScriptStep
-    method: str | None
-    path: re.Pattern[str] | None
-
-    def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and (
-            self.path is None or self.path.search(path) is not None
-        )
-
-
-@dataclass
-class _Event:
-    pixel_id: str
-    id: str
-    external_event_id: str | None
-    event_name: str
-    event_time: str
-    when: datetime
-    data: dict[str, Any]
-    signed_click_id: str | None
-    click_id: str | None
-    stored_at: datetime
-    seq: int
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "click_id": self.click_id,
-            "external_event_id": self.external_event_id,
-            "event_name": self.event_name,
-            "event_time": self.event_time,
-            "data": dict(self.data),
-            "signed_click_id": self.signed_click_id,
-        }
-
-
-@dataclass
-class _Client:
-    id: str
-    secret: str
-    roles: list[str]
-
-
-class _Problem(Exception):
-    def __init__(
-        self,
-        status: int,
-        title: str,
-        detail: str | None = None,
-        field_errors: dict[str, dict[str, Any]] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(title)
-        self.status = status
-        self.title = title
-        self.detail = detail
-        self.field_errors = field_errors
-        self.headers = headers or {}
-
-
-def _validation_problem(errors: dict[str, dict[str, Any]]) -> _Problem:
-    return _Problem(
-        400,
-        "Request validation failed",
-        f"Request contains invalid fields: {', '.join(errors)}. See field_errors for more details.",
-        errors,
-    )
-
-
-@dataclass
-class _Request:
-    method: str
-    url: str
-    origin: str
-    path: str
-    query: dict[str, str]
-    headers: dict[str, str]
-    body: bytes
-    request_id: str
-    payload: Any = None
 
 
 class PrisjaktEmulator:
@@ -299,45 +148,47 @@ class PrisjaktEmulator:
         self.fail_ratio = fail_ratio
         self.fail_kinds = tuple(fail_kinds)
         self.scripted_retry_after = scripted_retry_after
-        self.clock = clock
         self.sleep = sleep
         self._random = random.Random(seed)  # noqa: S311 - fault injection, not security
         self._lock = threading.RLock()
-        self._pixels: set[str] = set(pixels)
-        self._clients: dict[str, _Client] = {}
+        self._state = ApiState(clock)
+        self._router = Router(self._state, self)
+        self._state.pixels.update(pixels)
         for client_id, spec in (clients or {}).items():
             self.add_client(client_id, str(spec["secret"]), spec.get("roles", ["shop_user"]))
-        self._shops: dict[str, list[str]] = {k: list(v) for k, v in (shops or {}).items()}
-        self._events: list[_Event] = []
-        self._clicks: dict[str, dict[str, Any]] = {}
+        self._state.shops.update({k: list(v) for k, v in (shops or {}).items()})
         self._requests: list[RecordedRequest] = []
-        self._tokens: dict[str, tuple[str, datetime]] = {}
-        self._windows: dict[str, tuple[float, int]] = {}
-        self._script: list[_Step] = []
-        self._seq = 0
+        self._script: list[Step] = []
+
+    @property
+    def clock(self) -> Clock:
+        """The time the API lives in: ``utc_now``, or a ``ManualClock`` in tests."""
+        return self._state.clock
+
+    @clock.setter
+    def clock(self, clock: Clock) -> None:
+        self._state.clock = clock
 
     # -- configuration and state --------------------------------------------
 
     def add_pixel(self, pixel_id: str) -> None:
         with self._lock:
-            self._pixels.add(pixel_id)
+            self._state.pixels.add(pixel_id)
 
     def add_client(
         self, client_id: str, secret: str, roles: Iterable[str] = ("shop_user",)
     ) -> None:
         with self._lock:
-            self._clients[client_id] = _Client(client_id, secret, list(roles))
+            self._state.clients[client_id] = Client(client_id, secret, list(roles))
 
     def add_shop(self, shop_id: str, pixel_ids: Iterable[str]) -> None:
         with self._lock:
-            self._shops[shop_id] = list(pixel_ids)
+            self._state.shops[shop_id] = list(pixel_ids)
 
     def add_click(self, click_id: str, **extra: Any) -> dict[str, Any]:
         """Register a click so ``GET /clicks/{click_id}`` finds it."""
         with self._lock:
-            click = {"id": click_id, "timestamp": _format(self.clock()), **extra}
-            self._clicks[click_id] = click
-            return dict(click)
+            return self._state.add_click(click_id, **extra)
 
     def add_event(
         self,
@@ -354,9 +205,9 @@ class PrisjaktEmulator:
         """Store an event directly (no validation, no request), for listing tests."""
         with self._lock:
             pixel = pixel_id if pixel_id is not None else self._only_pixel()
-            self._pixels.add(pixel)
+            self._state.pixels.add(pixel)
             when = event_time if event_time is not None else self.clock()
-            text = _format(when) if isinstance(when, datetime) else when
+            text = format_time(when) if isinstance(when, datetime) else when
             body = {
                 "event_name": event_name,
                 "event_time": text,
@@ -368,22 +219,22 @@ class PrisjaktEmulator:
                 },
                 "signed_click_id": signed_click_id,
             }
-            return self._store(pixel, body).as_json()
+            return self._state.store(pixel, body).as_json()
 
     def _only_pixel(self) -> str:
-        if len(self._pixels) != 1:
+        if len(self._state.pixels) != 1:
             raise ValueError("add_event: name the pixel_id (the emulator knows several or none)")
-        return next(iter(self._pixels))
+        return next(iter(self._state.pixels))
 
     @property
     def events(self) -> list[dict[str, Any]]:
         """Every stored event (as the API shows it), across pixels, in storing order."""
         with self._lock:
-            return [e.as_json() for e in self._events]
+            return [e.as_json() for e in self._state.events]
 
     def events_for(self, pixel_id: str) -> list[dict[str, Any]]:
         with self._lock:
-            return [e.as_json() for e in self._events if e.pixel_id == pixel_id]
+            return [e.as_json() for e in self._state.events if e.pixel_id == pixel_id]
 
     @property
     def requests(self) -> list[RecordedRequest]:
@@ -393,7 +244,7 @@ class PrisjaktEmulator:
     @property
     def clicks(self) -> dict[str, dict[str, Any]]:
         with self._lock:
-            return {k: dict(v) for k, v in self._clicks.items()}
+            return {k: dict(v) for k, v in self._state.clicks.items()}
 
     @property
     def pending_script(self) -> int:
@@ -403,11 +254,8 @@ class PrisjaktEmulator:
     def reset(self) -> None:
         """Forget events, clicks, requests, tokens, rate windows and the script."""
         with self._lock:
-            self._events.clear()
-            self._clicks.clear()
+            self._state.clear()
             self._requests.clear()
-            self._tokens.clear()
-            self._windows.clear()
             self._script.clear()
 
     def script(
@@ -427,37 +275,24 @@ class PrisjaktEmulator:
         token endpoint's path is its own, ``/oauth2/token``) limit which
         requests consume the steps; the first matching step is taken.
         """
-        compiled = re.compile(path) if path is not None else None
-        new = []
-        for step in steps:
-            if not (
-                (isinstance(step, int) and 100 <= step <= 599)
-                or step == "pass"
-                or step in TRANSPORT_FAULTS
-            ):
-                raise ValueError(f"not a script step: {step!r}")
-            new.append(_Step(step, method.upper() if method else None, compiled))
+        new = compile_script(steps, method, path)
         with self._lock:
             self._script.extend(new)
 
     def revoke_tokens(self, client_id: str | None = None) -> int:
         """Revoke every bearer token (or one client's); answers how many."""
         with self._lock:
-            doomed = [t for t, (c, _) in self._tokens.items() if client_id in (None, c)]
-            for token in doomed:
-                del self._tokens[token]
-            return len(doomed)
+            return self._state.revoke_tokens(client_id)
 
     def expire_tokens(self) -> None:
         """Make every issued token expired now (it stays known, but is refused)."""
         with self._lock:
-            now = self.clock()
-            self._tokens = {t: (c, now) for t, (c, _) in self._tokens.items()}
+            self._state.expire_tokens()
 
     @property
     def tokens(self) -> list[str]:
         with self._lock:
-            return list(self._tokens)
+            return list(self._state.tokens)
 
     def state(self) -> dict[str, Any]:
         """What the emulator holds, as JSON-ready data (no secrets)."""
@@ -465,8 +300,8 @@ class PrisjaktEmulator:
             return {
                 "events": self.events,
                 "requests": [r.as_dict() for r in self._requests],
-                "clicks": list(self._clicks.values()),
-                "pixels": sorted(self._pixels),
+                "clicks": list(self._state.clicks.values()),
+                "pixels": sorted(self._state.pixels),
             }
 
     # -- the API -------------------------------------------------------------
@@ -479,512 +314,50 @@ class PrisjaktEmulator:
         body: bytes | None,
     ) -> EmulatorResponse:
         """Answer one request exactly as the API would (see the module docstring)."""
-        parts = urlsplit(url)
-        request = _Request(
-            method=method.upper(),
-            url=url,
-            origin=f"{parts.scheme}://{parts.netloc}",
-            path=parts.path,
-            query={k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()},
-            headers={k.lower(): v for k, v in headers.items()},
-            body=body or b"",
-            request_id=str(uuid.uuid4()),
-        )
+        request = parse_request(method, url, headers, body)
         with self._lock:
             response = self._respond(request)
             response = EmulatorResponse(
                 response.status,
                 {**response.headers, "request-id": request.request_id},
-                self._scrub(response.body),
+                scrub(response.body, (c.secret for c in self._state.clients.values())),
                 response.fault,
                 response.delay if response.fault else self.latency,
             )
-            self._record(request, response)
+            self._requests.append(record(request, response, self.base_path, self.token_path))
         return response
 
-    def _respond(self, request: _Request) -> EmulatorResponse:
+    def _respond(self, request: Request) -> EmulatorResponse:
         is_token = self.token_path is not None and request.path == self.token_path
-        if not is_token and not _under(request.path, self.base_path):
-            return self._problem(request, _Problem(404, "Not found"), rate=False)
+        if not is_token and not under(request.path, self.base_path):
+            return problem_response(Problem(404, "Not found"), request.request_id)
         rel = request.path if is_token else request.path[len(self.base_path) :] or "/"
-        key = self._rate_key(request)
-        step = self._next_fault(request.method, rel)
-        if step is not None and step != "pass" and not (isinstance(step, int) and step < 300):
-            return self._fault(request, step, key)
-        if is_token:
-            return self._token(request)
-        try:
-            self._count(key)
-            return self._route(request, rel, key)
-        except _Problem as problem:
-            return self._problem(request, problem, key=key)
-
-    def _next_fault(self, method: str, rel: str) -> ScriptStep | None:
-        for index, step in enumerate(self._script):
-            if step.matches(method, rel):
-                del self._script[index]
-                return step.action
-        if self.fail_ratio and self._random.random() < self.fail_ratio:
-            return self._random.choice(self.fail_kinds)
-        return None
-
-    def _fault(self, request: _Request, step: ScriptStep, key: str) -> EmulatorResponse:
-        if step == "reset":
-            return EmulatorResponse(502, dict(_HTML), _PROXY_502, fault="reset")
-        if isinstance(step, str):
-            problem = _Problem(504, "Gateway Timeout", "The upstream did not answer in time")
-            response = self._problem(request, problem, rate=False)
-            return EmulatorResponse(response.status, response.headers, response.body, step)
-        if step == 502:
-            return EmulatorResponse(502, {**_HTML, **self._rate_headers(key)}, _PROXY_502)
-        extra = {"Retry-After": str(self.scripted_retry_after)} if step in (429, 503) else {}
-        problem = _Problem(step, _phrase(step), "Injected by the emulator", None, extra)
-        return self._problem(request, problem, key=key)
-
-    # -- auth and rate limit -------------------------------------------------
-
-    def _rate_key(self, request: _Request) -> str:
-        auth = request.headers.get("authorization", "")
-        if auth.lower().startswith("bearer "):
-            token = self._tokens.get(auth[7:].strip())
-            if token is not None:
-                return token[0]
-        return request.headers.get("client-id", "")
-
-    def _window(self, key: str) -> tuple[float, int]:
-        now = self.clock().timestamp()
-        start, used = self._windows.get(key, (now, 0))
-        if now - start >= self.rate_window:
-            start, used = now, 0
-        return start, used
-
-    def _count(self, key: str) -> None:
-        start, used = self._window(key)
-        if used >= self.rate_limit:
-            self._windows[key] = (start, used)
-            reset = start + self.rate_window - self.clock().timestamp()
-            raise _Problem(
-                429,
-                "Too Many Requests",
-                f"Rate limit of {self.rate_limit} requests exceeded",
-                headers={"Retry-After": str(max(1, math.ceil(reset)))},
+        key = self._router.rate_key(request)
+        step = next_fault(
+            self._script, request.method, rel, self.fail_ratio, self.fail_kinds, self._random
+        )
+        if step is not None:
+            return fault_response(
+                step, request.request_id, self._rate_headers(key), self.scripted_retry_after
             )
-        self._windows[key] = (start, used + 1)
+        if is_token:
+            return self._router.token(request)
+        try:
+            self._state.count(key, self.rate_limit, self.rate_window)
+            response = self._router.route(request, rel)
+        except Problem as problem:
+            return problem_response(problem, request.request_id, self._rate_headers(key))
+        return EmulatorResponse(
+            response.status, {**response.headers, **self._rate_headers(key)}, response.body
+        )
 
-    def _rate_headers(self, key: str | None) -> dict[str, str]:
-        start, used = self._window(key) if key is not None else (self.clock().timestamp(), 0)
+    # -- rate limit -----------------------------------------------------------
+
+    def _rate_headers(self, key: str) -> dict[str, str]:
+        start, used = self._state.window(key, self.rate_window)
         reset_ms = max(0, round((start + self.rate_window - self.clock().timestamp()) * 1000))
         return {
             "X-RateLimit-Limit": str(self.rate_limit),
             "X-RateLimit-Remaining": str(max(0, self.rate_limit - used)),
             "X-RateLimit-Reset": str(reset_ms),
         }
-
-    def _authenticate(self, request: _Request) -> _Client:
-        auth = request.headers.get("authorization")
-        if auth is not None:
-            scheme, _, token = auth.partition(" ")
-            entry = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-            if entry is None or entry[1] <= self.clock():
-                raise _Problem(401, "Unauthorized", "The bearer token is invalid or expired")
-            return self._clients[entry[0]]
-        client_id = request.headers.get("client-id")
-        if not client_id:
-            raise _Problem(401, "Unauthorized", "The client-id header is required")
-        client = self._clients.get(client_id)
-        given = request.headers.get("client-secret")
-        if client is None or given is None or not secrets.compare_digest(given, client.secret):
-            raise _Problem(401, "Unauthorized", "Invalid client credentials")
-        return client
-
-    def _token(self, request: _Request) -> EmulatorResponse:
-        if request.method != "POST":
-            return _oauth_error(405, "invalid_request")
-        form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
-        request.payload = {k: REDACTED if k == "client_secret" else v for k, v in form.items()}
-        if form.get("grant_type") != "client_credentials":
-            return _oauth_error(400, "unsupported_grant_type")
-        client = self._clients.get(form.get("client_id", ""))
-        given = form.get("client_secret", "")
-        if client is None or not secrets.compare_digest(given, client.secret):
-            return _oauth_error(401, "invalid_client")
-        token = secrets.token_urlsafe(24)
-        self._tokens[token] = (client.id, self.clock() + timedelta(seconds=self.token_lifetime))
-        body = {"access_token": token, "expires_in": self.token_lifetime, "token_type": "bearer"}
-        return _json_response(200, body, {"Cache-Control": "no-store"})
-
-    # -- routes ----------------------------------------------------------------
-
-    def _route(self, request: _Request, rel: str, key: str) -> EmulatorResponse:
-        segments = [s for s in rel.split("/") if s]
-        method = request.method
-        if len(segments) == 3 and segments[0] == "pixels" and segments[2] == "events":
-            handlers = {"POST": self._create, "PATCH": self._create_many, "GET": self._list}
-            handler = handlers.get(method)
-            if handler is None:
-                raise _Problem(405, "Method Not Allowed", headers={"Allow": "GET, PATCH, POST"})
-            client = self._authenticate(request)
-            if method != "GET" and not PUBLISHER_ROLES.intersection(client.roles):
-                raise _Problem(
-                    403, "Forbidden", "The client lacks the event_publisher role for this call"
-                )
-            pixel = segments[1]
-            if pixel not in self._pixels:
-                raise _Problem(
-                    404, "Pixel not found", f"A pixel with ID {pixel} could not be found"
-                )
-            response = handler(request, pixel)
-        elif len(segments) == 2 and segments[0] in ("events", "clicks", "clients"):
-            if method != "GET":
-                raise _Problem(405, "Method Not Allowed", headers={"Allow": "GET"})
-            client = self._authenticate(request)
-            response = self._get_one(segments[0], segments[1], client)
-        elif len(segments) == 3 and segments[0] == "shops" and segments[2] == "pixels":
-            if method != "GET":
-                raise _Problem(405, "Method Not Allowed", headers={"Allow": "GET"})
-            self._authenticate(request)
-            shop = self._shops.get(segments[1])
-            if shop is None:
-                raise _Problem(
-                    404, "Shop not found", f"A shop with ID {segments[1]} could not be found"
-                )
-            pixels = [{"id": p, "shop_id": segments[1]} for p in shop]
-            response = _json_response(200, pixels)
-        else:
-            raise _Problem(404, "Not found", f"No resource at {request.path}")
-        return EmulatorResponse(
-            response.status, {**response.headers, **self._rate_headers(key)}, response.body
-        )
-
-    def _get_one(self, kind: str, ident: str, client: _Client) -> EmulatorResponse:
-        found: dict[str, Any] | None = None
-        if kind == "events":
-            found = next((e.as_json() for e in self._events if e.id == ident), None)
-        elif kind == "clicks":
-            found = self._clicks.get(ident)
-        else:
-            other = self._clients.get(ident)
-            if other is not None and (other is client or "admin" in client.roles):
-                found = {"id": other.id, "roles": list(other.roles)}
-        if found is None:
-            noun = kind[:-1]
-            raise _Problem(
-                404,
-                f"{noun.capitalize()} not found",
-                f"A {noun} with ID {ident} could not be found",
-            )
-        return _json_response(200, found)
-
-    def _json_body(self, request: _Request) -> Any:
-        try:
-            request.payload = json.loads(request.body)
-        except (ValueError, RecursionError):
-            raise _validation_problem(
-                {
-                    "body": {
-                        "message": "invalid JSON",
-                        "value": request.body.decode("utf-8", "replace"),
-                    }
-                }
-            ) from None
-        return request.payload
-
-    def _create(self, request: _Request, pixel: str) -> EmulatorResponse:
-        payload = self._json_body(request)
-        errors = _validate_event(payload, "")
-        if errors:
-            raise _validation_problem(errors)
-        external = payload.get("external_event_id")
-        if external is not None and self._recent(pixel, external) is not None:
-            raise _Problem(
-                409,
-                "Event already exists",
-                f"An event with external event ID {external} already exists",
-            )
-        event = self._store(pixel, payload)
-        return _json_response(201, event.as_json(), {"Location": f"/events/{event.id}"})
-
-    def _create_many(self, request: _Request, pixel: str) -> EmulatorResponse:
-        payload = self._json_body(request)
-        if isinstance(payload, dict) and set(payload) == {"events"}:
-            payload = payload["events"]
-        if not isinstance(payload, list):
-            raise _validation_problem(
-                {"body": {"message": "must be a JSON array of events", "value": payload}}
-            )
-        errors: dict[str, dict[str, Any]] = {}
-        for index, item in enumerate(payload):
-            errors.update(_validate_event(item, f"events[{index}]."))
-        if errors:
-            raise _validation_problem(errors)
-        for item in payload:
-            external = item.get("external_event_id")
-            existing = self._recent(pixel, external) if external is not None else None
-            if existing is None:
-                self._store(pixel, item)
-            else:
-                self._fill(existing, item)
-        return EmulatorResponse(204, {})
-
-    def _list(self, request: _Request, pixel: str) -> EmulatorResponse:
-        errors: dict[str, dict[str, Any]] = {}
-        bounds: dict[str, datetime] = {}
-        for name in ("from", "to"):
-            raw = request.query.get(name)
-            parsed = parse_iso_time(raw)
-            if parsed is None:
-                message = "required" if raw is None else "invalid ISO-8601 time"
-                errors[name] = {"message": message, "value": raw}
-            else:
-                bounds[name] = parsed
-        raw_page = request.query.get("page", "1")
-        page = int(raw_page) if raw_page.isdigit() and raw_page.isascii() else 0
-        if page < 1:
-            errors["page"] = {"message": "invalid integer", "value": raw_page}
-        if not errors and bounds["to"] < bounds["from"]:
-            errors["to"] = {"message": "must not be before from", "value": request.query["to"]}
-        if not errors and bounds["to"] - bounds["from"] > MAX_LIST_RANGE:
-            errors["to"] = {
-                "message": "the range from from to to may span at most 60 days",
-                "value": request.query["to"],
-            }
-        if errors:
-            raise _validation_problem(errors)
-        chosen = sorted(
-            (
-                e
-                for e in self._events
-                if e.pixel_id == pixel and bounds["from"] <= e.when <= bounds["to"]
-            ),
-            key=lambda e: (e.when, e.seq),
-            reverse=True,
-        )
-        size = max(1, self.page_size)
-        last = max(1, math.ceil(len(chosen) / size))
-        start = (page - 1) * size
-        items = chosen[start : start + size]
-        if self.unstable_pages and page > 1 and items:
-            items = [chosen[start - 1], *items]
-        listed = [e.as_json() for e in items]
-        body: Any = listed if self.list_wrapper_key is None else {self.list_wrapper_key: listed}
-        headers: dict[str, str] = {}
-        if last > 1:
-            headers["Link"] = self._link_header(request, pixel, page, last)
-        return _json_response(200, body, headers)
-
-    def _link_header(self, request: _Request, pixel: str, page: int, last: int) -> str:
-        base = (
-            f"{request.origin}{self.base_path}/pixels/{quote(pixel, safe='')}/events"
-            f"?from={quote(request.query['from'], safe='')}"
-            f"&to={quote(request.query['to'], safe='')}&page="
-        )
-        rels = [("first", 1), ("last", last)]
-        if page > 1:
-            rels.append(("prev", page - 1))
-        if page < last:
-            rels.append(("next", page + 1))
-        return ", ".join(f'<{base}{number}>; rel="{rel}"' for rel, number in rels)
-
-    # -- storage -------------------------------------------------------------
-
-    def _recent(self, pixel: str, external: str) -> _Event | None:
-        since = self.clock() - DUPLICATE_WINDOW
-        for event in reversed(self._events):
-            if (
-                event.pixel_id == pixel
-                and event.external_event_id == external
-                and event.stored_at > since
-            ):
-                return event
-        return None
-
-    def _store(self, pixel: str, payload: Mapping[str, Any]) -> _Event:
-        self._seq += 1
-        event = _Event(
-            pixel_id=pixel,
-            id=str(uuid.uuid4()),
-            external_event_id=payload.get("external_event_id"),
-            event_name="",
-            event_time="",
-            when=self.clock(),
-            data={},
-            signed_click_id=None,
-            click_id=None,
-            stored_at=self.clock(),
-            seq=self._seq,
-        )
-        self._fill(event, payload)
-        self._events.append(event)
-        return event
-
-    def _fill(self, event: _Event, payload: Mapping[str, Any]) -> None:
-        event.event_name = payload["event_name"]
-        event.event_time = payload["event_time"]
-        event.when = parse_iso_time(payload["event_time"]) or self.clock()
-        event.data = dict(payload["data"])
-        signed = payload.get("signed_click_id")
-        event.signed_click_id = signed
-        event.click_id = None
-        if signed is not None:
-            match = _SIGNED_CLICK_RE.fullmatch(signed)
-            click_id = match.group(1) if match else str(uuid.uuid5(uuid.NAMESPACE_URL, signed))
-            event.click_id = click_id
-            if click_id not in self._clicks:
-                self._clicks[click_id] = {
-                    "id": click_id,
-                    "timestamp": _format(self.clock()),
-                    "pixel_id": event.pixel_id,
-                }
-
-    # -- answers ---------------------------------------------------------------
-
-    def _problem(
-        self, request: _Request, problem: _Problem, *, key: str | None = None, rate: bool = True
-    ) -> EmulatorResponse:
-        body: dict[str, Any] = {"title": problem.title, "status": problem.status}
-        if problem.detail is not None:
-            body["detail"] = problem.detail
-        if problem.field_errors is not None:
-            body["field_errors"] = problem.field_errors
-        body["context"] = {"request-id": request.request_id}
-        headers = {**(self._rate_headers(key) if rate else {}), **problem.headers}
-        return _json_response(problem.status, body, headers, "application/problem+json")
-
-    def _scrub(self, body: bytes) -> bytes:
-        for client in self._clients.values():
-            secret = client.secret.encode()
-            if len(secret) >= MIN_SCRUBBED_SECRET and secret in body:
-                body = body.replace(secret, b"***")
-        return body
-
-    def _record(self, request: _Request, response: EmulatorResponse) -> None:
-        if request.payload is None and request.body:
-            try:
-                request.payload = json.loads(request.body)
-            except (ValueError, RecursionError):
-                request.payload = None
-        headers = dict(request.headers)
-        if "client-secret" in headers:
-            headers["client-secret"] = REDACTED
-        if request.path == self.token_path:
-            rel = request.path
-        else:
-            rel = (
-                request.path[len(self.base_path) :]
-                if _under(request.path, self.base_path)
-                else request.path
-            )
-        self._requests.append(
-            RecordedRequest(
-                method=request.method,
-                path=rel or "/",
-                query=dict(request.query),
-                headers=headers,
-                json=request.payload,
-                status=None if response.fault else response.status,
-                url=request.url,
-                request_id=request.request_id,
-                fault=response.fault,
-            )
-        )
-
-
-_HTML = {"Content-Type": "text/html"}
-
-
-def _phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return f"HTTP {status}"
-
-
-def _oauth_error(status: int, error: str) -> EmulatorResponse:
-    return _json_response(status, {"error": error}, {"Cache-Control": "no-store"})
-
-
-def _under(path: str, base: str) -> bool:
-    return path == base or path.startswith(base + "/")
-
-
-def _format(value: datetime) -> str:
-    utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def _json_response(
-    status: int,
-    body: Any,
-    headers: Mapping[str, str] | None = None,
-    content_type: str = "application/json",
-) -> EmulatorResponse:
-    return EmulatorResponse(
-        status,
-        {"Content-Type": content_type, **(headers or {})},
-        json.dumps(body, separators=(", ", ": ")).encode(),
-    )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _validate_event(payload: object, prefix: str) -> dict[str, dict[str, Any]]:
-    """The field errors of one event body (empty when it is valid)."""
-    errors: dict[str, dict[str, Any]] = {}
-
-    def bad(name: str, message: str, value: Any) -> None:
-        errors[f"{prefix}{name}"] = {"message": message, "value": value}
-
-    if not isinstance(payload, dict):
-        return {
-            prefix.rstrip(".") or "body": {"message": "must be a JSON object", "value": payload}
-        }
-    for key in sorted(set(payload) - _EVENT_KEYS):
-        bad(key, "unknown field", payload[key])
-    name = payload.get("event_name")
-    if name is None:
-        bad("event_name", "required", None)
-    elif name not in EVENT_NAMES:
-        bad("event_name", "must be one of: purchase", name)
-    time_value = payload.get("event_time")
-    if time_value is None:
-        bad("event_time", "required", None)
-    elif parse_iso_time(time_value) is None:
-        bad("event_time", "invalid ISO-8601 time (with a time zone)", time_value)
-    external = payload.get("external_event_id")
-    if external is not None and (
-        not isinstance(external, str) or not 1 <= len(external) <= MAX_EXTERNAL_EVENT_ID
-    ):
-        bad(
-            "external_event_id",
-            f"must be a string of 1 to {MAX_EXTERNAL_EVENT_ID} characters",
-            external,
-        )
-    signed = payload.get("signed_click_id")
-    if signed is not None and (
-        not isinstance(signed, str) or _CLICK_ID_RE.fullmatch(signed) is None
-    ):
-        bad("signed_click_id", "invalid signed click id", signed)
-    data = payload.get("data")
-    if data is None:
-        bad("data", "required", None)
-    elif not isinstance(data, dict):
-        bad("data", "must be a JSON object", data)
-    else:
-        for key in sorted(set(data) - _DATA_KEYS):
-            bad(f"data.{key}", "unknown field", data[key])
-        for key in ("amount", "number_of_items"):
-            value = data.get(key)
-            if value is None:
-                bad(f"data.{key}", "required", None)
-            elif not _is_int(value):
-                bad(f"data.{key}", "invalid integer", value)
-            elif not 0 <= value <= MAX_VALUE:
-                bad(f"data.{key}", f"must be between 0 and {MAX_VALUE}", value)
-        currency = data.get("currency")
-        if currency is None:
-            bad("data.currency", "required", None)
-        elif currency not in CURRENCIES:
-            bad("data.currency", f"must be one of: {', '.join(sorted(CURRENCIES))}", currency)
-    return errors

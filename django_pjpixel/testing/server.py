@@ -19,21 +19,14 @@ Faults: a ``"timeout"`` step holds the answer for ``timeout_sleep`` seconds
 (then answers 504); a ``"reset"`` step resets the TCP connection; latency is
 slept before answering. All sleeps end early when the server stops.
 
-Admin path, for another process (the demo) to see what the emulator holds;
-not part of the emulated API, never rate limited or recorded:
-
-- ``GET /_emulator/state``: ``{"events", "requests", "clicks", "pixels"}``
-- ``GET /_emulator/events``, ``GET /_emulator/requests``: those lists alone
-- ``DELETE /_emulator/state``: ``reset()``, answers 204
-- ``POST /_emulator/script``: ``{"steps": [503, "timeout"], "method": "POST",
-  "path": "/events$"}`` queues faults, answers 204
+The admin path ``/_emulator`` (``admin_path.py``) lets another process (the
+demo) see and script what the emulator holds.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import socket
 import struct
 import sys
@@ -46,9 +39,9 @@ from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 from wsgiref.util import request_uri
 
 from django_pjpixel.checks import is_loopback
+from django_pjpixel.testing.admin_path import ADMIN_PREFIX, answer_admin
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 
-ADMIN_PREFIX = "/_emulator"
 RESET_KEY = "django_pjpixel.emulator.reset_connection"
 DEFAULT_PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
 MAX_REQUEST_LINE = 65536
@@ -94,7 +87,7 @@ def make_wsgi_app(
         body = environ["wsgi.input"].read(length) if length > 0 else b""
         path = environ.get("PATH_INFO", "")
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-            status, headers, payload = _admin(emulator, environ["REQUEST_METHOD"], path, body)
+            status, headers, payload = answer_admin(emulator, environ["REQUEST_METHOD"], path, body)
         else:
             answer = emulator.handle(
                 environ["REQUEST_METHOD"], request_uri(environ), _request_headers(environ), body
@@ -111,31 +104,6 @@ def make_wsgi_app(
         return [payload]
 
     return app
-
-
-def _admin(
-    emulator: PrisjaktEmulator, method: str, path: str, body: bytes
-) -> tuple[int, dict[str, str], bytes]:
-    name = path[len(ADMIN_PREFIX) :].strip("/")
-    state_views = {"state": None, "events": "events", "requests": "requests"}
-    if method == "GET" and name in state_views:
-        state = emulator.state()
-        key = state_views[name]
-        data = state if key is None else state[key]
-        return 200, {"Content-Type": "application/json"}, json.dumps(data).encode()
-    if method == "DELETE" and name == "state":
-        emulator.reset()
-        return 204, {}, b""
-    if method == "POST" and name == "script":
-        try:
-            spec = json.loads(body)
-            emulator.script(spec["steps"], method=spec.get("method"), path=spec.get("path"))
-        except (ValueError, KeyError, TypeError) as err:
-            error = {"title": "Bad script", "status": 400, "detail": str(err)}
-            return 400, {"Content-Type": "application/problem+json"}, json.dumps(error).encode()
-        return 204, {}, b""
-    error = {"title": "Not found", "status": 404, "detail": f"No admin resource {method} {path}"}
-    return 404, {"Content-Type": "application/problem+json"}, json.dumps(error).encode()
 
 
 class _ServerHandler11(ServerHandler):
