@@ -9,21 +9,18 @@ problem details, the request id, the rate-limit state and ``Retry-After``.
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
 
 import requests
 
 from django_pjpixel import __version__
-from django_pjpixel.conf import SUPPORTED_CURRENCIES, pjpixel_settings
+from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,
     PjpixelConfigurationError,
@@ -36,126 +33,43 @@ from django_pjpixel.exceptions import (
     body_excerpt,
     error_class_for,
 )
+from django_pjpixel.payloads import (
+    EVENT_NAME_PURCHASE,
+    MAX_LIST_RANGE,
+    MAX_VALUE,
+    check_range,
+    format_time,
+    is_valid_click_id,
+    parse_retry_after,
+    purchase_payload,
+    to_api_amount,
+)
+
+# The names other modules import from here since before the payload helpers
+# moved to ``payloads``: kept so those imports keep working.
+__all__ = [
+    "EVENT_NAME_PURCHASE",
+    "MAX_LIST_RANGE",
+    "MAX_VALUE",
+    "USER_AGENT",
+    "ApiResult",
+    "EventPage",
+    "PrisjaktClient",
+    "check_range",
+    "format_time",
+    "get_client",
+    "is_valid_click_id",
+    "parse_retry_after",
+    "purchase_payload",
+    "to_api_amount",
+]
 
 logger = logging.getLogger("django_pjpixel.client")
 
 USER_AGENT = f"django-pjpixel/{__version__}"
-EVENT_NAME_PURCHASE = "purchase"
-EVENT_NAMES = (EVENT_NAME_PURCHASE,)
-MAX_EXTERNAL_EVENT_ID = 100
-MAX_VALUE = 999_999_999
-MAX_LIST_RANGE = timedelta(days=60)
-# The observed click id is a UUID, "_" and 16 hex digits (53 characters); the
-# shop treats it as opaque but refuses what cannot be one.
-CLICK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # Keys under which a listing may wrap its events ([open] in the API notes).
 _LIST_KEYS = ("events", "data", "items", "results")
 _TOKEN_MARGIN = 60.0
-_MAX_DIGITS = 18
-
-
-def is_valid_click_id(value: object) -> bool:
-    return isinstance(value, str) and CLICK_ID_RE.fullmatch(value) is not None
-
-
-def format_time(value: datetime) -> str:
-    """ISO-8601 in UTC with milliseconds and ``Z``: ``2025-03-13T10:45:46.987Z``."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInput("event_time", "must be an aware datetime (with a time zone)")
-    utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def to_api_amount(amount: object, units: str | None = None) -> int:
-    """The amount as the API's integer: whole units, or minor units (öre)."""
-    if isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal, str)):
-        raise InvalidInput("amount", f"must be a number, not {type(amount).__name__}")
-    try:
-        value = Decimal(str(amount))
-    except InvalidOperation as err:
-        raise InvalidInput("amount", f"{amount!r} is not a number") from err
-    if not value.is_finite():
-        raise InvalidInput("amount", "must be a finite number")
-    scale = 100 if (units or pjpixel_settings.AMOUNT_UNITS) == "minor" else 1
-    # Checked before scaling and rounding: -0.4 is a refund, not 0, and huge values
-    # make Decimal arithmetic raise.
-    if not 0 <= value < (MAX_VALUE + Decimal("0.5")) / scale:
-        raise InvalidInput("amount", f"must be between 0 and {MAX_VALUE}, got {amount!r}")
-    return int((value * scale).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def purchase_payload(
-    *,
-    external_event_id: str,
-    amount: object,
-    currency: str,
-    number_of_items: int,
-    event_time: datetime,
-    signed_click_id: str | None,
-    event_name: str = EVENT_NAME_PURCHASE,
-    amount_units: str | None = None,
-) -> dict[str, Any]:
-    """The create-event body, exactly in the seed's shape; refuses what the API would."""
-    validate_external_event_id(external_event_id)
-    if event_name not in EVENT_NAMES:
-        raise InvalidInput("event_name", f"must be one of {', '.join(EVENT_NAMES)}")
-    payload: dict[str, Any] = {
-        "event_name": event_name,
-        "event_time": format_time(event_time),
-        "external_event_id": external_event_id,
-        "data": {
-            "amount": to_api_amount(amount, amount_units),
-            "currency": validate_currency(currency),
-            "number_of_items": validate_items(number_of_items),
-        },
-    }
-    if signed_click_id is not None:
-        if not is_valid_click_id(signed_click_id):
-            raise InvalidInput("signed_click_id", "is not a Prisjakt click id")
-        payload["signed_click_id"] = signed_click_id
-    return payload
-
-
-def validate_external_event_id(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput("external_event_id", "must be a non-empty string (the order id)")
-    if len(value) > MAX_EXTERNAL_EVENT_ID:
-        raise InvalidInput(
-            "external_event_id", f"must be at most {MAX_EXTERNAL_EVENT_ID} characters"
-        )
-    return value
-
-
-def validate_currency(value: object) -> str:
-    code = value.upper() if isinstance(value, str) else None
-    if code not in SUPPORTED_CURRENCIES:
-        raise InvalidInput("currency", f"{value!r} is not one of {', '.join(SUPPORTED_CURRENCIES)}")
-    return code
-
-
-def validate_items(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput("number_of_items", "must be a whole number")
-    if not 0 <= value <= MAX_VALUE:
-        raise InvalidInput("number_of_items", f"must be between 0 and {MAX_VALUE}")
-    return value
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value; None when absent or garbage."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value) if len(value) <= _MAX_DIGITS else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(delta, 0.0)
 
 
 @dataclass(frozen=True)
@@ -521,18 +435,6 @@ class PrisjaktClient:
                 body_excerpt=body_excerpt(response.content, hide=self._secret),
                 retryable=False,
             ) from err
-
-
-def check_range(start: datetime, end: datetime) -> None:
-    """Refuse a listing range the API would refuse, before any request."""
-    for name, value in (("from", start), ("to", end)):
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            raise InvalidInput(name, "must be an aware datetime")
-    if end < start:
-        raise InvalidInput("to", "must not be before from")
-    # In UTC: within one zone, aware subtraction ignores a daylight-saving change.
-    if end.astimezone(timezone.utc) - start.astimezone(timezone.utc) > MAX_LIST_RANGE:
-        raise InvalidInput("to", "the range may span at most 60 days")
 
 
 def _segment(value: object, name: str) -> str:
