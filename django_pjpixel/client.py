@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
@@ -28,10 +28,7 @@ from django_pjpixel.exceptions import (
     PrisjaktAuthError,
     PrisjaktConnectionError,
     PrisjaktTimeout,
-    Problem,
     RateLimit,
-    body_excerpt,
-    error_class_for,
 )
 from django_pjpixel.payloads import (
     EVENT_NAME_PURCHASE,
@@ -44,6 +41,7 @@ from django_pjpixel.payloads import (
     purchase_payload,
     to_api_amount,
 )
+from django_pjpixel.problems import api_error, decode_json, path_of
 
 # The names other modules import from here since before the payload helpers
 # moved to ``payloads``: kept so those imports keep working.
@@ -228,7 +226,7 @@ class PrisjaktClient:
 
     def _page(self, url: str, page: int) -> EventPage:
         response = self._send("GET", url)
-        data = self._decode_json(response)
+        data = decode_json(response, secret=self._secret)
         events = _events_of(data)
         links = self._safe_links(response)
         numbers = {rel: _page_number(url) for rel, url in links.items()}
@@ -280,7 +278,7 @@ class PrisjaktClient:
         data: Any = None
         if response.content:
             try:
-                data = self._decode_json(response)
+                data = decode_json(response, secret=self._secret)
             except PrisjaktAPIError:
                 if method == "GET":
                     raise
@@ -289,7 +287,7 @@ class PrisjaktClient:
                 logger.warning(
                     "pjpixel: %s %s answered %d with a body that is not JSON",
                     method,
-                    _path_of(response.url),
+                    path_of(response.url),
                     response.status_code,
                 )
         return ApiResult(
@@ -305,7 +303,7 @@ class PrisjaktClient:
             self._token = None  # expired or revoked early: fetch a new one, once
             response = self._send_once(method, url, json)
         if response.status_code >= 300:
-            raise self._error(response)
+            raise api_error(response, secret=self._secret)
         return response
 
     def _send_once(self, method: str, url: str, json: Any) -> requests.Response:
@@ -322,11 +320,10 @@ class PrisjaktClient:
                 allow_redirects=False,
             )
         except requests.Timeout as err:
-            raise PrisjaktTimeout(f"Prisjakt API timed out ({method} {_path_of(url)})") from err
+            raise PrisjaktTimeout(f"Prisjakt API timed out ({method} {path_of(url)})") from err
         except requests.RequestException as err:
             raise PrisjaktConnectionError(
-                f"Prisjakt API could not be reached ({method} {_path_of(url)}): "
-                f"{type(err).__name__}"
+                f"Prisjakt API could not be reached ({method} {path_of(url)}): {type(err).__name__}"
             ) from err
 
     def _bearer_token(self) -> str:
@@ -355,7 +352,7 @@ class PrisjaktClient:
                 f"Prisjakt token endpoint could not be reached: {type(err).__name__}"
             ) from err
         if response.status_code != 200:
-            error = self._error(response)
+            error = api_error(response, secret=self._secret)
             if isinstance(error, PrisjaktAuthError) or response.status_code == 400:
                 raise PrisjaktAuthError(
                     "Prisjakt token endpoint refused the client credentials",
@@ -364,7 +361,7 @@ class PrisjaktClient:
                     request_id=error.request_id,
                 )
             raise error
-        data = self._decode_json(response)
+        data = decode_json(response, secret=self._secret)
         token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise PrisjaktAuthError(
@@ -373,68 +370,6 @@ class PrisjaktClient:
         expires = data.get("expires_in")
         lifetime = float(expires) if isinstance(expires, (int, float)) else 300.0
         return token, lifetime
-
-    def _error(self, response: requests.Response) -> PrisjaktAPIError:
-        status = response.status_code
-        body = self._redact(response.content)
-        problem = self._redact_problem(Problem.parse(body))
-        rate_limit = RateLimit.from_headers(response.headers)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if retry_after is None and status == 429 and rate_limit is not None:
-            retry_after = rate_limit.reset_seconds
-        cls = error_class_for(status)
-        return cls(
-            f"{cls.default_message} ({response.request.method} {_path_of(response.url)})",
-            status=status,
-            problem=problem,
-            request_id=(problem.request_id if problem else None)
-            or self._redact_text(response.headers.get("request-id")),
-            retry_after=retry_after,
-            rate_limit=rate_limit,
-            body_excerpt=None if problem else body_excerpt(body, hide=self._secret),
-        )
-
-    def _redact(self, body: bytes) -> bytes:
-        if self._secret and body:
-            secret = self._secret.encode()
-            if secret in body:
-                body = body.replace(secret, b"***")
-        return body
-
-    def _redact_text(self, text: str | None) -> str | None:
-        if text and self._secret:
-            return text.replace(self._secret, "***")
-        return text
-
-    def _redact_problem(self, problem: Problem | None) -> Problem | None:
-        """The problem without the secret, also where JSON escapes or UTF-16 hid it."""
-        if problem is None or not self._secret:
-            return problem
-        try:
-            field_errors = _scrub(problem.field_errors, self._secret)
-        except RecursionError:
-            field_errors = {}
-        return replace(
-            problem,
-            type=self._redact_text(problem.type),
-            title=self._redact_text(problem.title),
-            detail=self._redact_text(problem.detail),
-            instance=self._redact_text(problem.instance),
-            request_id=self._redact_text(problem.request_id),
-            field_errors=field_errors,
-        )
-
-    def _decode_json(self, response: requests.Response) -> Any:
-        try:
-            return response.json()
-        except (ValueError, RecursionError) as err:
-            raise PrisjaktAPIError(
-                f"Prisjakt API answered {response.status_code} with a body that is not JSON",
-                status=response.status_code,
-                request_id=self._redact_text(response.headers.get("request-id")),
-                body_excerpt=body_excerpt(response.content, hide=self._secret),
-                retryable=False,
-            ) from err
 
 
 def _segment(value: object, name: str) -> str:
@@ -445,20 +380,6 @@ def _segment(value: object, name: str) -> str:
 
 def _has_dot_segment(path: str) -> bool:
     return any(seg in (".", "..") for seg in unquote(path).split("/"))
-
-
-def _path_of(url: str | None) -> str:
-    return urlsplit(url or "").path or "/"
-
-
-def _scrub(value: Any, secret: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(secret, "***")
-    if isinstance(value, dict):
-        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secret) for v in value]
-    return value
 
 
 def _events_of(data: Any) -> list[dict[str, Any]]:
