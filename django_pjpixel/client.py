@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,12 +19,12 @@ from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
 import requests
 
 from django_pjpixel import __version__
+from django_pjpixel.auth import Credentials
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,
     PjpixelConfigurationError,
     PrisjaktAPIError,
-    PrisjaktAuthError,
     PrisjaktConnectionError,
     PrisjaktTimeout,
     RateLimit,
@@ -67,7 +66,6 @@ logger = logging.getLogger("django_pjpixel.client")
 USER_AGENT = f"django-pjpixel/{__version__}"
 # Keys under which a listing may wrap its events ([open] in the API notes).
 _LIST_KEYS = ("events", "data", "items", "results")
-_TOKEN_MARGIN = 60.0
 
 
 @dataclass(frozen=True)
@@ -120,23 +118,19 @@ class PrisjaktClient:
         self.token_url = token_url or conf.TOKEN_URL
         self.timeout = timeout or conf.TIMEOUT
         self.max_pages = max_pages or conf.MAX_PAGES
-        if self.auth not in ("headers", "oauth2"):
-            raise PjpixelConfigurationError(
-                f'PJPIXEL["AUTH"] must be "headers" or "oauth2", not {self.auth!r}'
-            )
+        self._credentials = Credentials(
+            mode=self.auth,
+            client_id=self.client_id,
+            client_secret=self._secret,
+            token_url=self.token_url,
+        )
         base = urlsplit(self.api_url)
         self._origin = (base.scheme, base.hostname, base.port)
         self._base_path = base.path.rstrip("/")
-        self._token: str | None = None
-        self._token_expires = 0.0
-        self._token_lock = threading.Lock()
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
-        if self.client_id:
-            self.session.headers["client-id"] = self.client_id
-        if self.auth == "headers" and self._secret:
-            self.session.headers["client-secret"] = self._secret
+        self._credentials.install(self.session)
 
     def __repr__(self) -> str:
         return f"<PrisjaktClient {self.api_url} pixel={self.pixel_id!r} client={self.client_id!r}>"
@@ -299,17 +293,15 @@ class PrisjaktClient:
 
     def _send(self, method: str, url: str, *, json: Any = None) -> requests.Response:
         response = self._send_once(method, url, json)
-        if response.status_code == 401 and self.auth == "oauth2":
-            self._token = None  # expired or revoked early: fetch a new one, once
+        if response.status_code == 401 and self._credentials.bearer:
+            self._credentials.forget_token()  # expired or revoked early: fetch a new one, once
             response = self._send_once(method, url, json)
         if response.status_code >= 300:
             raise api_error(response, secret=self._secret)
         return response
 
     def _send_once(self, method: str, url: str, json: Any) -> requests.Response:
-        headers = {}
-        if self.auth == "oauth2":
-            headers["Authorization"] = f"Bearer {self._bearer_token()}"
+        headers = self._credentials.request_headers(self.session, self.timeout)
         try:
             return self.session.request(
                 method,
@@ -325,51 +317,6 @@ class PrisjaktClient:
             raise PrisjaktConnectionError(
                 f"Prisjakt API could not be reached ({method} {path_of(url)}): {type(err).__name__}"
             ) from err
-
-    def _bearer_token(self) -> str:
-        with self._token_lock:
-            if self._token is None or time.monotonic() >= self._token_expires:
-                self._token, lifetime = self._fetch_token()
-                self._token_expires = time.monotonic() + max(lifetime - _TOKEN_MARGIN, 0.0)
-            return self._token
-
-    def _fetch_token(self) -> tuple[str, float]:
-        try:
-            response = self.session.post(
-                self.token_url,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self.client_id,
-                    "client_secret": self._secret,
-                },
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.Timeout as err:
-            raise PrisjaktTimeout("Prisjakt token endpoint timed out") from err
-        except requests.RequestException as err:
-            raise PrisjaktConnectionError(
-                f"Prisjakt token endpoint could not be reached: {type(err).__name__}"
-            ) from err
-        if response.status_code != 200:
-            error = api_error(response, secret=self._secret)
-            if isinstance(error, PrisjaktAuthError) or response.status_code == 400:
-                raise PrisjaktAuthError(
-                    "Prisjakt token endpoint refused the client credentials",
-                    status=response.status_code,
-                    problem=error.problem,
-                    request_id=error.request_id,
-                )
-            raise error
-        data = decode_json(response, secret=self._secret)
-        token = data.get("access_token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise PrisjaktAuthError(
-                "Prisjakt token endpoint answered without an access_token", status=200
-            )
-        expires = data.get("expires_in")
-        lifetime = float(expires) if isinstance(expires, (int, float)) else 300.0
-        return token, lifetime
 
 
 def _segment(value: object, name: str) -> str:
