@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
+from urllib.parse import quote
 
 import requests
 
@@ -29,6 +29,7 @@ from django_pjpixel.exceptions import (
     PrisjaktTimeout,
     RateLimit,
 )
+from django_pjpixel.pagination import EventPage, Pager, walk_events
 from django_pjpixel.payloads import (
     EVENT_NAME_PURCHASE,
     MAX_LIST_RANGE,
@@ -64,8 +65,6 @@ __all__ = [
 logger = logging.getLogger("django_pjpixel.client")
 
 USER_AGENT = f"django-pjpixel/{__version__}"
-# Keys under which a listing may wrap its events ([open] in the API notes).
-_LIST_KEYS = ("events", "data", "items", "results")
 
 
 @dataclass(frozen=True)
@@ -76,21 +75,6 @@ class ApiResult:
     data: Any = None
     request_id: str | None = None
     rate_limit: RateLimit | None = None
-
-
-@dataclass(frozen=True)
-class EventPage:
-    """One page of a listing, with page numbers taken from its ``Link`` header."""
-
-    events: list[dict[str, Any]]
-    page: int
-    first: int | None = None
-    prev: int | None = None
-    next: int | None = None
-    last: int | None = None
-    links: dict[str, str] = field(default_factory=dict)
-    rate_limit: RateLimit | None = None
-    request_id: str | None = None
 
 
 class PrisjaktClient:
@@ -124,9 +108,7 @@ class PrisjaktClient:
             client_secret=self._secret,
             token_url=self.token_url,
         )
-        base = urlsplit(self.api_url)
-        self._origin = (base.scheme, base.hostname, base.port)
-        self._base_path = base.path.rstrip("/")
+        self._pager = Pager(self.api_url)
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
@@ -173,27 +155,7 @@ class PrisjaktClient:
         the walk.
         """
         first_url = self._list_url(start, end, 1)
-        page = self._page(first_url, 1)
-        seen_ids: set[str] = set()
-        seen_urls = {first_url}
-        pages = 1
-        while True:
-            for event in page.events:
-                event_id = event.get("id")
-                key = event_id if isinstance(event_id, str) else repr(sorted(event.items()))
-                if key in seen_ids:
-                    continue
-                seen_ids.add(key)
-                yield event
-            next_url = page.links.get("next")
-            if next_url is None or next_url in seen_urls:
-                return
-            if pages >= self.max_pages:
-                logger.warning("pjpixel: stopped listing events at the page cap (%d)", pages)
-                return
-            seen_urls.add(next_url)
-            pages += 1
-            page = self._page(next_url, page.next or page.page + 1)
+        yield from walk_events(first_url, self._page, max_pages=self.max_pages)
 
     def get_event(self, event_id: str) -> ApiResult:
         return self._call("GET", f"/events/{_segment(event_id, 'event_id')}")
@@ -220,52 +182,7 @@ class PrisjaktClient:
 
     def _page(self, url: str, page: int) -> EventPage:
         response = self._send("GET", url)
-        data = decode_json(response, secret=self._secret)
-        events = _events_of(data)
-        links = self._safe_links(response)
-        numbers = {rel: _page_number(url) for rel, url in links.items()}
-        return EventPage(
-            events=events,
-            page=page,
-            first=numbers.get("first"),
-            prev=numbers.get("prev"),
-            next=numbers.get("next"),
-            last=numbers.get("last"),
-            links=links,
-            rate_limit=RateLimit.from_headers(response.headers),
-            request_id=response.headers.get("request-id"),
-        )
-
-    def _safe_links(self, response: requests.Response) -> dict[str, str]:
-        """The ``Link`` targets that stay on the configured origin and base path."""
-        safe: dict[str, str] = {}
-        try:
-            links = response.links
-        except Exception:  # a malformed header must not break the listing
-            logger.warning("pjpixel: ignored an unparsable Link header")
-            return safe
-        for rel, link in links.items():
-            raw = link.get("url", "")
-            try:
-                url = urljoin(response.url or self.api_url, raw)
-                parts = urlsplit(url)
-                origin = (parts.scheme, parts.hostname, parts.port)
-            except ValueError:
-                logger.warning("pjpixel: ignored a malformed %s link", rel)
-                continue
-            if (
-                origin != self._origin
-                or parts.username is not None
-                or parts.password is not None
-                or "@" in parts.netloc
-                or not parts.path.startswith(self._base_path + "/")
-                or _has_dot_segment(parts.path)
-                or any(ch in url for ch in "\r\n\t ")
-            ):
-                logger.warning("pjpixel: ignored a %s link outside the API origin", rel)
-                continue
-            safe[str(rel)] = url
-        return safe
+        return self._pager.page(response, decode_json(response, secret=self._secret), page)
 
     def _call(self, method: str, path: str, *, json: Any = None) -> ApiResult:
         response = self._send(method, f"{self.api_url}{path}", json=json)
@@ -323,41 +240,6 @@ def _segment(value: object, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidInput(name, "must be a non-empty string")
     return quote(value, safe="")
-
-
-def _has_dot_segment(path: str) -> bool:
-    return any(seg in (".", "..") for seg in unquote(path).split("/"))
-
-
-def _events_of(data: Any) -> list[dict[str, Any]]:
-    """The events of a listing: a bare list, or a list under one key of an object."""
-    items: Any = None
-    if isinstance(data, list):
-        items = data
-    elif isinstance(data, dict):
-        for key in _LIST_KEYS:
-            if isinstance(data.get(key), list):
-                items = data[key]
-                break
-        else:
-            lists = [v for v in data.values() if isinstance(v, list)]
-            items = lists[0] if len(lists) == 1 else None
-    if items is None:
-        raise PrisjaktAPIError(
-            "Prisjakt API answered a listing without a list of events", retryable=False
-        )
-    return [item for item in items if isinstance(item, dict)]
-
-
-def _page_number(url: str) -> int | None:
-    values = parse_qs(urlsplit(url).query).get("page")
-    if not values:
-        return None
-    try:
-        number = int(values[-1])
-    except ValueError:
-        return None
-    return number if number >= 1 else None
 
 
 _local = threading.local()
