@@ -1,9 +1,12 @@
 """``PrisjaktClient``: the one way django-pjpixel talks to the Click & Conversion API.
 
-One ``requests.Session`` per client, explicit (connect, read) timeouts, a
-User-Agent with the version, redirects never followed (the secret travels in a
-header), every non-2xx answer mapped to a ``PrisjaktAPIError`` carrying the
-problem details, the request id, the rate-limit state and ``Retry-After``.
+This module is the transport: one ``requests.Session`` per client, explicit
+(connect, read) timeouts, a User-Agent with the version, redirects never
+followed (the secret travels in a header), and the endpoints as methods. What
+it builds on lives beside it: ``auth`` (the credentials on each request),
+``problems`` (a non-2xx answer as a ``PrisjaktAPIError``, the secret masked),
+``pagination`` (listing pages and their ``Link`` header) and ``payloads`` (the
+API's field formats).
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ from django_pjpixel.payloads import (
 )
 from django_pjpixel.problems import api_error, decode_json, path_of
 
-# The names other modules import from here since before the payload helpers
-# moved to ``payloads``: kept so those imports keep working.
+# Besides the client's own names, the ones other modules and tests import from
+# here since before they moved to ``payloads`` and ``pagination``: kept so
+# those imports keep working.
 __all__ = [
     "EVENT_NAME_PURCHASE",
     "MAX_LIST_RANGE",
@@ -69,7 +73,13 @@ USER_AGENT = f"django-pjpixel/{__version__}"
 
 @dataclass(frozen=True)
 class ApiResult:
-    """A successful answer: status, decoded JSON (or None), request id, rate limit."""
+    """A successful (2xx) answer.
+
+    ``status`` is the HTTP status (201 for a created event, 204 for the
+    many-events ``PATCH`` [docs]); ``data`` the decoded JSON body, None when the
+    body is empty (or, for a write, not JSON); ``request_id`` the
+    ``request-id`` header; ``rate_limit`` the ``X-RateLimit-*`` state [docs].
+    """
 
     status: int
     data: Any = None
@@ -78,7 +88,20 @@ class ApiResult:
 
 
 class PrisjaktClient:
-    """A client for one shop's credentials. Cheap to keep; reuses its connections."""
+    """A client for one shop's credentials. Cheap to keep; reuses its connections.
+
+    Every argument defaults to its ``PJPIXEL`` setting: ``api_url`` (base
+    address, ``https://api.pj.nu/click-conversion`` [seed]), ``pixel_id``,
+    ``client_id``, ``client_secret``, ``auth`` (``"headers"`` or
+    ``"oauth2"``), ``token_url``, ``timeout`` ((connect, read) seconds),
+    ``max_pages`` (the cap of ``iter_events``); ``session`` may be given to
+    share one. Raises ``PjpixelConfigurationError`` for another ``auth``.
+
+    Each method raises a ``PrisjaktAPIError`` subclass for a non-2xx answer
+    (``PrisjaktRedirectRefused`` for a 3xx), ``PrisjaktTimeout`` or
+    ``PrisjaktConnectionError`` when the API cannot be reached, and
+    ``InvalidInput`` for an argument the API would refuse, before sending.
+    """
 
     def __init__(
         self,
@@ -118,24 +141,37 @@ class PrisjaktClient:
         return f"<PrisjaktClient {self.api_url} pixel={self.pixel_id!r} client={self.client_id!r}>"
 
     def close(self) -> None:
+        """Close the session's pooled connections."""
         self.session.close()
 
     # -- endpoints ---------------------------------------------------------
 
     def create_event(self, payload: Mapping[str, Any]) -> ApiResult:
-        """POST one event; 201 on success, ``PrisjaktConflict`` when already recorded."""
+        """``POST /pixels/{pixel_id}/events`` with one event body [seed].
+
+        ``payload`` is a body as ``purchase_payload`` builds it. 201 on success;
+        ``PrisjaktConflict`` (409) when an event with its ``external_event_id``
+        is already recorded (within 30 days [docs]); ``PjpixelConfigurationError``
+        without a ``PIXEL_ID``.
+        """
         return self._call("POST", self._pixel_path("events"), json=dict(payload))
 
     def create_events(self, payloads: Sequence[Mapping[str, Any]]) -> ApiResult:
-        """PATCH many events in one request; existing ``external_event_id``s are updated.
+        """``PATCH /pixels/{pixel_id}/events``: many events in one request [docs].
 
-        The body is a bare JSON array of event objects: the API notes leave its
-        shape open, and this is the plainest reading of "many events".
+        An event whose ``external_event_id`` exists is updated instead [docs];
+        204 on success [docs]. The body is a bare JSON array of event objects:
+        its shape is [open], and this is the plainest reading of "many events".
         """
         return self._call("PATCH", self._pixel_path("events"), json=[dict(p) for p in payloads])
 
     def list_events(self, *, start: datetime, end: datetime, page: int = 1) -> EventPage:
-        """One page of the pixel's events between ``start`` and ``end`` (≤ 60 days)."""
+        """``GET /pixels/{pixel_id}/events?from=&to=&page=``: one page of a listing [seed].
+
+        ``start`` and ``end`` are aware datetimes at most 60 days apart [docs];
+        ``page`` counts from 1. The page's own ``Link`` header gives the
+        numbers of the others (``EventPage``).
+        """
         return self._page(self._list_url(start, end, page), page)
 
     def _list_url(self, start: datetime, end: datetime, page: int) -> str:
@@ -150,24 +186,32 @@ class PrisjaktClient:
     def iter_events(self, *, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
         """Every event of the range, following ``rel="next"`` links, each id once.
 
-        Pages are not stable (an event may appear again on the next page), so
-        events are de-duplicated by ``id``; a repeated URL or the page cap ends
-        the walk.
+        Pages are not stable (an event may appear again on the next page [docs]),
+        so events are de-duplicated by ``id``; a repeated URL or the page cap
+        (``max_pages``) ends the walk. A generator: nothing is checked or sent
+        before the first event is asked for.
         """
         first_url = self._list_url(start, end, 1)
         yield from walk_events(first_url, self._page, max_pages=self.max_pages)
 
     def get_event(self, event_id: str) -> ApiResult:
+        """``GET /events/{event_id}``: one event by its id, a UUID [docs]."""
         return self._call("GET", f"/events/{_segment(event_id, 'event_id')}")
 
     def get_click(self, click_id: str) -> ApiResult:
+        """``GET /clicks/{click_id}``: one click by its id [docs]."""
         return self._call("GET", f"/clicks/{_segment(click_id, 'click_id')}")
 
     def get_client(self, client_id: str | None = None) -> ApiResult:
-        """Who the credentials are: ``{"id": ..., "roles": [...]}``."""
+        """``GET /clients/{client_id}``: who the credentials are [docs].
+
+        ``data`` is ``{"id": "...", "roles": ["shop_user"]}``; ``client_id``
+        defaults to this client's own.
+        """
         return self._call("GET", f"/clients/{_segment(client_id or self.client_id, 'client_id')}")
 
     def list_pixels(self, shop_id: str) -> ApiResult:
+        """``GET /shops/{shop_id}/pixels``: a shop's pixels [docs]."""
         return self._call("GET", f"/shops/{_segment(shop_id, 'shop_id')}/pixels")
 
     # -- plumbing ----------------------------------------------------------
@@ -246,7 +290,11 @@ _local = threading.local()
 
 
 def get_client() -> PrisjaktClient:
-    """This thread's client for the current settings (rebuilt when they change)."""
+    """This thread's ``PrisjaktClient`` for the current ``PJPIXEL`` settings.
+
+    One per thread, each with its own session and connections; rebuilt (and
+    the old one closed) when a setting it was built from changes.
+    """
     conf = pjpixel_settings
     key = (
         conf.API_URL,
