@@ -1,166 +1,85 @@
 """``PrisjaktClient``: the one way django-pjpixel talks to the Click & Conversion API.
 
-One ``requests.Session`` per client, explicit (connect, read) timeouts, a
-User-Agent with the version, redirects never followed (the secret travels in a
-header), every non-2xx answer mapped to a ``PrisjaktAPIError`` carrying the
-problem details, the request id, the rate-limit state and ``Retry-After``.
+This module is the transport: one ``requests.Session`` per client, explicit
+(connect, read) timeouts, a User-Agent with the version, redirects never
+followed (the secret travels in a header), and the endpoints as methods. What
+it builds on lives beside it: ``auth`` (the credentials on each request),
+``problems`` (a non-2xx answer as a ``PrisjaktAPIError``, the secret masked),
+``pagination`` (listing pages and their ``Link`` header) and ``payloads`` (the
+API's field formats).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
-import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urljoin, urlsplit
+from urllib.parse import quote
 
 import requests
 
 from django_pjpixel import __version__
-from django_pjpixel.conf import SUPPORTED_CURRENCIES, pjpixel_settings
+from django_pjpixel.auth import Credentials
+from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,
     PjpixelConfigurationError,
     PrisjaktAPIError,
-    PrisjaktAuthError,
     PrisjaktConnectionError,
     PrisjaktTimeout,
-    Problem,
     RateLimit,
-    body_excerpt,
-    error_class_for,
 )
+from django_pjpixel.pagination import EventPage, Pager, walk_events
+from django_pjpixel.payloads import (
+    EVENT_NAME_PURCHASE,
+    MAX_LIST_RANGE,
+    MAX_VALUE,
+    check_range,
+    format_time,
+    is_valid_click_id,
+    parse_retry_after,
+    purchase_payload,
+    to_api_amount,
+)
+from django_pjpixel.problems import api_error, decode_json, path_of
+
+# Besides the client's own names, the ones other modules and tests import from
+# here since before they moved to ``payloads`` and ``pagination``: kept so
+# those imports keep working.
+__all__ = [
+    "EVENT_NAME_PURCHASE",
+    "MAX_LIST_RANGE",
+    "MAX_VALUE",
+    "USER_AGENT",
+    "ApiResult",
+    "EventPage",
+    "PrisjaktClient",
+    "check_range",
+    "format_time",
+    "get_client",
+    "is_valid_click_id",
+    "parse_retry_after",
+    "purchase_payload",
+    "to_api_amount",
+]
 
 logger = logging.getLogger("django_pjpixel.client")
 
 USER_AGENT = f"django-pjpixel/{__version__}"
-EVENT_NAME_PURCHASE = "purchase"
-EVENT_NAMES = (EVENT_NAME_PURCHASE,)
-MAX_EXTERNAL_EVENT_ID = 100
-MAX_VALUE = 999_999_999
-MAX_LIST_RANGE = timedelta(days=60)
-# The observed click id is a UUID, "_" and 16 hex digits (53 characters); the
-# shop treats it as opaque but refuses what cannot be one.
-CLICK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
-# Keys under which a listing may wrap its events ([open] in the API notes).
-_LIST_KEYS = ("events", "data", "items", "results")
-_TOKEN_MARGIN = 60.0
-_MAX_DIGITS = 18
-
-
-def is_valid_click_id(value: object) -> bool:
-    return isinstance(value, str) and CLICK_ID_RE.fullmatch(value) is not None
-
-
-def format_time(value: datetime) -> str:
-    """ISO-8601 in UTC with milliseconds and ``Z``: ``2025-03-13T10:45:46.987Z``."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise InvalidInput("event_time", "must be an aware datetime (with a time zone)")
-    utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
-
-
-def to_api_amount(amount: object, units: str | None = None) -> int:
-    """The amount as the API's integer: whole units, or minor units (öre)."""
-    if isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal, str)):
-        raise InvalidInput("amount", f"must be a number, not {type(amount).__name__}")
-    try:
-        value = Decimal(str(amount))
-    except InvalidOperation as err:
-        raise InvalidInput("amount", f"{amount!r} is not a number") from err
-    if not value.is_finite():
-        raise InvalidInput("amount", "must be a finite number")
-    scale = 100 if (units or pjpixel_settings.AMOUNT_UNITS) == "minor" else 1
-    # Checked before scaling and rounding: -0.4 is a refund, not 0, and huge values
-    # make Decimal arithmetic raise.
-    if not 0 <= value < (MAX_VALUE + Decimal("0.5")) / scale:
-        raise InvalidInput("amount", f"must be between 0 and {MAX_VALUE}, got {amount!r}")
-    return int((value * scale).quantize(Decimal(1), rounding=ROUND_HALF_UP))
-
-
-def purchase_payload(
-    *,
-    external_event_id: str,
-    amount: object,
-    currency: str,
-    number_of_items: int,
-    event_time: datetime,
-    signed_click_id: str | None,
-    event_name: str = EVENT_NAME_PURCHASE,
-    amount_units: str | None = None,
-) -> dict[str, Any]:
-    """The create-event body, exactly in the seed's shape; refuses what the API would."""
-    validate_external_event_id(external_event_id)
-    if event_name not in EVENT_NAMES:
-        raise InvalidInput("event_name", f"must be one of {', '.join(EVENT_NAMES)}")
-    payload: dict[str, Any] = {
-        "event_name": event_name,
-        "event_time": format_time(event_time),
-        "external_event_id": external_event_id,
-        "data": {
-            "amount": to_api_amount(amount, amount_units),
-            "currency": validate_currency(currency),
-            "number_of_items": validate_items(number_of_items),
-        },
-    }
-    if signed_click_id is not None:
-        if not is_valid_click_id(signed_click_id):
-            raise InvalidInput("signed_click_id", "is not a Prisjakt click id")
-        payload["signed_click_id"] = signed_click_id
-    return payload
-
-
-def validate_external_event_id(value: object) -> str:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput("external_event_id", "must be a non-empty string (the order id)")
-    if len(value) > MAX_EXTERNAL_EVENT_ID:
-        raise InvalidInput(
-            "external_event_id", f"must be at most {MAX_EXTERNAL_EVENT_ID} characters"
-        )
-    return value
-
-
-def validate_currency(value: object) -> str:
-    code = value.upper() if isinstance(value, str) else None
-    if code not in SUPPORTED_CURRENCIES:
-        raise InvalidInput("currency", f"{value!r} is not one of {', '.join(SUPPORTED_CURRENCIES)}")
-    return code
-
-
-def validate_items(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput("number_of_items", "must be a whole number")
-    if not 0 <= value <= MAX_VALUE:
-        raise InvalidInput("number_of_items", f"must be between 0 and {MAX_VALUE}")
-    return value
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a ``Retry-After`` value; None when absent or garbage."""
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value) if len(value) <= _MAX_DIGITS else None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(delta, 0.0)
 
 
 @dataclass(frozen=True)
 class ApiResult:
-    """A successful answer: status, decoded JSON (or None), request id, rate limit."""
+    """A successful (2xx) answer.
+
+    ``status`` is the HTTP status (201 for a created event, 204 for the
+    many-events ``PATCH`` [docs]); ``data`` the decoded JSON body, None when the
+    body is empty (or, for a write, not JSON); ``request_id`` the
+    ``request-id`` header; ``rate_limit`` the ``X-RateLimit-*`` state [docs].
+    """
 
     status: int
     data: Any = None
@@ -168,23 +87,21 @@ class ApiResult:
     rate_limit: RateLimit | None = None
 
 
-@dataclass(frozen=True)
-class EventPage:
-    """One page of a listing, with page numbers taken from its ``Link`` header."""
-
-    events: list[dict[str, Any]]
-    page: int
-    first: int | None = None
-    prev: int | None = None
-    next: int | None = None
-    last: int | None = None
-    links: dict[str, str] = field(default_factory=dict)
-    rate_limit: RateLimit | None = None
-    request_id: str | None = None
-
-
 class PrisjaktClient:
-    """A client for one shop's credentials. Cheap to keep; reuses its connections."""
+    """A client for one shop's credentials. Cheap to keep; reuses its connections.
+
+    Every argument defaults to its ``PJPIXEL`` setting: ``api_url`` (base
+    address, ``https://api.pj.nu/click-conversion`` [seed]), ``pixel_id``,
+    ``client_id``, ``client_secret``, ``auth`` (``"headers"`` or
+    ``"oauth2"``), ``token_url``, ``timeout`` ((connect, read) seconds),
+    ``max_pages`` (the cap of ``iter_events``); ``session`` may be given to
+    share one. Raises ``PjpixelConfigurationError`` for another ``auth``.
+
+    Each method raises a ``PrisjaktAPIError`` subclass for a non-2xx answer
+    (``PrisjaktRedirectRefused`` for a 3xx), ``PrisjaktTimeout`` or
+    ``PrisjaktConnectionError`` when the API cannot be reached, and
+    ``InvalidInput`` for an argument the API would refuse, before sending.
+    """
 
     def __init__(
         self,
@@ -208,46 +125,53 @@ class PrisjaktClient:
         self.token_url = token_url or conf.TOKEN_URL
         self.timeout = timeout or conf.TIMEOUT
         self.max_pages = max_pages or conf.MAX_PAGES
-        if self.auth not in ("headers", "oauth2"):
-            raise PjpixelConfigurationError(
-                f'PJPIXEL["AUTH"] must be "headers" or "oauth2", not {self.auth!r}'
-            )
-        base = urlsplit(self.api_url)
-        self._origin = (base.scheme, base.hostname, base.port)
-        self._base_path = base.path.rstrip("/")
-        self._token: str | None = None
-        self._token_expires = 0.0
-        self._token_lock = threading.Lock()
+        self._credentials = Credentials(
+            mode=self.auth,
+            client_id=self.client_id,
+            client_secret=self._secret,
+            token_url=self.token_url,
+        )
+        self._pager = Pager(self.api_url)
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
-        if self.client_id:
-            self.session.headers["client-id"] = self.client_id
-        if self.auth == "headers" and self._secret:
-            self.session.headers["client-secret"] = self._secret
+        self._credentials.install(self.session)
 
     def __repr__(self) -> str:
         return f"<PrisjaktClient {self.api_url} pixel={self.pixel_id!r} client={self.client_id!r}>"
 
     def close(self) -> None:
+        """Close the session's pooled connections."""
         self.session.close()
 
     # -- endpoints ---------------------------------------------------------
 
     def create_event(self, payload: Mapping[str, Any]) -> ApiResult:
-        """POST one event; 201 on success, ``PrisjaktConflict`` when already recorded."""
+        """``POST /pixels/{pixel_id}/events`` with one event body [seed].
+
+        ``payload`` is a body as ``purchase_payload`` builds it. 201 on success;
+        ``PrisjaktConflict`` (409) when an event with its ``external_event_id``
+        is already recorded (within 30 days [docs]); ``PjpixelConfigurationError``
+        without a ``PIXEL_ID``.
+        """
         return self._call("POST", self._pixel_path("events"), json=dict(payload))
 
     def create_events(self, payloads: Sequence[Mapping[str, Any]]) -> ApiResult:
-        """PATCH many events in one request; existing ``external_event_id``s are updated.
+        """``PATCH /pixels/{pixel_id}/events``: many events in one request [docs].
 
-        The body is a bare JSON array of event objects: the API notes leave its
-        shape open, and this is the plainest reading of "many events".
+        An event whose ``external_event_id`` exists is updated instead [docs];
+        204 on success [docs]. The body is a bare JSON array of event objects:
+        its shape is [open], and this is the plainest reading of "many events".
         """
         return self._call("PATCH", self._pixel_path("events"), json=[dict(p) for p in payloads])
 
     def list_events(self, *, start: datetime, end: datetime, page: int = 1) -> EventPage:
-        """One page of the pixel's events between ``start`` and ``end`` (≤ 60 days)."""
+        """``GET /pixels/{pixel_id}/events?from=&to=&page=``: one page of a listing [seed].
+
+        ``start`` and ``end`` are aware datetimes at most 60 days apart [docs];
+        ``page`` counts from 1. The page's own ``Link`` header gives the
+        numbers of the others (``EventPage``).
+        """
         return self._page(self._list_url(start, end, page), page)
 
     def _list_url(self, start: datetime, end: datetime, page: int) -> str:
@@ -262,44 +186,32 @@ class PrisjaktClient:
     def iter_events(self, *, start: datetime, end: datetime) -> Iterator[dict[str, Any]]:
         """Every event of the range, following ``rel="next"`` links, each id once.
 
-        Pages are not stable (an event may appear again on the next page), so
-        events are de-duplicated by ``id``; a repeated URL or the page cap ends
-        the walk.
+        Pages are not stable (an event may appear again on the next page [docs]),
+        so events are de-duplicated by ``id``; a repeated URL or the page cap
+        (``max_pages``) ends the walk. A generator: nothing is checked or sent
+        before the first event is asked for.
         """
         first_url = self._list_url(start, end, 1)
-        page = self._page(first_url, 1)
-        seen_ids: set[str] = set()
-        seen_urls = {first_url}
-        pages = 1
-        while True:
-            for event in page.events:
-                event_id = event.get("id")
-                key = event_id if isinstance(event_id, str) else repr(sorted(event.items()))
-                if key in seen_ids:
-                    continue
-                seen_ids.add(key)
-                yield event
-            next_url = page.links.get("next")
-            if next_url is None or next_url in seen_urls:
-                return
-            if pages >= self.max_pages:
-                logger.warning("pjpixel: stopped listing events at the page cap (%d)", pages)
-                return
-            seen_urls.add(next_url)
-            pages += 1
-            page = self._page(next_url, page.next or page.page + 1)
+        yield from walk_events(first_url, self._page, max_pages=self.max_pages)
 
     def get_event(self, event_id: str) -> ApiResult:
+        """``GET /events/{event_id}``: one event by its id, a UUID [docs]."""
         return self._call("GET", f"/events/{_segment(event_id, 'event_id')}")
 
     def get_click(self, click_id: str) -> ApiResult:
+        """``GET /clicks/{click_id}``: one click by its id [docs]."""
         return self._call("GET", f"/clicks/{_segment(click_id, 'click_id')}")
 
     def get_client(self, client_id: str | None = None) -> ApiResult:
-        """Who the credentials are: ``{"id": ..., "roles": [...]}``."""
+        """``GET /clients/{client_id}``: who the credentials are [docs].
+
+        ``data`` is ``{"id": "...", "roles": ["shop_user"]}``; ``client_id``
+        defaults to this client's own.
+        """
         return self._call("GET", f"/clients/{_segment(client_id or self.client_id, 'client_id')}")
 
     def list_pixels(self, shop_id: str) -> ApiResult:
+        """``GET /shops/{shop_id}/pixels``: a shop's pixels [docs]."""
         return self._call("GET", f"/shops/{_segment(shop_id, 'shop_id')}/pixels")
 
     # -- plumbing ----------------------------------------------------------
@@ -314,59 +226,14 @@ class PrisjaktClient:
 
     def _page(self, url: str, page: int) -> EventPage:
         response = self._send("GET", url)
-        data = self._decode_json(response)
-        events = _events_of(data)
-        links = self._safe_links(response)
-        numbers = {rel: _page_number(url) for rel, url in links.items()}
-        return EventPage(
-            events=events,
-            page=page,
-            first=numbers.get("first"),
-            prev=numbers.get("prev"),
-            next=numbers.get("next"),
-            last=numbers.get("last"),
-            links=links,
-            rate_limit=RateLimit.from_headers(response.headers),
-            request_id=response.headers.get("request-id"),
-        )
-
-    def _safe_links(self, response: requests.Response) -> dict[str, str]:
-        """The ``Link`` targets that stay on the configured origin and base path."""
-        safe: dict[str, str] = {}
-        try:
-            links = response.links
-        except Exception:  # a malformed header must not break the listing
-            logger.warning("pjpixel: ignored an unparsable Link header")
-            return safe
-        for rel, link in links.items():
-            raw = link.get("url", "")
-            try:
-                url = urljoin(response.url or self.api_url, raw)
-                parts = urlsplit(url)
-                origin = (parts.scheme, parts.hostname, parts.port)
-            except ValueError:
-                logger.warning("pjpixel: ignored a malformed %s link", rel)
-                continue
-            if (
-                origin != self._origin
-                or parts.username is not None
-                or parts.password is not None
-                or "@" in parts.netloc
-                or not parts.path.startswith(self._base_path + "/")
-                or _has_dot_segment(parts.path)
-                or any(ch in url for ch in "\r\n\t ")
-            ):
-                logger.warning("pjpixel: ignored a %s link outside the API origin", rel)
-                continue
-            safe[str(rel)] = url
-        return safe
+        return self._pager.page(response, decode_json(response, secret=self._secret), page)
 
     def _call(self, method: str, path: str, *, json: Any = None) -> ApiResult:
         response = self._send(method, f"{self.api_url}{path}", json=json)
         data: Any = None
         if response.content:
             try:
-                data = self._decode_json(response)
+                data = decode_json(response, secret=self._secret)
             except PrisjaktAPIError:
                 if method == "GET":
                     raise
@@ -375,7 +242,7 @@ class PrisjaktClient:
                 logger.warning(
                     "pjpixel: %s %s answered %d with a body that is not JSON",
                     method,
-                    _path_of(response.url),
+                    path_of(response.url),
                     response.status_code,
                 )
         return ApiResult(
@@ -387,17 +254,15 @@ class PrisjaktClient:
 
     def _send(self, method: str, url: str, *, json: Any = None) -> requests.Response:
         response = self._send_once(method, url, json)
-        if response.status_code == 401 and self.auth == "oauth2":
-            self._token = None  # expired or revoked early: fetch a new one, once
+        if response.status_code == 401 and self._credentials.bearer:
+            self._credentials.forget_token()  # expired or revoked early: fetch a new one, once
             response = self._send_once(method, url, json)
         if response.status_code >= 300:
-            raise self._error(response)
+            raise api_error(response, secret=self._secret)
         return response
 
     def _send_once(self, method: str, url: str, json: Any) -> requests.Response:
-        headers = {}
-        if self.auth == "oauth2":
-            headers["Authorization"] = f"Bearer {self._bearer_token()}"
+        headers = self._credentials.request_headers(self.session, self.timeout)
         try:
             return self.session.request(
                 method,
@@ -408,131 +273,11 @@ class PrisjaktClient:
                 allow_redirects=False,
             )
         except requests.Timeout as err:
-            raise PrisjaktTimeout(f"Prisjakt API timed out ({method} {_path_of(url)})") from err
+            raise PrisjaktTimeout(f"Prisjakt API timed out ({method} {path_of(url)})") from err
         except requests.RequestException as err:
             raise PrisjaktConnectionError(
-                f"Prisjakt API could not be reached ({method} {_path_of(url)}): "
-                f"{type(err).__name__}"
+                f"Prisjakt API could not be reached ({method} {path_of(url)}): {type(err).__name__}"
             ) from err
-
-    def _bearer_token(self) -> str:
-        with self._token_lock:
-            if self._token is None or time.monotonic() >= self._token_expires:
-                self._token, lifetime = self._fetch_token()
-                self._token_expires = time.monotonic() + max(lifetime - _TOKEN_MARGIN, 0.0)
-            return self._token
-
-    def _fetch_token(self) -> tuple[str, float]:
-        try:
-            response = self.session.post(
-                self.token_url,
-                data={
-                    "grant_type": "client_credentials",
-                    "client_id": self.client_id,
-                    "client_secret": self._secret,
-                },
-                timeout=self.timeout,
-                allow_redirects=False,
-            )
-        except requests.Timeout as err:
-            raise PrisjaktTimeout("Prisjakt token endpoint timed out") from err
-        except requests.RequestException as err:
-            raise PrisjaktConnectionError(
-                f"Prisjakt token endpoint could not be reached: {type(err).__name__}"
-            ) from err
-        if response.status_code != 200:
-            error = self._error(response)
-            if isinstance(error, PrisjaktAuthError) or response.status_code == 400:
-                raise PrisjaktAuthError(
-                    "Prisjakt token endpoint refused the client credentials",
-                    status=response.status_code,
-                    problem=error.problem,
-                    request_id=error.request_id,
-                )
-            raise error
-        data = self._decode_json(response)
-        token = data.get("access_token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise PrisjaktAuthError(
-                "Prisjakt token endpoint answered without an access_token", status=200
-            )
-        expires = data.get("expires_in")
-        lifetime = float(expires) if isinstance(expires, (int, float)) else 300.0
-        return token, lifetime
-
-    def _error(self, response: requests.Response) -> PrisjaktAPIError:
-        status = response.status_code
-        body = self._redact(response.content)
-        problem = self._redact_problem(Problem.parse(body))
-        rate_limit = RateLimit.from_headers(response.headers)
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if retry_after is None and status == 429 and rate_limit is not None:
-            retry_after = rate_limit.reset_seconds
-        cls = error_class_for(status)
-        return cls(
-            f"{cls.default_message} ({response.request.method} {_path_of(response.url)})",
-            status=status,
-            problem=problem,
-            request_id=(problem.request_id if problem else None)
-            or self._redact_text(response.headers.get("request-id")),
-            retry_after=retry_after,
-            rate_limit=rate_limit,
-            body_excerpt=None if problem else body_excerpt(body, hide=self._secret),
-        )
-
-    def _redact(self, body: bytes) -> bytes:
-        if self._secret and body:
-            secret = self._secret.encode()
-            if secret in body:
-                body = body.replace(secret, b"***")
-        return body
-
-    def _redact_text(self, text: str | None) -> str | None:
-        if text and self._secret:
-            return text.replace(self._secret, "***")
-        return text
-
-    def _redact_problem(self, problem: Problem | None) -> Problem | None:
-        """The problem without the secret, also where JSON escapes or UTF-16 hid it."""
-        if problem is None or not self._secret:
-            return problem
-        try:
-            field_errors = _scrub(problem.field_errors, self._secret)
-        except RecursionError:
-            field_errors = {}
-        return replace(
-            problem,
-            type=self._redact_text(problem.type),
-            title=self._redact_text(problem.title),
-            detail=self._redact_text(problem.detail),
-            instance=self._redact_text(problem.instance),
-            request_id=self._redact_text(problem.request_id),
-            field_errors=field_errors,
-        )
-
-    def _decode_json(self, response: requests.Response) -> Any:
-        try:
-            return response.json()
-        except (ValueError, RecursionError) as err:
-            raise PrisjaktAPIError(
-                f"Prisjakt API answered {response.status_code} with a body that is not JSON",
-                status=response.status_code,
-                request_id=self._redact_text(response.headers.get("request-id")),
-                body_excerpt=body_excerpt(response.content, hide=self._secret),
-                retryable=False,
-            ) from err
-
-
-def check_range(start: datetime, end: datetime) -> None:
-    """Refuse a listing range the API would refuse, before any request."""
-    for name, value in (("from", start), ("to", end)):
-        if not isinstance(value, datetime) or value.tzinfo is None:
-            raise InvalidInput(name, "must be an aware datetime")
-    if end < start:
-        raise InvalidInput("to", "must not be before from")
-    # In UTC: within one zone, aware subtraction ignores a daylight-saving change.
-    if end.astimezone(timezone.utc) - start.astimezone(timezone.utc) > MAX_LIST_RANGE:
-        raise InvalidInput("to", "the range may span at most 60 days")
 
 
 def _segment(value: object, name: str) -> str:
@@ -541,60 +286,15 @@ def _segment(value: object, name: str) -> str:
     return quote(value, safe="")
 
 
-def _has_dot_segment(path: str) -> bool:
-    return any(seg in (".", "..") for seg in unquote(path).split("/"))
-
-
-def _path_of(url: str | None) -> str:
-    return urlsplit(url or "").path or "/"
-
-
-def _scrub(value: Any, secret: str) -> Any:
-    if isinstance(value, str):
-        return value.replace(secret, "***")
-    if isinstance(value, dict):
-        return {_scrub(k, secret): _scrub(v, secret) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_scrub(v, secret) for v in value]
-    return value
-
-
-def _events_of(data: Any) -> list[dict[str, Any]]:
-    """The events of a listing: a bare list, or a list under one key of an object."""
-    items: Any = None
-    if isinstance(data, list):
-        items = data
-    elif isinstance(data, dict):
-        for key in _LIST_KEYS:
-            if isinstance(data.get(key), list):
-                items = data[key]
-                break
-        else:
-            lists = [v for v in data.values() if isinstance(v, list)]
-            items = lists[0] if len(lists) == 1 else None
-    if items is None:
-        raise PrisjaktAPIError(
-            "Prisjakt API answered a listing without a list of events", retryable=False
-        )
-    return [item for item in items if isinstance(item, dict)]
-
-
-def _page_number(url: str) -> int | None:
-    values = parse_qs(urlsplit(url).query).get("page")
-    if not values:
-        return None
-    try:
-        number = int(values[-1])
-    except ValueError:
-        return None
-    return number if number >= 1 else None
-
-
 _local = threading.local()
 
 
 def get_client() -> PrisjaktClient:
-    """This thread's client for the current settings (rebuilt when they change)."""
+    """This thread's ``PrisjaktClient`` for the current ``PJPIXEL`` settings.
+
+    One per thread, each with its own session and connections; rebuilt (and
+    the old one closed) when a setting it was built from changes.
+    """
     conf = pjpixel_settings
     key = (
         conf.API_URL,

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import responses
 
 from tests import services
 from tests.celery_app import app as celery_app  # binds the shared tasks to the test app
@@ -49,3 +50,10 @@ def receivers() -> Iterator[list[Any]]:
     yield connected
     for signal, receiver in connected:
         signal.disconnect(receiver)
+
+
+@pytest.fixture
+def api() -> Iterator[responses.RequestsMock]:
+    """The transport mocked: register Prisjakt's answers on it (``api.post(url, ...)``)."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps

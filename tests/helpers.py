@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from django_pjpixel.payloads import purchase_payload
 
 if TYPE_CHECKING:
     from django_pjpixel.models import ConversionEvent
@@ -45,3 +49,26 @@ def claim_due_one(**fields: Any) -> list[ConversionEvent]:
     claimed = claim_due(1)
     assert len(claimed) == 1
     return claimed
+
+
+def seed_payload(**overrides: Any) -> dict[str, Any]:
+    """The seed's create-event body (order-10045, 1234 SEK, 4 items); ``overrides`` change it."""
+    kwargs: dict[str, Any] = {
+        "external_event_id": "order-10045",
+        "amount": 1234,
+        "currency": "SEK",
+        "number_of_items": 4,
+        "event_time": datetime(
+            2025, 3, 13, 11, 45, 46, 987654, tzinfo=ZoneInfo("Europe/Stockholm")
+        ),
+        "signed_click_id": CLICK,
+    }
+    kwargs.update(overrides)
+    return purchase_payload(**kwargs)
+
+
+def body_of(call: Any) -> bytes:
+    """The body a ``responses`` call was sent with."""
+    body = call.request.body
+    assert isinstance(body, bytes)
+    return body
