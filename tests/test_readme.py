@@ -65,7 +65,7 @@ def table_after(marker: str) -> list[list[str]]:
                 break
             continue
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if set(cells[0]) <= {"-", ":"}:
+        if all(cell and set(cell) <= {"-", ":"} for cell in cells):
             continue
         rows.append(cells)
     return rows[1:]  # without the header
@@ -313,3 +313,20 @@ def test_readme_install_snippets_work_in_a_fresh_project(tmp_path: Path) -> None
     assert by_order["10042"]["data"]["amount"] == 3990
     assert by_order["10043"]["data"] == {"amount": 289, "currency": "SEK", "number_of_items": 2}
     assert by_order["10043"]["click_id"] == "239cd31f-9d43-4cb4-b8dc-2057fe18c289"
+
+
+def test_how_it_is_built_lists_every_module_of_the_package() -> None:
+    package = ROOT / "django_pjpixel"
+    listed: set[str] = set()
+    for row in table_after("modules"):
+        listed.update(re.findall(r"`([\w/]+(?:\.py|/))`", row[1]))
+    names = {path.name for path in package.glob("*.py")} - {"__init__.py"}
+    names |= {
+        f"{path.name}/"
+        for path in package.iterdir()
+        if path.is_dir() and path.name not in {"locale", "migrations", "testing", "__pycache__"}
+    }
+    missing = {name for name in names if not any(entry.startswith(name) for entry in listed)}
+    assert not missing, f"not in the README's 'How it is built': {sorted(missing)}"
+    gone = {entry for entry in listed if (package / entry).exists() is False}
+    assert not gone, f"in the README's 'How it is built' but not in the package: {sorted(gone)}"
