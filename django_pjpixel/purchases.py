@@ -26,7 +26,7 @@ from django.db import IntegrityError, router, transaction
 from django.dispatch import Signal
 from django.utils import timezone
 
-from django_pjpixel import publisher
+from django_pjpixel import publisher, times
 from django_pjpixel.attribution import resolve_click
 from django_pjpixel.client import EVENT_NAME_PURCHASE, purchase_payload
 from django_pjpixel.conf import pjpixel_settings
@@ -95,7 +95,7 @@ def track_purchase(
     """
     if not pjpixel_settings.ENABLED:
         return None
-    now = timezone.now()
+    now = times.now()
     try:
         purchase = _validate(order_id, amount, currency, number_of_items, event_time, now)
     except InvalidInput as err:
@@ -195,9 +195,7 @@ def _validate(
     now: datetime,
 ) -> _Purchase:
     """The purchase as stored, checked by the same rules that build the payload."""
-    when = now if event_time is None else event_time
-    if not isinstance(when, datetime):
-        raise InvalidInput("event_time", "must be an aware datetime (with a time zone)")
+    when = now if event_time is None else _shop_time(event_time)
     code = pjpixel_settings.DEFAULT_CURRENCY if currency is None else currency
     try:
         payload = purchase_payload(
@@ -244,19 +242,20 @@ def _record(
                 order_id=purchase.order_id,
                 request=request,
                 signed_click_id=signed_click_id,
-                now=now,
+                at=now,
             )
             click = resolution.click
+            captured_at = click.captured_at if click else None
             values: dict[str, Any] = {
-                "event_time": purchase.event_time,
+                "event_time": times.as_django(purchase.event_time),
                 "amount": purchase.amount,
                 "currency": purchase.currency,
                 "number_of_items": purchase.number_of_items,
                 "click_id": click.click_id if click else "",
-                "click_captured_at": click.captured_at if click else None,
+                "click_captured_at": times.as_django(captured_at) if captured_at else None,
                 "status": Status.PENDING if click else Status.SKIPPED,
                 "skip_reason": "" if click else resolution.skip_reason[:200],
-                "created_at": now,
+                "created_at": times.as_django(now),
             }
             event = ConversionEvent.objects.using(alias).create(**lookup, **values)
         created = True
@@ -340,7 +339,7 @@ def _store_invalid(
             order_id=order_id,
             event_name=EVENT_NAME_PURCHASE,
             defaults={
-                "event_time": event_time if _is_aware(event_time) else now,
+                "event_time": times.as_django(_time_or(event_time, now)),
                 "amount": _stored_amount(amount),
                 "currency": currency[:3] if isinstance(currency, str) else "",
                 "number_of_items": number_of_items
@@ -352,14 +351,28 @@ def _store_invalid(
                 "problem_title": INVALID_PURCHASE,
                 "problem_detail": str(err),
                 "field_errors": {err.field: {"message": err.message}},
-                "created_at": now,
+                "created_at": times.as_django(now),
             },
         )
     return event
 
 
-def _is_aware(value: object) -> bool:
-    return isinstance(value, datetime) and timezone.is_aware(value)
+def _shop_time(value: object) -> datetime:
+    """The shop's ``event_time``, aware; naive only under ``USE_TZ = False``, in ``TIME_ZONE``."""
+    if not isinstance(value, datetime):
+        raise InvalidInput("event_time", "must be a datetime")
+    if timezone.is_naive(value):
+        if settings.USE_TZ:
+            raise InvalidInput("event_time", "must be an aware datetime (with a time zone)")
+        return times.aware(value)
+    return value
+
+
+def _time_or(value: object, default: datetime) -> datetime:
+    try:
+        return _shop_time(value)
+    except InvalidInput:
+        return default
 
 
 def _stored_amount(value: object) -> Decimal:

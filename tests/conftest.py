@@ -49,3 +49,14 @@ def receivers() -> Iterator[list[Any]]:
     yield connected
     for signal, receiver in connected:
         signal.disconnect(receiver)
+
+
+@pytest.fixture(params=[True, False], ids=["USE_TZ=True", "USE_TZ=False"])
+def use_tz(request: pytest.FixtureRequest, settings: Any) -> bool:
+    """The test once with ``USE_TZ = True`` and once with ``False``.
+
+    Under ``False`` Django hands out naive datetimes in ``TIME_ZONE``
+    (``Europe/Stockholm`` here), and stores them naive in the database too.
+    """
+    settings.USE_TZ = request.param
+    return bool(request.param)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -18,6 +19,7 @@ from django.utils import timezone, translation
 
 from django_pjpixel import admin as pjadmin
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.purchases import track_purchase
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -153,6 +155,28 @@ def test_changelist_query_count_is_constant(
     with django_assert_num_queries(len(five.captured_queries)):
         html = changelist(admin_client)
     assert html.count('class="pjpixel-badge') == 50
+
+
+def test_a_reported_purchase_in_the_list_and_on_its_page_with_use_tz_true_or_false(
+    use_tz: bool, admin_client: Client
+) -> None:
+    paid = datetime(2025, 3, 13, 10, 45, 46, tzinfo=dt_timezone.utc)  # 11:45 in Stockholm
+    event = track_purchase(
+        order_id="ORD-TZ", amount=10, number_of_items=1, signed_click_id=CLICK, event_time=paid
+    )
+    assert event is not None
+    # The "Today" link of the date filter, as the admin builds it.
+    today = timezone.localtime(datetime.now(dt_timezone.utc)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    since = str(today if use_tz else today.replace(tzinfo=None))
+    html = changelist(admin_client, "?" + urlencode({"created_at__gte": since}))
+    assert "ORD-TZ" in html
+    assert 'class="pjpixel-badge pjpixel-pending"' in html
+    assert "ORD-TZ" not in changelist(admin_client, "?" + urlencode({"created_at__lt": since}))
+    url = reverse("admin:django_pjpixel_conversionevent_change", args=(event.pk,))
+    html = admin_client.get(url).content.decode()
+    assert "March 13, 2025, 11:45 a.m." in html
 
 
 # -- the detail page ----------------------------------------------------------

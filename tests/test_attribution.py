@@ -212,7 +212,6 @@ def test_store_click_refuses_invalid_ids(bad: str) -> None:
         {"id": CLICK, "at": None},
         {"id": CLICK, "at": 1700000000},
         {"id": CLICK, "at": "yesterday"},
-        {"id": CLICK, "at": "2025-03-01T12:00:00"},  # naive
         {"id": "bad;id", "at": T0.isoformat()},
         {"id": 123, "at": T0.isoformat()},
         {"id": None, "at": T0.isoformat()},
@@ -229,6 +228,23 @@ def test_get_click_without_session() -> None:
 def test_get_click_accepts_other_offsets() -> None:
     request = make_request({"id": CLICK, "at": "2025-03-01T13:00:00+01:00"})
     assert get_click(request) == Click(CLICK, T0)
+
+
+def test_a_naive_capture_time_is_in_time_zone() -> None:
+    # As an older version wrote it under USE_TZ = False: local time, no zone.
+    request = make_request({"id": CLICK, "at": "2025-03-01T13:00:00"})  # Stockholm
+    assert get_click(request) == Click(CLICK, T0)
+
+
+def test_store_click_keeps_an_aware_utc_time_with_use_tz_true_or_false(use_tz: bool) -> None:
+    request = make_request()
+    click = store_click(request, CLICK)
+    assert request.session[SESSION_KEY]["at"].endswith("+00:00")
+    assert click.captured_at is not None
+    assert click.captured_at.utcoffset() == timedelta(0)
+    assert get_click(request) == click
+    naive_local = datetime(2025, 3, 1, 13, 0)  # the shop's timezone.now() under USE_TZ = False
+    assert store_click(make_request(), CLICK, now=naive_local).captured_at == T0
 
 
 # --- orders ------------------------------------------------------------------------
@@ -341,7 +357,7 @@ NOW = T0 + timedelta(days=1)
 def test_resolve_signed_click_id_comes_first() -> None:
     attach_click(request_with_click(OTHER, T0), "order-1", now=T0)
     resolution = resolve_click(
-        order_id="order-1", request=request_with_click(OTHER), signed_click_id=CLICK, now=NOW
+        order_id="order-1", request=request_with_click(OTHER), signed_click_id=CLICK, at=NOW
     )
     assert resolution == Resolution(Click(CLICK, None), "")
     assert resolution.is_attributable
@@ -349,7 +365,7 @@ def test_resolve_signed_click_id_comes_first() -> None:
 
 @pytest.mark.django_db
 def test_resolve_signed_click_id_has_no_window() -> None:
-    resolution = resolve_click(order_id="o", signed_click_id=CLICK, now=T0 + timedelta(days=999))
+    resolution = resolve_click(order_id="o", signed_click_id=CLICK, at=T0 + timedelta(days=999))
     assert resolution.click == Click(CLICK, None)
 
 
@@ -357,7 +373,7 @@ def test_resolve_signed_click_id_has_no_window() -> None:
 @pytest.mark.parametrize("bad", ["a;b", "x" * 129, "åäö", " " + CLICK])
 def test_resolve_invalid_signed_click_id(bad: str) -> None:
     resolution = resolve_click(
-        order_id="order-1", request=request_with_click(), signed_click_id=bad, now=NOW
+        order_id="order-1", request=request_with_click(), signed_click_id=bad, at=NOW
     )
     assert resolution == Resolution(None, SKIP_INVALID_CLICK_ID)
     assert not resolution.is_attributable
@@ -366,7 +382,7 @@ def test_resolve_invalid_signed_click_id(bad: str) -> None:
 @pytest.mark.django_db
 def test_resolve_empty_signed_click_id_means_not_given() -> None:
     resolution = resolve_click(
-        order_id="order-1", request=request_with_click(), signed_click_id="", now=NOW
+        order_id="order-1", request=request_with_click(), signed_click_id="", at=NOW
     )
     assert resolution == Resolution(Click(CLICK, T0), "")
 
@@ -375,7 +391,7 @@ def test_resolve_empty_signed_click_id_means_not_given() -> None:
 def test_resolve_attached_click_before_session(consent: Any) -> None:
     attach_click(request_with_click(OTHER, T0), "order-1", now=T0)
     consent(refuse)  # consent is asked only of the session's click
-    resolution = resolve_click(order_id="order-1", request=request_with_click(CLICK), now=NOW)
+    resolution = resolve_click(order_id="order-1", request=request_with_click(CLICK), at=NOW)
     assert resolution == Resolution(Click(OTHER, T0), "")
 
 
@@ -383,21 +399,21 @@ def test_resolve_attached_click_before_session(consent: Any) -> None:
 def test_resolve_attached_click_outside_window() -> None:
     attach_click(request_with_click(OTHER, T0), "order-1", now=T0)
     resolution = resolve_click(
-        order_id="order-1", request=request_with_click(CLICK, NOW), now=T0 + WINDOW * 2
+        order_id="order-1", request=request_with_click(CLICK, NOW), at=T0 + WINDOW * 2
     )
     assert resolution == Resolution(None, SKIP_OUTSIDE_WINDOW)
 
 
 @pytest.mark.django_db
 def test_resolve_session_click() -> None:
-    resolution = resolve_click(order_id="order-1", request=request_with_click(), now=NOW)
+    resolution = resolve_click(order_id="order-1", request=request_with_click(), at=NOW)
     assert resolution == Resolution(Click(CLICK, T0), "")
 
 
 @pytest.mark.django_db
 def test_resolve_session_click_outside_window() -> None:
     resolution = resolve_click(
-        order_id="order-1", request=request_with_click(), now=T0 + WINDOW + timedelta(seconds=1)
+        order_id="order-1", request=request_with_click(), at=T0 + WINDOW + timedelta(seconds=1)
     )
     assert resolution == Resolution(None, SKIP_OUTSIDE_WINDOW)
 
@@ -405,7 +421,7 @@ def test_resolve_session_click_outside_window() -> None:
 @pytest.mark.django_db
 def test_resolve_session_click_needs_consent(consent: Any) -> None:
     consent(refuse)
-    resolution = resolve_click(order_id="order-1", request=request_with_click(), now=NOW)
+    resolution = resolve_click(order_id="order-1", request=request_with_click(), at=NOW)
     assert resolution == Resolution(None, SKIP_NO_CONSENT)
 
 
@@ -416,7 +432,7 @@ def test_resolve_session_click_needs_consent(consent: Any) -> None:
     ids=["no request", "empty session", "corrupt session"],
 )
 def test_resolve_no_click(request_factory: Any) -> None:
-    resolution = resolve_click(order_id="order-1", request=request_factory(), now=NOW)
+    resolution = resolve_click(order_id="order-1", request=request_factory(), at=NOW)
     assert resolution == Resolution(None, SKIP_NO_CLICK)
 
 

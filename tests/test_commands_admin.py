@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 import pytest
@@ -40,7 +41,7 @@ def fails(name: str, *args: str) -> tuple[str, str, str]:
 # -- pjpixel_check ---------------------------------------------------------------------
 
 
-def test_check_all_good(pjpixel_api: PrisjaktEmulator) -> None:
+def test_check_all_good(use_tz: bool, pjpixel_api: PrisjaktEmulator) -> None:
     out, err = run("pjpixel_check")
     assert "Client id: test-client" in out
     assert "Credentials: client test-client" in out
@@ -133,7 +134,7 @@ def test_describe_other_errors() -> None:
 
 
 def seed(api: PrisjaktEmulator, count: int) -> list[dict[str, Any]]:
-    now = timezone.now()
+    now = datetime.now(dt_timezone.utc)
     return [
         api.add_event(
             event_time=now - timedelta(minutes=index),
@@ -147,11 +148,11 @@ def seed(api: PrisjaktEmulator, count: int) -> list[dict[str, Any]]:
 
 
 def today_args() -> list[str]:
-    today = timezone.localdate().isoformat()
+    today = timezone.localtime(datetime.now(dt_timezone.utc)).date().isoformat()
     return ["--from", today, "--to", today]
 
 
-def test_events_csv_every_page_each_event_once(pjpixel_api: PrisjaktEmulator) -> None:
+def test_events_csv_every_page_each_event_once(use_tz: bool, pjpixel_api: PrisjaktEmulator) -> None:
     pjpixel_api.page_size = 2
     pjpixel_api.unstable_pages = True
     events = seed(pjpixel_api, 7)

@@ -15,7 +15,7 @@ from django.contrib.auth.models import Group
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import transaction
 from django.dispatch import Signal
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -422,3 +422,79 @@ def test_a_mapper_returning_an_unknown_field(
     order_paid.send(sender=Order)
     assert "price: is not an argument of track_purchase" in caplog.text
     assert not ConversionEvent.objects.exists()
+
+
+# -- USE_TZ true or false: land, pay, sent ------------------------------------------
+
+
+def land(client: Client, click_id: str = CLICK) -> str:
+    """A visitor arrives from Prisjakt (through the middleware); their session key."""
+    assert client.get(f"/admin/login/?pjclid={click_id}").status_code == 200
+    return client.session.session_key or ""
+
+
+def visitor_request(session_key: str) -> Any:
+    """A later request of the same visitor (the thank-you page, the checkout)."""
+    request = RequestFactory().post("/pay/")
+    request.session = SessionStore(session_key)
+    return request
+
+
+def posted(api: PrisjaktEmulator) -> list[Any]:
+    return [r.json for r in api.requests if r.method == "POST"]
+
+
+@pytest.mark.usefixtures("eager")
+def test_land_pay_sent_with_use_tz_true_or_false(
+    use_tz: bool,
+    client: Client,
+    pjpixel_api: PrisjaktEmulator,
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    request = visitor_request(land(client))
+    before = datetime.now(dt_timezone.utc).replace(microsecond=0)
+    with django_capture_on_commit_callbacks(execute=True):
+        track_purchase(**purchase(order_id="ORD-1", signed_click_id=None), request=request)
+    row = ConversionEvent.objects.get()
+    assert (row.status, row.click_id, row.problem_detail) == (Status.SENT, CLICK, "")
+    (body,) = posted(pjpixel_api)
+    assert body["signed_click_id"] == CLICK
+    sent_at = datetime.strptime(body["event_time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    assert before <= sent_at.replace(tzinfo=dt_timezone.utc) <= datetime.now(dt_timezone.utc)
+
+
+@pytest.mark.usefixtures("eager")
+def test_a_webhook_finds_the_attached_click_with_use_tz_true_or_false(
+    use_tz: bool,
+    client: Client,
+    pjpixel_api: PrisjaktEmulator,
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    attach_click(visitor_request(land(client)), "ORD-2")
+    with django_capture_on_commit_callbacks(execute=True):
+        order_completed.send(sender=Group, **purchase(order_id="ORD-2", signed_click_id=None))
+    assert ConversionEvent.objects.get().status == Status.SENT
+    assert [body["external_event_id"] for body in posted(pjpixel_api)] == ["ORD-2"]
+
+
+@pytest.mark.usefixtures("eager")
+def test_a_naive_event_time_without_use_tz_is_in_time_zone(
+    settings: Any, pjpixel_api: PrisjaktEmulator, django_capture_on_commit_callbacks: Capture
+) -> None:
+    settings.USE_TZ = False
+    paid = datetime(2025, 3, 13, 11, 45, 46, 987000)  # Stockholm, UTC+1 in March
+    with django_capture_on_commit_callbacks(execute=True):
+        track_purchase(**purchase(event_time=paid))
+    row = ConversionEvent.objects.get()
+    assert (row.status, row.event_time) == (Status.SENT, paid)
+    (body,) = posted(pjpixel_api)
+    assert body["event_time"] == "2025-03-13T10:45:46.987Z"
+
+
+def test_a_naive_event_time_with_use_tz_is_an_error_naming_the_field(
+    published: mock.Mock,
+) -> None:
+    track_purchase(**purchase(event_time=datetime(2025, 3, 13, 11, 45)))
+    row = ConversionEvent.objects.get()
+    assert (row.status, list(row.field_errors)) == (Status.FAILED, ["event_time"])
+    assert row.problem_detail == "event_time: must be an aware datetime (with a time zone)"

@@ -11,9 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from django_pjpixel import times
 from django_pjpixel.client import PrisjaktClient, get_client
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
@@ -69,7 +69,7 @@ class Command(BaseCommand):
         return roles
 
     def check_pixel(self, client: PrisjaktClient) -> bool:
-        end = timezone.now()
+        end = times.now()
         try:
             client.list_events(start=end - timedelta(days=1), end=end)
         except PrisjaktAPIError as err:
