@@ -39,6 +39,7 @@ SKIP_NO_CLICK = "no click"
 SKIP_OUTSIDE_WINDOW = "click outside the attribution window"
 SKIP_NO_CONSENT = "no consent"
 SKIP_INVALID_CLICK_ID = "invalid click id"
+SKIP_CLICK_AFTER_PURCHASE = "click after the purchase"
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,17 @@ class Click:
     def skip_reason_at(self, purchased_at: datetime) -> str:
         """Why a purchase made at ``purchased_at`` is not attributed to this click; "" if it is.
 
-        A click whose capture time is unknown (a ``signed_click_id`` the
-        shop gives) counts as within: Prisjakt applies its own window.
+        The window runs from the capture to the purchase, however late the
+        purchase is reported. A purchase more than ``times.CLOCK_SKEW``
+        before the capture was not made through this click. A click whose
+        capture time is unknown (a ``signed_click_id`` the shop gives) counts
+        as within: Prisjakt applies its own window.
         """
         if self.captured_at is None:
             return ""
         age = times.aware(purchased_at) - times.aware(self.captured_at)
+        if age < -times.CLOCK_SKEW:
+            return SKIP_CLICK_AFTER_PURCHASE
         if age > pjpixel_settings.ATTRIBUTION_WINDOW:
             return SKIP_OUTSIDE_WINDOW
         return ""

@@ -195,7 +195,7 @@ def _validate(
     now: datetime,
 ) -> _Purchase:
     """The purchase as stored, checked by the same rules that build the payload."""
-    when = now if event_time is None else _shop_time(event_time)
+    when = now if event_time is None else _shop_time(event_time, now)
     code = pjpixel_settings.DEFAULT_CURRENCY if currency is None else currency
     try:
         payload = purchase_payload(
@@ -242,7 +242,7 @@ def _record(
                 order_id=purchase.order_id,
                 request=request,
                 signed_click_id=signed_click_id,
-                at=now,
+                at=purchase.event_time,
             )
             click = resolution.click
             captured_at = click.captured_at if click else None
@@ -357,20 +357,22 @@ def _store_invalid(
     return event
 
 
-def _shop_time(value: object) -> datetime:
+def _shop_time(value: object, now: datetime) -> datetime:
     """The shop's ``event_time``, aware; naive only under ``USE_TZ = False``, in ``TIME_ZONE``."""
     if not isinstance(value, datetime):
         raise InvalidInput("event_time", "must be a datetime")
     if timezone.is_naive(value):
         if settings.USE_TZ:
             raise InvalidInput("event_time", "must be an aware datetime (with a time zone)")
-        return times.aware(value)
+        value = times.aware(value)
+    if value > now + times.CLOCK_SKEW:
+        raise InvalidInput("event_time", f"is in the future: {value.isoformat()}")
     return value
 
 
 def _time_or(value: object, default: datetime) -> datetime:
     try:
-        return _shop_time(value)
+        return _shop_time(value, default)
     except InvalidInput:
         return default
 

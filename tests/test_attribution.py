@@ -12,6 +12,7 @@ import django_pjpixel
 from django_pjpixel import attribution
 from django_pjpixel.attribution import (
     SESSION_KEY,
+    SKIP_CLICK_AFTER_PURCHASE,
     SKIP_INVALID_CLICK_ID,
     SKIP_NO_CLICK,
     SKIP_NO_CONSENT,
@@ -71,11 +72,26 @@ def refuse(request: HttpRequest) -> bool:
         (WINDOW + timedelta(microseconds=1), False),
         (timedelta(days=365), False),
         (-timedelta(minutes=5), True),  # clock skew: a capture "after" now
+        (-timedelta(minutes=5, microseconds=1), False),
     ],
-    ids=["at capture", "just inside", "boundary", "just outside", "a year", "skew"],
+    ids=["at capture", "just inside", "boundary", "just outside", "a year", "skew", "before"],
 )
 def test_window_boundaries(age: timedelta, within: bool) -> None:
     assert Click(CLICK, T0).is_within_window(now=T0 + age) is within
+
+
+@pytest.mark.parametrize(
+    ("age", "reason"),
+    [
+        (WINDOW, ""),
+        (WINDOW + timedelta(seconds=1), SKIP_OUTSIDE_WINDOW),
+        (-timedelta(minutes=5), ""),
+        (-timedelta(minutes=6), SKIP_CLICK_AFTER_PURCHASE),
+    ],
+)
+def test_skip_reason_at_the_purchase(age: timedelta, reason: str) -> None:
+    assert Click(CLICK, T0).skip_reason_at(T0 + age) == reason
+    assert Click(CLICK, None).skip_reason_at(T0 + age) == ""
 
 
 @pytest.mark.parametrize("window", [timedelta(hours=1), 3600, 3600.0])
@@ -441,3 +457,4 @@ def test_skip_reasons() -> None:
     assert SKIP_OUTSIDE_WINDOW == "click outside the attribution window"
     assert SKIP_NO_CONSENT == "no consent"
     assert SKIP_INVALID_CLICK_ID == "invalid click id"
+    assert SKIP_CLICK_AFTER_PURCHASE == "click after the purchase"

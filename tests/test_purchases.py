@@ -498,3 +498,64 @@ def test_a_naive_event_time_with_use_tz_is_an_error_naming_the_field(
     row = ConversionEvent.objects.get()
     assert (row.status, list(row.field_errors)) == (Status.FAILED, ["event_time"])
     assert row.problem_detail == "event_time: must be an aware datetime (with a time zone)"
+
+
+# -- the window runs from the click to the purchase -----------------------------------
+
+
+@pytest.mark.usefixtures("eager")
+def test_a_click_29_days_before_the_payment_reported_later_is_attributed(
+    use_tz: bool, pjpixel_api: PrisjaktEmulator, django_capture_on_commit_callbacks: Capture
+) -> None:
+    now = datetime.now(dt_timezone.utc)
+    clicked, paid = now - timedelta(days=31), now - timedelta(days=2)
+    attach_click(_request_with_click(CLICK, clicked), "ORD-5", now=paid)  # at checkout
+    with django_capture_on_commit_callbacks(execute=True):
+        track_purchase(**purchase(order_id="ORD-5", signed_click_id=None, event_time=paid))
+    row = ConversionEvent.objects.get()
+    assert (row.status, row.skip_reason, row.click_id) == (Status.SENT, "", CLICK)
+    (body,) = posted(pjpixel_api)
+    assert (
+        body["event_time"]
+        == paid.strftime("%Y-%m-%dT%H:%M:%S.") + f"{paid.microsecond // 1000:03d}Z"
+    )
+
+
+@pytest.mark.parametrize(
+    ("clicked", "paid", "status", "reason"),
+    [
+        (timedelta(days=31), timedelta(days=2), Status.PENDING, ""),
+        (
+            timedelta(days=40),
+            timedelta(days=10, seconds=-1),
+            Status.SKIPPED,
+            "click outside the attribution window",
+        ),
+        (timedelta(hours=1), timedelta(hours=2), Status.SKIPPED, "click after the purchase"),
+        (timedelta(hours=1), timedelta(hours=1, minutes=4), Status.PENDING, ""),  # clock skew
+    ],
+    ids=["29 days", "30 days and a second", "paid before the click", "within the skew"],
+)
+def test_the_window_is_measured_from_the_click_to_the_event_time(
+    published: mock.Mock, clicked: timedelta, paid: timedelta, status: str, reason: str
+) -> None:
+    now = timezone.now()
+    request = _request_with_click(CLICK, now - clicked)
+    track_purchase(**purchase(signed_click_id=None, event_time=now - paid), request=request)
+    row = ConversionEvent.objects.get()
+    assert (row.status, row.skip_reason) == (status, reason)
+
+
+@pytest.mark.parametrize(
+    ("ahead", "status"),
+    [(timedelta(minutes=4), Status.PENDING), (timedelta(hours=1), Status.FAILED)],
+)
+def test_an_event_time_in_the_future_beyond_the_clock_skew_fails(
+    published: mock.Mock, ahead: timedelta, status: str
+) -> None:
+    track_purchase(**purchase(event_time=timezone.now() + ahead))
+    row = ConversionEvent.objects.get()
+    assert row.status == status
+    if status == Status.FAILED:
+        assert list(row.field_errors) == ["event_time"]
+        assert "in the future" in row.problem_detail
