@@ -161,20 +161,6 @@ def forget_click(request: HttpRequest) -> None:
         OrderClick.objects.filter(click_id=click.click_id).delete()
 
 
-def attach_click(
-    request: HttpRequest, order_id: str, *, now: datetime | None = None
-) -> Click | None:
-    """At checkout: keep the session's click for ``order_id``; returns it, or None.
-
-    Call it where the order is created, while the visitor's session is at
-    hand, when the payment is confirmed later without it (a payment
-    webhook). Nothing is attached without consent, without a click, or when
-    the click is outside the attribution window.
-    """
-    _validate_order_id(order_id)
-    return keep_click_for_order(request, order_id, now=now)
-
-
 def keep_click_for_order(
     request: HttpRequest, order_id: str, *, now: datetime | None = None
 ) -> Click | None:
@@ -230,10 +216,3 @@ def resolve_click(
         return Resolution(None, SKIP_NO_CLICK)
     reason = click.skip_reason_at(times.now() if at is None else at)
     return Resolution(None, reason) if reason else Resolution(click)
-
-
-def _validate_order_id(order_id: object) -> None:
-    if not isinstance(order_id, str) or not order_id:
-        raise InvalidInput("order_id", "must be a non-empty string")
-    if len(order_id) > MAX_ORDER_ID:
-        raise InvalidInput("order_id", f"must be at most {MAX_ORDER_ID} characters")

@@ -179,6 +179,20 @@ def test_a_reported_purchase_in_the_list_and_on_its_page_with_use_tz_true_or_fal
     assert "March 13, 2025, 11:45 a.m." in html
 
 
+def test_a_purchase_with_an_order_id_that_cannot_be_sent_is_shown_failed(
+    admin_client: Client,
+) -> None:
+    event = track_purchase(order_id="ORD\x00-1", amount=10, number_of_items=1)
+    assert event is not None
+    html = changelist(admin_client, "?status__exact=failed")
+    assert "ORD\\x00-1#" in html
+    assert "Invalid purchase" in html
+    url = reverse("admin:django_pjpixel_conversionevent_change", args=(event.pk,))
+    html = admin_client.get(url).content.decode()
+    assert "<td><code>order_id</code></td><td>must not contain control characters" in html
+    assert "<code>&#x27;ORD\\x00-1&#x27;</code>" in html
+
+
 # -- the detail page ----------------------------------------------------------
 
 

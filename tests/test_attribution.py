@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.sessions.backends.signed_cookies import SessionStore
@@ -9,7 +11,7 @@ from django.http import HttpRequest
 from django.test import RequestFactory
 
 import django_pjpixel
-from django_pjpixel import attribution
+from django_pjpixel import purchases
 from django_pjpixel.attribution import (
     SESSION_KEY,
     SKIP_CLICK_AFTER_PURCHASE,
@@ -19,7 +21,6 @@ from django_pjpixel.attribution import (
     SKIP_OUTSIDE_WINDOW,
     Click,
     Resolution,
-    attach_click,
     click_for_order,
     forget_click,
     get_click,
@@ -29,6 +30,7 @@ from django_pjpixel.attribution import (
 )
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import OrderClick
+from django_pjpixel.purchases import attach_click
 
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
 OTHER = "9f0e1d2c-3b4a-4c5d-8e7f-001122334455_0123456789abcdef"
@@ -322,11 +324,38 @@ def test_attach_click_accepts_100_character_order_ids() -> None:
     assert click_for_order(order_id) == Click(CLICK, T0)
 
 
-@pytest.mark.parametrize("order_id", ["", "o" * 101, None, 42])
-def test_attach_click_validates_the_order_id(order_id: Any) -> None:
-    with pytest.raises(InvalidInput) as excinfo:
-        attach_click(request_with_click(), order_id, now=T0)
-    assert excinfo.value.field == "order_id"
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "order_id",
+    [42, uuid.UUID("b6f3f2d0-6f3e-4a47-9a49-6d1c7a5b8e21")],
+    ids=["int", "UUID"],
+)
+def test_attach_click_takes_int_and_uuid_order_ids(order_id: Any) -> None:
+    assert attach_click(request_with_click(), order_id, now=T0) == Click(CLICK, T0)
+    assert click_for_order(str(order_id)) == Click(CLICK, T0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("order_id", ["", "o" * 101, None, 4.2, "ORD\x00-1", "ORD\n1"])
+def test_attach_click_logs_an_order_id_it_cannot_use_and_goes_on(
+    settings: Any, caplog: pytest.LogCaptureFixture, order_id: Any
+) -> None:
+    for debug in (False, True):
+        settings.DEBUG = debug
+        assert attach_click(request_with_click(), order_id, now=T0) is None
+    assert not OrderClick.objects.exists()
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2
+    assert "order_id" in errors[0].getMessage()
+
+
+@pytest.mark.django_db
+def test_attach_click_logs_a_database_error_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with mock.patch.object(OrderClick.objects, "update_or_create", side_effect=OSError("db")):
+        assert attach_click(request_with_click(), "order-1", now=T0) is None
+    assert "could not attach the click to order order-1" in caplog.text
 
 
 @pytest.mark.parametrize("order_id", ["", "o" * 101, None])
@@ -336,7 +365,7 @@ def test_click_for_impossible_order_ids(order_id: Any) -> None:
 
 
 def test_attach_click_is_public() -> None:
-    assert django_pjpixel.attach_click is attribution.attach_click
+    assert django_pjpixel.attach_click is purchases.attach_click
 
 
 @pytest.mark.django_db

@@ -17,6 +17,8 @@ from django.utils import timezone
 
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 
+pytestmark = pytest.mark.django_db
+
 SECRET = "s3cr3t-never-shown"
 PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
 
@@ -49,11 +51,24 @@ def test_check_all_good(use_tz: bool, pjpixel_api: PrisjaktEmulator) -> None:
     assert f"Pixel {PIXEL} exists." in out
     assert "The credentials may send events." in out
     assert "Prisjakt conversion tracking is ready." in out
+    assert "Failed events: none." in out
     assert err == ""
     paths = [r.path for r in pjpixel_api.requests]
     assert paths == ["/clients/test-client", f"/pixels/{PIXEL}/events"]
     listing = pjpixel_api.requests[1]
     assert listing.query["page"] == "1"
+
+
+def test_check_counts_failed_events(pjpixel_api: PrisjaktEmulator) -> None:
+    from django_pjpixel.models import ConversionEvent
+    from django_pjpixel.purchases import track_purchase
+
+    track_purchase(order_id=100006.5, amount=10, number_of_items=1)  # not an order id
+    track_purchase(order_id="order-2", amount=10, currency="USD", number_of_items=1)
+    ConversionEvent.objects.filter(order_id="order-2").update(problem_title="Bad request")
+    out, err = run("pjpixel_check")
+    assert "Failed events: 2, 1 of them reported by the shop with an invalid value" in err
+    assert "Prisjakt conversion tracking is ready." in out  # the credentials are fine
 
 
 def test_check_reader_only_cannot_write(pjpixel_api: PrisjaktEmulator) -> None:
