@@ -126,12 +126,18 @@ def attach_click(
     except InvalidInput as err:
         logger.error("pjpixel: no click attached to order %r: %s", order_id, err)
         return None
+    alias = router.db_for_write(ConversionEvent)
     try:
         with transaction.atomic(using=router.db_for_write(OrderClick)):
-            return keep_click_for_order(request, text, now=now)
+            click = keep_click_for_order(request, text, now=now)
+            event = _skipped_row(text, alias) if click else None
+            if event is not None and click is not None and _attribute(event, click, alias):
+                logger.info("pjpixel: order %s, skipped before, now has a click", text)
+                transaction.on_commit(partial(publisher.enqueue, event), using=alias, robust=True)
     except Exception:
         logger.exception("pjpixel: could not attach the click to order %s", text)
         return None
+    return click
 
 
 def on_order_completed(sender: object, **kwargs: Any) -> ConversionEvent | None:
@@ -258,7 +264,9 @@ def _record(
         created = True
     except IntegrityError:  # the same order reported again
         event = ConversionEvent.objects.using(alias).get(**lookup)
-        created = _replaces_invalid(event, values)
+        created = _replaces_invalid(event, values) or (
+            click is not None and _attribute(event, click, alias)
+        )
     extra = {"pjpixel_event": event.pk, "order_id": event.order_id, "status": event.status}
     if not created:
         logger.info(
@@ -290,6 +298,51 @@ def _replaces_invalid(event: ConversionEvent, values: dict[str, Any]) -> bool:
     ).update(problem_title="", problem_detail="", field_errors={}, **values)
     if updated:
         event.refresh_from_db()
+    return bool(updated)
+
+
+def _skipped_row(order_id: str, alias: str) -> ConversionEvent | None:
+    """``order_id``'s row if it was skipped for want of a usable click."""
+    row: ConversionEvent | None = (
+        ConversionEvent.objects.using(alias)
+        .filter(
+            pixel_id=pjpixel_settings.PIXEL_ID,
+            order_id=order_id,
+            event_name=EVENT_NAME_PURCHASE,
+            status=ConversionEvent.Status.SKIPPED,
+            click_id="",
+        )
+        .first()
+    )
+    return row
+
+
+def _attribute(event: ConversionEvent, click: Click, alias: str) -> bool:
+    """A row skipped for want of a usable click takes ``click`` and is ``pending`` again.
+
+    Only when the click is within the window of the recorded purchase. One
+    conditional ``UPDATE``: of two reports racing here, one turns the row.
+    A row sent, being sent, failed, or skipped by ``pre_send`` (it has a
+    click) never changes.
+    """
+    Status = ConversionEvent.Status
+    skipped = event.status == str(Status.SKIPPED)
+    if not skipped or event.click_id or click.skip_reason_at(event.event_time):
+        return False
+    captured_at = click.captured_at
+    updated = (
+        ConversionEvent.objects.using(alias)
+        .filter(pk=event.pk, status=Status.SKIPPED, click_id="")
+        .update(
+            status=Status.PENDING,
+            click_id=click.click_id,
+            click_captured_at=times.as_django(captured_at) if captured_at else None,
+            skip_reason="",
+            next_attempt_at=None,
+        )
+    )
+    if updated:
+        event.refresh_from_db(using=alias)
     return bool(updated)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
@@ -14,7 +16,7 @@ from unittest import mock
 import pytest
 from django.contrib.auth.models import Group
 from django.contrib.sessions.backends.db import SessionStore
-from django.db import transaction
+from django.db import connection, transaction
 from django.dispatch import Signal
 from django.test import Client, RequestFactory
 from django.utils import timezone
@@ -28,11 +30,13 @@ from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
 from django_pjpixel.purchases import attach_click, connect_order_signal, track_purchase
 from django_pjpixel.signals import order_completed
 from django_pjpixel.testing.emulator import PrisjaktEmulator
+from tests.helpers import make_event
 
 pytestmark = pytest.mark.django_db
 
 Status = ConversionEvent.Status
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
+OTHER = "9f0e1d2c-3b4a-4c5d-8e7f-001122334455_0123456789abcdef"
 SECRET = "s3cr3t-never-shown"
 Capture = Callable[..., Any]
 
@@ -571,17 +575,22 @@ def posted(api: PrisjaktEmulator) -> list[Any]:
     return [r.json for r in api.requests if r.method == "POST"]
 
 
+@pytest.fixture
+def visitor(client: Client) -> Any:
+    """A request of a visitor who landed from Prisjakt with ``CLICK``."""
+    return visitor_request(land(client))
+
+
 @pytest.mark.usefixtures("eager")
 def test_land_pay_sent_with_use_tz_true_or_false(
     use_tz: bool,
-    client: Client,
+    visitor: Any,
     pjpixel_api: PrisjaktEmulator,
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
-    request = visitor_request(land(client))
     before = datetime.now(dt_timezone.utc).replace(microsecond=0)
     with django_capture_on_commit_callbacks(execute=True):
-        track_purchase(**purchase(order_id="ORD-1", signed_click_id=None), request=request)
+        track_purchase(**purchase(order_id="ORD-1", signed_click_id=None), request=visitor)
     row = ConversionEvent.objects.get()
     assert (row.status, row.click_id, row.problem_detail) == (Status.SENT, CLICK, "")
     (body,) = posted(pjpixel_api)
@@ -593,11 +602,11 @@ def test_land_pay_sent_with_use_tz_true_or_false(
 @pytest.mark.usefixtures("eager")
 def test_a_webhook_finds_the_attached_click_with_use_tz_true_or_false(
     use_tz: bool,
-    client: Client,
+    visitor: Any,
     pjpixel_api: PrisjaktEmulator,
     django_capture_on_commit_callbacks: Capture,
 ) -> None:
-    attach_click(visitor_request(land(client)), "ORD-2")
+    attach_click(visitor, "ORD-2")
     with django_capture_on_commit_callbacks(execute=True):
         order_completed.send(sender=Group, **purchase(order_id="ORD-2", signed_click_id=None))
     assert ConversionEvent.objects.get().status == Status.SENT
@@ -686,3 +695,111 @@ def test_an_event_time_in_the_future_beyond_the_clock_skew_fails(
     if status == Status.FAILED:
         assert list(row.field_errors) == ["event_time"]
         assert "in the future" in row.problem_detail
+
+
+# -- a skipped row takes a click that comes later ------------------------------------
+
+
+@pytest.mark.usefixtures("eager")
+def test_a_webhook_without_a_click_then_the_thank_you_page_with_it_sends_once(
+    use_tz: bool,
+    visitor: Any,
+    pjpixel_api: PrisjaktEmulator,
+    django_capture_on_commit_callbacks: Capture,
+) -> None:
+    order = purchase(order_id="ORD-W2", signed_click_id=None)
+    with django_capture_on_commit_callbacks(execute=True):
+        order_completed.send(sender=Group, **order)  # the payment webhook: no session
+    row = ConversionEvent.objects.get()
+    assert (row.status, row.skip_reason) == (Status.SKIPPED, "no click")
+    with django_capture_on_commit_callbacks(execute=True):
+        order_completed.send(sender=Group, **order, request=visitor)  # the thank-you page
+    with django_capture_on_commit_callbacks(execute=True):
+        order_completed.send(sender=Group, **order, request=visitor)  # reloaded
+    row.refresh_from_db()
+    assert (row.status, row.skip_reason, row.click_id) == (Status.SENT, "", CLICK)
+    assert row.click_captured_at is not None
+    assert [(b["external_event_id"], b["signed_click_id"]) for b in posted(pjpixel_api)] == [
+        ("ORD-W2", CLICK)
+    ]
+
+
+@pytest.mark.usefixtures("eager")
+def test_a_click_attached_after_the_skipped_report_sends_it_once(
+    pjpixel_api: PrisjaktEmulator, django_capture_on_commit_callbacks: Capture
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        track_purchase(**purchase(order_id="ORD-W3", signed_click_id=None))
+    assert ConversionEvent.objects.get().status == Status.SKIPPED
+    request = _request_with_click(CLICK)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert attach_click(request, "ORD-W3") is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        attach_click(request, "ORD-W3")
+    assert ConversionEvent.objects.get().status == Status.SENT
+    assert [b["external_event_id"] for b in posted(pjpixel_api)] == ["ORD-W3"]
+
+
+def test_a_later_click_outside_the_window_of_the_purchase_changes_nothing(
+    published: mock.Mock,
+) -> None:
+    paid = timezone.now() - timedelta(days=2)
+    track_purchase(**purchase(signed_click_id=None, event_time=paid))
+    clicked_after = _request_with_click(CLICK, timezone.now() - timedelta(days=1))
+    track_purchase(**purchase(signed_click_id=None), request=clicked_after)
+    attach_click(clicked_after, "order-1")
+    row = ConversionEvent.objects.get()
+    assert (row.status, row.click_id) == (Status.SKIPPED, "")
+    published.assert_not_called()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"status": Status.SENT},
+        {"status": Status.SENDING},
+        {"status": Status.FAILED, "last_status_code": 400},
+        {"status": Status.DUPLICATE},
+        {"status": Status.DEAD},
+        {"status": Status.SKIPPED, "skip_reason": "cancelled by a pre_send receiver"},
+    ],
+    ids=lambda fields: str(fields["status"]) + (" by pre_send" if "skip_reason" in fields else ""),
+)
+def test_a_row_sent_being_sent_or_refused_never_changes(
+    published: mock.Mock, fields: dict[str, Any]
+) -> None:
+    event = make_event("order-1", click_id=OTHER, **fields)
+    track_purchase(**purchase(), request=_request_with_click(CLICK))
+    attach_click(_request_with_click(CLICK), "order-1")
+    row = ConversionEvent.objects.get()
+    assert (row.status, row.click_id, row.updated_at) == (event.status, OTHER, event.updated_at)
+    published.assert_not_called()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_concurrent_reports_turn_a_skipped_row_once() -> None:
+    track_purchase(**purchase(signed_click_id=None))
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def report() -> None:
+        try:
+            with transaction.atomic():
+                barrier.wait(timeout=10)
+                track_purchase(**purchase())  # with a usable click
+                time.sleep(0.3)  # both have read the skipped row before either commits
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            connection.close()
+
+    with mock.patch("django_pjpixel.publisher.enqueue") as enqueue:
+        threads = [threading.Thread(target=report) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert errors == []
+    assert enqueue.call_count == 1
+    assert ConversionEvent.objects.get().status == Status.PENDING
