@@ -242,3 +242,14 @@ def test_events_without_pixel() -> None:
     with override_settings(PJPIXEL={"CLIENT_ID": "c", "CLIENT_SECRET": SECRET}):
         _out, _err, message = fails("pjpixel_events", *today_args())
     assert "PIXEL_ID" in message
+
+
+def test_check_counts_failed_events_in_swedish(pjpixel_api: PrisjaktEmulator) -> None:
+    from django.utils import translation
+
+    from django_pjpixel.purchases import track_purchase
+
+    track_purchase(order_id=None, amount=10, number_of_items=1)  # type: ignore[arg-type]
+    with translation.override("sv"):
+        _out, err = run("pjpixel_check")
+    assert "Misslyckade händelser: 1, varav 1 rapporterade av butiken" in err
