@@ -31,7 +31,7 @@ from django_pjpixel.attribution import Click, keep_click_for_order, resolve_clic
 from django_pjpixel.client import EVENT_NAME_PURCHASE
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent, OrderClick
+from django_pjpixel.models import REPORTED_INVALID, ConversionEvent, OrderClick
 from django_pjpixel.validation import Purchase, check_purchase, invalid_values, order_id_text
 
 if TYPE_CHECKING:
@@ -290,12 +290,9 @@ def _record(
 
 def _replaces_invalid(event: ConversionEvent, values: dict[str, Any]) -> bool:
     """A row recorded as an invalid purchase and never sent takes the valid values."""
-    updated = ConversionEvent.objects.filter(
-        pk=event.pk,
-        status=ConversionEvent.Status.FAILED,
-        problem_title=INVALID_PURCHASE,
-        attempts=0,
-    ).update(problem_title="", problem_detail="", field_errors={}, **values)
+    updated = ConversionEvent.objects.filter(REPORTED_INVALID, pk=event.pk).update(
+        problem_title="", problem_detail="", field_errors={}, **values
+    )
     if updated:
         event.refresh_from_db()
     return bool(updated)

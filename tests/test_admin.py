@@ -254,6 +254,35 @@ def run_action(client: Client, action: str, *events: ConversionEvent) -> Any:
     )
 
 
+@pytest.mark.parametrize(
+    "reported",
+    [{"order_id": None}, {"order_id": "o" * 101}, {"amount": "ten"}, {"number_of_items": None}],
+    ids=["no order id", "order id too long", "amount", "number of items"],
+)
+def test_retry_leaves_a_purchase_the_shop_reported_invalid_alone(
+    operator: Client,
+    handed: list[int],
+    pjpixel_api: Any,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+    reported: dict[str, Any],
+) -> None:
+    # Its row holds placeholders where the bad values were: sent again, they
+    # would reach Prisjakt as an order "(no order id)#...", an amount of 0.
+    fields = {"order_id": "order-1", "amount": 10, "number_of_items": 1, **reported}
+    invalid = track_purchase(**fields, signed_click_id=CLICK)
+    assert invalid is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        html = run_action(operator, "retry", invalid).content.decode()
+    assert (
+        "1 purchase the shop reported with an invalid value was left alone: it is sent "
+        "when the shop reports the order again with valid values." in html
+    )
+    invalid.refresh_from_db()
+    assert invalid.status == ConversionEvent.Status.FAILED
+    assert handed == []
+    assert pjpixel_api.requests == []
+
+
 def test_retry_resets_failed_and_dead_rows_and_hands_them_over(
     operator: Client,
     handed: list[int],
