@@ -9,19 +9,14 @@ __version__ = "0.1.0"
 __all__ = ["__version__", "attach_click", "track_purchase"]
 
 if TYPE_CHECKING:
-    from django_pjpixel.attribution import attach_click
-    from django_pjpixel.purchases import track_purchase
+    from django_pjpixel.purchases import attach_click, track_purchase
 
 
 def __getattr__(name: str) -> Any:
     # Lazy so that importing the package (settings files, the pytest plugin)
     # never imports models before the app registry is ready.
-    if name == "attach_click":
-        from django_pjpixel.attribution import attach_click
+    if name in {"attach_click", "track_purchase"}:
+        from django_pjpixel import purchases
 
-        return attach_click
-    if name == "track_purchase":
-        from django_pjpixel.purchases import track_purchase
-
-        return track_purchase
+        return getattr(purchases, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

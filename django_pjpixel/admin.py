@@ -26,7 +26,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_pjpixel import publisher, views
-from django_pjpixel.models import ConversionEvent
+from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
 
 Status = ConversionEvent.Status
 
@@ -249,7 +249,21 @@ class ConversionEventAdmin(ModelAdmin):
 
     @admin.action(description=_("Retry failed events"), permissions=("change",))
     def retry(self, request: HttpRequest, queryset: QuerySet[ConversionEvent]) -> None:
-        self._hand_back(request, queryset, RETRY_STATUSES)
+        invalid = queryset.filter(REPORTED_INVALID).count()
+        if invalid:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d purchase the shop reported with an invalid value was left alone: "
+                    "it is sent when the shop reports the order again with valid values.",
+                    "%(count)d purchases the shop reported with an invalid value were left alone: "
+                    "they are sent when the shop reports the orders again with valid values.",
+                    invalid,
+                )
+                % {"count": invalid},
+                messages.WARNING,
+            )
+        self._hand_back(request, queryset.exclude(REPORTED_INVALID), RETRY_STATUSES)
 
     def _hand_back(
         self,

@@ -1,11 +1,12 @@
-"""The click in the session, the attribution window, consent, and ``attach_click``.
+"""The click in the session, the attribution window, consent, the click kept for an order.
 
 A click lives in ``request.session[SESSION_KEY]`` as ``{"id": click_id,
-"at": iso8601 capture time}``. At checkout ``attach_click`` copies it to an
-``OrderClick`` row, so a payment confirmed later without the visitor's session
-(a payment provider's webhook) is still attributed. ``resolve_click`` picks
-the click for an order: an explicit ``signed_click_id``, else the click
-attached to the order, else the request's session.
+"at": iso8601 capture time in UTC}``. At checkout ``keep_click_for_order``
+(behind ``purchases.attach_click``) copies it to an ``OrderClick`` row, so a
+payment confirmed later without the visitor's session (a payment provider's
+webhook) is still attributed. ``resolve_click`` picks the click for an order:
+an explicit ``signed_click_id``, else the click attached to the order, else
+the request's session. The window runs from the click to the purchase.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ import inspect
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import TYPE_CHECKING, Any
 
-from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from django_pjpixel.client import is_valid_click_id
+from django_pjpixel import times
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import OrderClick
+from django_pjpixel.payloads import is_valid_click_id
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -37,25 +39,37 @@ SKIP_NO_CLICK = "no click"
 SKIP_OUTSIDE_WINDOW = "click outside the attribution window"
 SKIP_NO_CONSENT = "no consent"
 SKIP_INVALID_CLICK_ID = "invalid click id"
+SKIP_CLICK_AFTER_PURCHASE = "click after the purchase"
 
 
 @dataclass(frozen=True)
 class Click:
-    """A Prisjakt click id and when the shop captured it (None: unknown)."""
+    """A Prisjakt click id and when the shop captured it (aware; None: unknown)."""
 
     click_id: str
     captured_at: datetime | None
 
-    def is_within_window(self, now: datetime | None = None) -> bool:
-        """Whether ``now`` is at most ``ATTRIBUTION_WINDOW`` after the capture.
+    def skip_reason_at(self, purchased_at: datetime) -> str:
+        """Why a purchase made at ``purchased_at`` is not attributed to this click; "" if it is.
 
-        A click whose capture time is unknown (a ``signed_click_id`` the shop
-        gives explicitly) counts as within: Prisjakt applies its own window.
+        The window runs from the capture to the purchase, however late the
+        purchase is reported. A purchase more than ``times.CLOCK_SKEW``
+        before the capture was not made through this click. A click whose
+        capture time is unknown (a ``signed_click_id`` the shop gives) counts
+        as within: Prisjakt applies its own window.
         """
         if self.captured_at is None:
-            return True
-        now = now if now is not None else timezone.now()
-        return now - self.captured_at <= pjpixel_settings.ATTRIBUTION_WINDOW
+            return ""
+        age = times.aware(purchased_at) - times.aware(self.captured_at)
+        if age < -times.CLOCK_SKEW:
+            return SKIP_CLICK_AFTER_PURCHASE
+        if age > pjpixel_settings.ATTRIBUTION_WINDOW:
+            return SKIP_OUTSIDE_WINDOW
+        return ""
+
+    def is_within_window(self, now: datetime | None = None) -> bool:
+        """Whether a purchase at ``now`` (default: the current time) is attributed to it."""
+        return not self.skip_reason_at(times.now() if now is None else now)
 
 
 @dataclass(frozen=True)
@@ -109,13 +123,18 @@ def store_click(request: HttpRequest, click_id: str, now: datetime | None = None
     current = get_click(request)
     if current is not None and current.click_id == click_id:
         return current
-    captured_at = now if now is not None else timezone.now()
-    request.session[SESSION_KEY] = {"id": click_id, "at": captured_at.isoformat()}
+    captured_at = times.aware(now) if now is not None else times.now()
+    at = captured_at.astimezone(dt_timezone.utc).isoformat()
+    request.session[SESSION_KEY] = {"id": click_id, "at": at}
     return Click(click_id, captured_at)
 
 
 def get_click(request: HttpRequest) -> Click | None:
-    """The click in the request's session, or None (also for corrupt session data)."""
+    """The click in the request's session, or None (also for corrupt session data).
+
+    A capture time without a zone (written under ``USE_TZ = False`` by an
+    older version) is in ``TIME_ZONE``.
+    """
     session = getattr(request, "session", None)
     if session is None:
         return None
@@ -129,9 +148,7 @@ def get_click(request: HttpRequest) -> Click | None:
         captured_at = datetime.fromisoformat(at)
     except ValueError:
         return None
-    if timezone.is_naive(captured_at):
-        return None
-    return Click(click_id, captured_at)
+    return Click(click_id, times.aware(captured_at))
 
 
 def forget_click(request: HttpRequest) -> None:
@@ -144,25 +161,23 @@ def forget_click(request: HttpRequest) -> None:
         OrderClick.objects.filter(click_id=click.click_id).delete()
 
 
-def attach_click(
+def keep_click_for_order(
     request: HttpRequest, order_id: str, *, now: datetime | None = None
 ) -> Click | None:
-    """At checkout: keep the session's click for ``order_id``; returns it, or None.
+    """Keep the session's click for ``order_id`` (``purchases.attach_click``); returns it.
 
-    Call it where the order is created, while the visitor's session is at
-    hand, when the payment is confirmed later without it (a payment
-    webhook). Nothing is attached without consent, without a click, or when
-    the click is outside the attribution window.
+    Nothing is kept without consent, without a click, or when a purchase at
+    ``now`` (default: the current time) would not be attributed to it.
     """
-    _validate_order_id(order_id)
     if not has_consent(request):
         return None
     click = get_click(request)
     if click is None or not click.is_within_window(now):
         return None
+    assert click.captured_at is not None  # a session's click has its capture time
     OrderClick.objects.update_or_create(
         order_id=order_id,
-        defaults={"click_id": click.click_id, "captured_at": click.captured_at},
+        defaults={"click_id": click.click_id, "captured_at": times.as_django(click.captured_at)},
     )
     return click
 
@@ -172,7 +187,7 @@ def click_for_order(order_id: str) -> Click | None:
     if not isinstance(order_id, str) or not order_id or len(order_id) > MAX_ORDER_ID:
         return None
     row = OrderClick.objects.filter(order_id=order_id).first()
-    return None if row is None else Click(row.click_id, row.captured_at)
+    return None if row is None else Click(row.click_id, times.aware(row.captured_at))
 
 
 def resolve_click(
@@ -180,9 +195,9 @@ def resolve_click(
     order_id: str,
     request: HttpRequest | None = None,
     signed_click_id: str | None = None,
-    now: datetime | None = None,
+    at: datetime | None = None,
 ) -> Resolution:
-    """The click ``order_id`` is attributed to, at ``now`` (default: the current time).
+    """The click of ``order_id``'s purchase, made at ``at`` (default: the current time).
 
     Sources, first found wins: ``signed_click_id`` (None or "" means not
     given), the click attached to ``order_id``, ``request``'s session (only
@@ -199,13 +214,5 @@ def resolve_click(
         click = get_click(request)
     if click is None:
         return Resolution(None, SKIP_NO_CLICK)
-    if not click.is_within_window(now):
-        return Resolution(None, SKIP_OUTSIDE_WINDOW)
-    return Resolution(click)
-
-
-def _validate_order_id(order_id: object) -> None:
-    if not isinstance(order_id, str) or not order_id:
-        raise InvalidInput("order_id", "must be a non-empty string")
-    if len(order_id) > MAX_ORDER_ID:
-        raise InvalidInput("order_id", f"must be at most {MAX_ORDER_ID} characters")
+    reason = click.skip_reason_at(times.now() if at is None else at)
+    return Resolution(None, reason) if reason else Resolution(click)

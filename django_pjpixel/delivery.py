@@ -14,7 +14,8 @@ from typing import Any
 
 from django.utils import timezone
 
-from django_pjpixel.client import get_client, purchase_payload
+from django_pjpixel import times
+from django_pjpixel.client import get_client
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,
@@ -33,6 +34,7 @@ from django_pjpixel.outbox import (
     write_chunk,
     write_outcome,
 )
+from django_pjpixel.payloads import purchase_payload
 from django_pjpixel.signals import Cancel, post_send, pre_send
 
 logger = logging.getLogger(__name__)
@@ -61,12 +63,13 @@ def deliver_event(event_pk: int, *, now: datetime | None = None) -> Outcome:
 
 
 def build_payload(event: ConversionEvent) -> dict[str, Any]:
+    """The row as Prisjakt's event; its time, naive under ``USE_TZ = False``, made aware."""
     return purchase_payload(
         external_event_id=event.order_id,
         amount=event.amount,
         currency=event.currency,
         number_of_items=event.number_of_items,
-        event_time=event.event_time,
+        event_time=times.aware(event.event_time),
         signed_click_id=event.click_id or None,
         event_name=event.event_name,
     )

@@ -10,7 +10,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.core.exceptions import SuspiciousOperation
 
 from django_pjpixel.attribution import Click, has_consent, store_click
-from django_pjpixel.client import is_valid_click_id
+from django_pjpixel.payloads import is_valid_click_id
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase

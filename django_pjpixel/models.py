@@ -84,6 +84,10 @@ class ConversionEvent(models.Model):
 FINAL_STATUSES: frozenset[str] = frozenset({"sent", "duplicate", "failed", "skipped", "dead"})
 # The problem title of a row recorded for a purchase the shop reported with a bad value.
 INVALID_PURCHASE = "Invalid purchase"
+# Such a row, before any attempt: the bad value's field holds a placeholder (an
+# amount of 0, an escaped order id), so it is never sent as it is; a new report
+# of the order with valid values replaces it.
+REPORTED_INVALID = models.Q(status="failed", problem_title=INVALID_PURCHASE, attempts=0)
 
 
 class OrderClick(models.Model):

@@ -1,37 +1,38 @@
-"""Reporting a paid order: ``track_purchase``, ``connect_order_signal``, validation.
+"""Reporting a paid order: ``track_purchase``, ``attach_click``, the order signals.
 
 ``track_purchase`` writes the order's ``ConversionEvent`` in the caller's
 transaction (the outbox row) and hands it to the publisher once that commits.
 ``on_order_completed`` is the receiver of ``signals.order_completed``;
 ``connect_order_signal`` hooks a shop's own order-paid signal.
 
-``track_purchase`` never breaks a paid checkout: with ``DEBUG = False`` a bad
-value is logged and recorded as a ``failed`` row, and any other error is
-logged; with ``DEBUG = True`` both are raised so the shop's developer sees
-them.
+Nothing here raises into the shop's checkout, whatever the shop passes and
+whatever ``DEBUG`` says: the order is paid by then. A purchase with a bad
+value is kept as a ``failed`` row naming the field (its order id in a safe
+form where that is the bad value) and logged at ERROR; any other error is
+logged with its traceback. Only a wrong call (a required keyword argument of
+``track_purchase`` left out) raises, a ``TypeError``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
-from django.conf import settings
 from django.db import IntegrityError, router, transaction
 from django.dispatch import Signal
-from django.utils import timezone
 
-from django_pjpixel import publisher
-from django_pjpixel.attribution import resolve_click
-from django_pjpixel.client import EVENT_NAME_PURCHASE, purchase_payload
+from django_pjpixel import publisher, times
+from django_pjpixel.attribution import Click, keep_click_for_order, resolve_click
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
+from django_pjpixel.models import REPORTED_INVALID, ConversionEvent, OrderClick
+from django_pjpixel.payloads import EVENT_NAME_PURCHASE
+from django_pjpixel.validation import Purchase, check_purchase, invalid_values, order_id_text
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -51,26 +52,16 @@ PURCHASE_FIELDS = frozenset(
     }
 )
 REQUIRED_FIELDS = ("order_id", "amount", "number_of_items")
-_CENT = Decimal("0.01")
-_MAX_STORED_AMOUNT = Decimal("1e12")  # ConversionEvent.amount: 14 digits, 2 decimals
-_MAX_STORED_ITEMS = 2_147_483_647  # PositiveIntegerField
+REPORTED_FIELDS = ("order_id", "amount", "currency", "number_of_items", "event_time")
 
+OrderId = str | int | UUID
 Amount = Decimal | int | float | str
 OrderMapper = Callable[..., Mapping[str, Any] | None]
 
 
-@dataclass(frozen=True)
-class _Purchase:
-    order_id: str
-    amount: Decimal
-    currency: str
-    number_of_items: int
-    event_time: datetime
-
-
 def track_purchase(
     *,
-    order_id: str,
+    order_id: OrderId,
     amount: Amount,
     currency: str | None = None,
     number_of_items: int,
@@ -85,39 +76,72 @@ def track_purchase(
     written there, and delivery is queued only once it commits. The click is
     ``signed_click_id``, else the click attached to ``order_id``, else the
     one in ``request``'s session; without one the row is stored ``skipped``
-    with the reason. The same order tracked again returns the existing row.
+    with the reason. The same order tracked again returns the existing row;
+    a ``skipped`` one becomes ``pending`` if this report brings a usable click.
 
-    Returns None when ``PJPIXEL["ENABLED"]`` is false, and, with
-    ``DEBUG = False``, when the purchase could not be recorded at all (an
-    invalid order id, a database error: logged at ERROR). Other invalid
-    values are recorded as a ``failed`` row. With ``DEBUG = True`` an invalid
-    value raises ``InvalidInput`` (a ``ValueError`` naming the field).
+    ``order_id`` is a string, an int or a UUID (sent as its ``str``);
+    ``event_time`` (default: now) is aware, or naive in ``TIME_ZONE`` under
+    ``USE_TZ = False``. An invalid value is logged at ERROR and recorded as a
+    ``failed`` row whose ``field_errors`` name the field. Never raises for
+    what the shop passes, in either ``DEBUG`` mode; returns None when
+    ``PJPIXEL["ENABLED"]`` is false or the row could not be written (logged).
     """
     if not pjpixel_settings.ENABLED:
         return None
-    now = timezone.now()
+    now = times.now()
+    reported = {
+        "order_id": order_id,
+        "amount": amount,
+        "currency": currency,
+        "number_of_items": number_of_items,
+        "event_time": event_time,
+    }
     try:
-        purchase = _validate(order_id, amount, currency, number_of_items, event_time, now)
-    except InvalidInput as err:
-        if settings.DEBUG:
-            raise
-        return _record_invalid(err, order_id, amount, currency, number_of_items, event_time, now)
-    try:
+        try:
+            purchase = check_purchase(now=now, **reported)
+        except InvalidInput as err:
+            return _record_invalid(err, reported, now, sender)
         return _record(purchase, request, signed_click_id, now)
     except Exception:
-        if settings.DEBUG:
-            raise
         logger.exception(
-            "pjpixel: could not record the purchase of order %s (sender %r)",
-            purchase.order_id,
-            sender,
-            extra={"order_id": purchase.order_id},
+            "pjpixel: could not record the purchase of order %r (sender %r)", order_id, sender
         )
         return None
 
 
+def attach_click(
+    request: HttpRequest, order_id: OrderId, *, now: datetime | None = None
+) -> Click | None:
+    """At checkout: keep the session's click for ``order_id``; returns it, or None.
+
+    Call it where the order is created, while the visitor's session is at
+    hand, when the payment is confirmed later without it (a payment
+    webhook). ``order_id`` is the one the payment is reported with: a
+    string, an int or a UUID. Nothing is attached without consent, without
+    a click, or when the click is outside the attribution window. Never
+    raises into the checkout: a bad order id or a database error is logged.
+    """
+    try:
+        text = order_id_text(order_id)
+    except InvalidInput as err:
+        logger.error("pjpixel: no click attached to order %r: %s", order_id, err)
+        return None
+    alias = router.db_for_write(ConversionEvent)
+    try:
+        with transaction.atomic(using=router.db_for_write(OrderClick)):
+            click = keep_click_for_order(request, text, now=now)
+            event = _skipped_row(text, alias) if click else None
+            if event is not None and click is not None and _attribute(event, click, alias):
+                logger.info("pjpixel: order %s, skipped before, now has a click", text)
+                transaction.on_commit(partial(publisher.enqueue, event), using=alias, robust=True)
+    except Exception:
+        logger.exception("pjpixel: could not attach the click to order %s", text)
+        return None
+    return click
+
+
 def on_order_completed(sender: object, **kwargs: Any) -> ConversionEvent | None:
-    """The ``order_completed`` receiver (connected in ``AppConfig.ready``)."""
+    """The ``order_completed`` receiver (connected in ``AppConfig.ready``); never raises."""
     fields = {name: value for name, value in kwargs.items() if name in PURCHASE_FIELDS}
     return _track_fields(sender, fields)
 
@@ -139,15 +163,17 @@ def connect_order_signal(
         connect_order_signal(
             order_paid,
             lambda sender, order, **kw: {
-                "order_id": str(order.pk),
+                "order_id": order.number,
                 "amount": order.total,
                 "number_of_items": order.lines.count(),
             },
             dispatch_uid="shop.pjpixel",
         )
 
-    A mapper that fails is treated like an invalid value: raised with
-    ``DEBUG = True``, else logged. Returns the connected receiver (kept
+    The receiver never raises into the shop, in either ``DEBUG`` mode: a
+    mapper that fails or returns something other than a mapping is logged
+    at ERROR; fields that are missing, unknown or invalid are recorded as a
+    ``failed`` row naming the field. Returns the connected receiver (kept
     strongly referenced by the signal).
     """
 
@@ -156,11 +182,16 @@ def connect_order_signal(
         try:
             fields = mapper(sender, **kwargs)
         except Exception:
-            if settings.DEBUG:
-                raise
-            logger.exception("pjpixel: the order mapper %r failed; nothing tracked", mapper)
+            logger.exception("pjpixel: the order mapper %r failed; nothing recorded", mapper)
             return None
         if fields is None:
+            return None
+        if not isinstance(fields, Mapping):
+            logger.error(
+                "pjpixel: the order mapper %r returned %s, not a mapping; nothing recorded",
+                mapper,
+                type(fields).__name__,
+            )
             return None
         return _track_fields(sender, dict(fields), strict=True)
 
@@ -169,60 +200,30 @@ def connect_order_signal(
 
 
 def _track_fields(
-    sender: object, fields: dict[str, Any], *, strict: bool = False
+    sender: object, fields: dict[Any, Any], *, strict: bool = False
 ) -> ConversionEvent | None:
+    """``track_purchase(**fields)``; missing or unknown fields make a ``failed`` row."""
     missing = [name for name in REQUIRED_FIELDS if name not in fields]
-    unknown = sorted(set(fields) - PURCHASE_FIELDS) if strict else []
-    if missing or unknown:
-        err = (
-            InvalidInput(missing[0], "is required")
-            if missing
-            else InvalidInput(unknown[0], "is not an argument of track_purchase")
-        )
-        if settings.DEBUG:
-            raise err
-        logger.error("pjpixel: invalid purchase from %r, nothing tracked: %s", sender, err)
+    unknown = sorted(map(str, set(fields) - PURCHASE_FIELDS)) if strict else []
+    if not (missing or unknown):
+        return track_purchase(sender=sender, **fields)
+    if not pjpixel_settings.ENABLED:
         return None
-    return track_purchase(sender=sender, **fields)
-
-
-def _validate(
-    order_id: object,
-    amount: object,
-    currency: object,
-    number_of_items: object,
-    event_time: object,
-    now: datetime,
-) -> _Purchase:
-    """The purchase as stored, checked by the same rules that build the payload."""
-    when = now if event_time is None else event_time
-    if not isinstance(when, datetime):
-        raise InvalidInput("event_time", "must be an aware datetime (with a time zone)")
-    code = pjpixel_settings.DEFAULT_CURRENCY if currency is None else currency
-    try:
-        payload = purchase_payload(
-            external_event_id=order_id,  # type: ignore[arg-type]  # checked here
-            amount=amount,
-            currency=code,  # type: ignore[arg-type]
-            number_of_items=number_of_items,  # type: ignore[arg-type]
-            event_time=when,
-            signed_click_id=None,
-        )
-    except InvalidInput as err:
-        if err.field == "external_event_id":  # the shop calls it order_id
-            raise InvalidInput("order_id", err.message) from None
-        raise
-    return _Purchase(
-        order_id=payload["external_event_id"],
-        amount=Decimal(str(amount)).quantize(_CENT, rounding=ROUND_HALF_UP),
-        currency=payload["data"]["currency"],
-        number_of_items=payload["data"]["number_of_items"],
-        event_time=when,
+    err = (
+        InvalidInput(missing[0], "is required")
+        if missing
+        else InvalidInput(unknown[0], "is not an argument of track_purchase")
     )
+    reported = {name: fields[name] for name in REPORTED_FIELDS if name in fields}
+    try:
+        return _record_invalid(err, reported, times.now(), sender)
+    except Exception:
+        logger.exception("pjpixel: could not record the invalid purchase from %r", sender)
+        return None
 
 
 def _record(
-    purchase: _Purchase,
+    purchase: Purchase,
     request: HttpRequest | None,
     signed_click_id: str | None,
     now: datetime,
@@ -244,25 +245,28 @@ def _record(
                 order_id=purchase.order_id,
                 request=request,
                 signed_click_id=signed_click_id,
-                now=now,
+                at=purchase.event_time,
             )
             click = resolution.click
+            captured_at = click.captured_at if click else None
             values: dict[str, Any] = {
-                "event_time": purchase.event_time,
+                "event_time": times.as_django(purchase.event_time),
                 "amount": purchase.amount,
                 "currency": purchase.currency,
                 "number_of_items": purchase.number_of_items,
                 "click_id": click.click_id if click else "",
-                "click_captured_at": click.captured_at if click else None,
+                "click_captured_at": times.as_django(captured_at) if captured_at else None,
                 "status": Status.PENDING if click else Status.SKIPPED,
                 "skip_reason": "" if click else resolution.skip_reason[:200],
-                "created_at": now,
+                "created_at": times.as_django(now),
             }
             event = ConversionEvent.objects.using(alias).create(**lookup, **values)
         created = True
     except IntegrityError:  # the same order reported again
         event = ConversionEvent.objects.using(alias).get(**lookup)
-        created = _replaces_invalid(event, values)
+        created = _replaces_invalid(event, values) or (
+            click is not None and _attribute(event, click, alias)
+        )
     extra = {"pjpixel_event": event.pk, "order_id": event.order_id, "status": event.status}
     if not created:
         logger.info(
@@ -286,86 +290,77 @@ def _record(
 
 def _replaces_invalid(event: ConversionEvent, values: dict[str, Any]) -> bool:
     """A row recorded as an invalid purchase and never sent takes the valid values."""
-    updated = ConversionEvent.objects.filter(
-        pk=event.pk,
-        status=ConversionEvent.Status.FAILED,
-        problem_title=INVALID_PURCHASE,
-        attempts=0,
-    ).update(problem_title="", problem_detail="", field_errors={}, **values)
+    updated = ConversionEvent.objects.filter(REPORTED_INVALID, pk=event.pk).update(
+        problem_title="", problem_detail="", field_errors={}, **values
+    )
     if updated:
         event.refresh_from_db()
     return bool(updated)
 
 
-def _record_invalid(
-    err: InvalidInput,
-    order_id: object,
-    amount: object,
-    currency: object,
-    number_of_items: object,
-    event_time: object,
-    now: datetime,
-) -> ConversionEvent | None:
-    """Log an invalid purchase and keep it in the ledger (when its order id allows)."""
-    logger.error(
-        "pjpixel: invalid purchase for order %r, not sent to Prisjakt: %s",
-        order_id,
-        err,
-        extra={"order_id": order_id if isinstance(order_id, str) else None},
-    )
-    if err.field == "order_id":
-        return None
-    assert isinstance(order_id, str)  # _validate checked it first
-    try:
-        return _store_invalid(err, order_id, amount, currency, number_of_items, event_time, now)
-    except Exception:
-        logger.exception("pjpixel: could not record the invalid purchase of order %s", order_id)
-        return None
-
-
-def _store_invalid(
-    err: InvalidInput,
-    order_id: str,
-    amount: object,
-    currency: object,
-    number_of_items: object,
-    event_time: object,
-    now: datetime,
-) -> ConversionEvent:
-    event: ConversionEvent
-    alias = router.db_for_write(ConversionEvent)
-    with transaction.atomic(using=alias):
-        event, _ = ConversionEvent.objects.get_or_create(
+def _skipped_row(order_id: str, alias: str) -> ConversionEvent | None:
+    """``order_id``'s row if it was skipped for want of a usable click."""
+    row: ConversionEvent | None = (
+        ConversionEvent.objects.using(alias)
+        .filter(
             pixel_id=pjpixel_settings.PIXEL_ID,
             order_id=order_id,
             event_name=EVENT_NAME_PURCHASE,
-            defaults={
-                "event_time": event_time if _is_aware(event_time) else now,
-                "amount": _stored_amount(amount),
-                "currency": currency[:3] if isinstance(currency, str) else "",
-                "number_of_items": number_of_items
-                if isinstance(number_of_items, int)
-                and not isinstance(number_of_items, bool)
-                and 0 <= number_of_items <= _MAX_STORED_ITEMS
-                else 0,
-                "status": ConversionEvent.Status.FAILED,
-                "problem_title": INVALID_PURCHASE,
-                "problem_detail": str(err),
-                "field_errors": {err.field: {"message": err.message}},
-                "created_at": now,
-            },
+            status=ConversionEvent.Status.SKIPPED,
+            click_id="",
+        )
+        .first()
+    )
+    return row
+
+
+def _attribute(event: ConversionEvent, click: Click, alias: str) -> bool:
+    """A row skipped for want of a usable click takes ``click`` and is ``pending`` again.
+
+    Only when the click is within the window of the recorded purchase. One
+    conditional ``UPDATE``: of two reports racing here, one turns the row.
+    A row sent, being sent, failed, or skipped by ``pre_send`` (it has a
+    click) never changes.
+    """
+    Status = ConversionEvent.Status
+    skipped = event.status == str(Status.SKIPPED)
+    if not skipped or event.click_id or click.skip_reason_at(event.event_time):
+        return False
+    captured_at = click.captured_at
+    updated = (
+        ConversionEvent.objects.using(alias)
+        .filter(pk=event.pk, status=Status.SKIPPED, click_id="")
+        .update(
+            status=Status.PENDING,
+            click_id=click.click_id,
+            click_captured_at=times.as_django(captured_at) if captured_at else None,
+            skip_reason="",
+            next_attempt_at=None,
+        )
+    )
+    if updated:
+        event.refresh_from_db(using=alias)
+    return bool(updated)
+
+
+def _record_invalid(
+    err: InvalidInput, reported: Mapping[str, Any], now: datetime, sender: object
+) -> ConversionEvent:
+    """Log a purchase that cannot be sent, and keep it as a ``failed`` row the admin shows."""
+    logger.error(
+        "pjpixel: invalid purchase for order %r (sender %r), not sent to Prisjakt: %s",
+        reported.get("order_id"),
+        sender,
+        err,
+    )
+    values = invalid_values(err, reported, now)
+    alias = router.db_for_write(ConversionEvent)
+    event: ConversionEvent
+    with transaction.atomic(using=alias):
+        event, _ = ConversionEvent.objects.using(alias).get_or_create(
+            pixel_id=pjpixel_settings.PIXEL_ID,
+            order_id=values.pop("order_id"),
+            event_name=EVENT_NAME_PURCHASE,
+            defaults={**values, "status": ConversionEvent.Status.FAILED},
         )
     return event
-
-
-def _is_aware(value: object) -> bool:
-    return isinstance(value, datetime) and timezone.is_aware(value)
-
-
-def _stored_amount(value: object) -> Decimal:
-    """The amount as far as it can be kept, else 0 (the row records the error)."""
-    try:
-        amount = Decimal(str(value)).quantize(_CENT, rounding=ROUND_HALF_UP)
-    except (InvalidOperation, ValueError):
-        return Decimal(0)
-    return amount if amount.is_finite() and abs(amount) < _MAX_STORED_AMOUNT else Decimal(0)

@@ -29,7 +29,8 @@ from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from django_pjpixel.client import MAX_LIST_RANGE, EventPage, check_range, get_client
+from django_pjpixel import times
+from django_pjpixel.client import get_client
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,
@@ -39,6 +40,8 @@ from django_pjpixel.exceptions import (
     PrisjaktTimeout,
 )
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.pagination import EventPage
+from django_pjpixel.payloads import MAX_LIST_RANGE, check_range
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -101,7 +104,7 @@ class EventRangeForm(forms.Form):
     @classmethod
     def from_query(cls, query: Any, today: date | None = None) -> EventRangeForm:
         """The form bound to the query string, the last 7 days where it says nothing."""
-        today = today or timezone.localdate()
+        today = today or times.localdate()
         data = {
             "from": (today - timedelta(days=DEFAULT_DAYS - 1)).strftime(DATE_FORMAT),
             "to": today.strftime(DATE_FORMAT),
@@ -125,7 +128,7 @@ class EventRangeForm(forms.Form):
 
 @dataclass
 class EventRow:
-    """One listed event as the table shows it."""
+    """One listed event as the table shows it (``time`` as Django shows datetimes)."""
 
     id: str
     click_id: str
@@ -179,7 +182,7 @@ def event_rows(events: list[dict[str, Any]]) -> list[EventRow]:
                 click_id=_text(event.get("click_id")),
                 order_id=_text(event.get("external_event_id")),
                 event_name=_text(event.get("event_name")),
-                time=when if when is None or timezone.is_aware(when) else None,
+                time=times.as_django(when) if when and timezone.is_aware(when) else None,
                 amount=_amount(data.get("amount")),
                 currency=_text(data.get("currency")),
                 items=_number(data.get("number_of_items")),
@@ -217,7 +220,7 @@ def summarize(rows: list[EventRow], first: date, last: date) -> Summary:
         if row.amount is not None and row.currency:
             amounts[row.currency] = amounts.get(row.currency, Decimal(0)) + row.amount
         if row.time is not None:
-            per_day[timezone.localtime(row.time).date()] += 1
+            per_day[timezone.localtime(times.aware(row.time)).date()] += 1
     summary.amounts = sorted(amounts.items())
     days = (last - first).days + 1
     summary.max_count = max(per_day.values(), default=0)

@@ -57,3 +57,14 @@ def api() -> Iterator[responses.RequestsMock]:
     """The transport mocked: register Prisjakt's answers on it (``api.post(url, ...)``)."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
         yield rsps
+
+
+@pytest.fixture(params=[True, False], ids=["USE_TZ=True", "USE_TZ=False"])
+def use_tz(request: pytest.FixtureRequest, settings: Any) -> bool:
+    """The test once with ``USE_TZ = True`` and once with ``False``.
+
+    Under ``False`` Django hands out naive datetimes in ``TIME_ZONE``
+    (``Europe/Stockholm`` here), and stores them naive in the database too.
+    """
+    settings.USE_TZ = request.param
+    return bool(request.param)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -18,6 +19,7 @@ from django.utils import timezone, translation
 
 from django_pjpixel import admin as pjadmin
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.purchases import track_purchase
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -155,6 +157,42 @@ def test_changelist_query_count_is_constant(
     assert html.count('class="pjpixel-badge') == 50
 
 
+def test_a_reported_purchase_in_the_list_and_on_its_page_with_use_tz_true_or_false(
+    use_tz: bool, admin_client: Client
+) -> None:
+    paid = datetime(2025, 3, 13, 10, 45, 46, tzinfo=dt_timezone.utc)  # 11:45 in Stockholm
+    event = track_purchase(
+        order_id="ORD-TZ", amount=10, number_of_items=1, signed_click_id=CLICK, event_time=paid
+    )
+    assert event is not None
+    # The "Today" link of the date filter, as the admin builds it.
+    today = timezone.localtime(datetime.now(dt_timezone.utc)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    since = str(today if use_tz else today.replace(tzinfo=None))
+    html = changelist(admin_client, "?" + urlencode({"created_at__gte": since}))
+    assert "ORD-TZ" in html
+    assert 'class="pjpixel-badge pjpixel-pending"' in html
+    assert "ORD-TZ" not in changelist(admin_client, "?" + urlencode({"created_at__lt": since}))
+    url = reverse("admin:django_pjpixel_conversionevent_change", args=(event.pk,))
+    html = admin_client.get(url).content.decode()
+    assert "March 13, 2025, 11:45 a.m." in html
+
+
+def test_a_purchase_with_an_order_id_that_cannot_be_sent_is_shown_failed(
+    admin_client: Client,
+) -> None:
+    event = track_purchase(order_id="ORD\x00-1", amount=10, number_of_items=1)
+    assert event is not None
+    html = changelist(admin_client, "?status__exact=failed")
+    assert "ORD\\x00-1#" in html
+    assert "Invalid purchase" in html
+    url = reverse("admin:django_pjpixel_conversionevent_change", args=(event.pk,))
+    html = admin_client.get(url).content.decode()
+    assert "<td><code>order_id</code></td><td>must not contain control characters" in html
+    assert "<code>&#x27;ORD\\x00-1&#x27;</code>" in html
+
+
 # -- the detail page ----------------------------------------------------------
 
 
@@ -214,6 +252,35 @@ def run_action(client: Client, action: str, *events: ConversionEvent) -> Any:
         {"action": action, "_selected_action": [e.pk for e in events], "index": 0},
         follow=True,
     )
+
+
+@pytest.mark.parametrize(
+    "reported",
+    [{"order_id": None}, {"order_id": "o" * 101}, {"amount": "ten"}, {"number_of_items": None}],
+    ids=["no order id", "order id too long", "amount", "number of items"],
+)
+def test_retry_leaves_a_purchase_the_shop_reported_invalid_alone(
+    operator: Client,
+    handed: list[int],
+    pjpixel_api: Any,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+    reported: dict[str, Any],
+) -> None:
+    # Its row holds placeholders where the bad values were: sent again, they
+    # would reach Prisjakt as an order "(no order id)#...", an amount of 0.
+    fields = {"order_id": "order-1", "amount": 10, "number_of_items": 1, **reported}
+    invalid = track_purchase(**fields, signed_click_id=CLICK)
+    assert invalid is not None
+    with django_capture_on_commit_callbacks(execute=True):
+        html = run_action(operator, "retry", invalid).content.decode()
+    assert (
+        "1 purchase the shop reported with an invalid value was left alone: it is sent "
+        "when the shop reports the order again with valid values." in html
+    )
+    invalid.refresh_from_db()
+    assert invalid.status == ConversionEvent.Status.FAILED
+    assert handed == []
+    assert pjpixel_api.requests == []
 
 
 def test_retry_resets_failed_and_dead_rows_and_hands_them_over(

@@ -7,6 +7,7 @@ import re
 import socket
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 
@@ -16,7 +17,7 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import formats, timezone, translation
 
 from django_pjpixel import views
 from django_pjpixel.client import format_time
@@ -165,6 +166,18 @@ def test_one_page(admin_client: Client, pjpixel_api: PrisjaktEmulator) -> None:
     assert page.count('<rect class="bar"') == 7
     assert f"<title>{timezone.localdate().isoformat()}: 4</title>" in page
     assert len(listings(pjpixel_api)) == 1
+
+
+def test_event_times_are_shown_in_the_time_zone_with_use_tz_true_or_false(
+    use_tz: bool, admin_client: Client, pjpixel_api: PrisjaktEmulator
+) -> None:
+    now = datetime.now(dt_timezone.utc)
+    pjpixel_api.add_event(event_time=now, external_event_id="order-1")
+    page = get(admin_client)
+    local = timezone.localtime(now, timezone.get_default_timezone())
+    shown = formats.date_format(local.replace(tzinfo=None), "SHORT_DATETIME_FORMAT")
+    assert f'<td class="pjpixel-time">{shown}</td>' in page
+    assert f"<title>{local.date().isoformat()}: 1</title>" in page
 
 
 def test_seven_pages_navigated_one_request_per_page(

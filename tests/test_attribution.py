@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.sessions.backends.signed_cookies import SessionStore
@@ -9,16 +11,16 @@ from django.http import HttpRequest
 from django.test import RequestFactory
 
 import django_pjpixel
-from django_pjpixel import attribution
+from django_pjpixel import purchases
 from django_pjpixel.attribution import (
     SESSION_KEY,
+    SKIP_CLICK_AFTER_PURCHASE,
     SKIP_INVALID_CLICK_ID,
     SKIP_NO_CLICK,
     SKIP_NO_CONSENT,
     SKIP_OUTSIDE_WINDOW,
     Click,
     Resolution,
-    attach_click,
     click_for_order,
     forget_click,
     get_click,
@@ -28,6 +30,7 @@ from django_pjpixel.attribution import (
 )
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import OrderClick
+from django_pjpixel.purchases import attach_click
 
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
 OTHER = "9f0e1d2c-3b4a-4c5d-8e7f-001122334455_0123456789abcdef"
@@ -71,11 +74,26 @@ def refuse(request: HttpRequest) -> bool:
         (WINDOW + timedelta(microseconds=1), False),
         (timedelta(days=365), False),
         (-timedelta(minutes=5), True),  # clock skew: a capture "after" now
+        (-timedelta(minutes=5, microseconds=1), False),
     ],
-    ids=["at capture", "just inside", "boundary", "just outside", "a year", "skew"],
+    ids=["at capture", "just inside", "boundary", "just outside", "a year", "skew", "before"],
 )
 def test_window_boundaries(age: timedelta, within: bool) -> None:
     assert Click(CLICK, T0).is_within_window(now=T0 + age) is within
+
+
+@pytest.mark.parametrize(
+    ("age", "reason"),
+    [
+        (WINDOW, ""),
+        (WINDOW + timedelta(seconds=1), SKIP_OUTSIDE_WINDOW),
+        (-timedelta(minutes=5), ""),
+        (-timedelta(minutes=6), SKIP_CLICK_AFTER_PURCHASE),
+    ],
+)
+def test_skip_reason_at_the_purchase(age: timedelta, reason: str) -> None:
+    assert Click(CLICK, T0).skip_reason_at(T0 + age) == reason
+    assert Click(CLICK, None).skip_reason_at(T0 + age) == ""
 
 
 @pytest.mark.parametrize("window", [timedelta(hours=1), 3600, 3600.0])
@@ -212,7 +230,6 @@ def test_store_click_refuses_invalid_ids(bad: str) -> None:
         {"id": CLICK, "at": None},
         {"id": CLICK, "at": 1700000000},
         {"id": CLICK, "at": "yesterday"},
-        {"id": CLICK, "at": "2025-03-01T12:00:00"},  # naive
         {"id": "bad;id", "at": T0.isoformat()},
         {"id": 123, "at": T0.isoformat()},
         {"id": None, "at": T0.isoformat()},
@@ -229,6 +246,23 @@ def test_get_click_without_session() -> None:
 def test_get_click_accepts_other_offsets() -> None:
     request = make_request({"id": CLICK, "at": "2025-03-01T13:00:00+01:00"})
     assert get_click(request) == Click(CLICK, T0)
+
+
+def test_a_naive_capture_time_is_in_time_zone() -> None:
+    # As an older version wrote it under USE_TZ = False: local time, no zone.
+    request = make_request({"id": CLICK, "at": "2025-03-01T13:00:00"})  # Stockholm
+    assert get_click(request) == Click(CLICK, T0)
+
+
+def test_store_click_keeps_an_aware_utc_time_with_use_tz_true_or_false(use_tz: bool) -> None:
+    request = make_request()
+    click = store_click(request, CLICK)
+    assert request.session[SESSION_KEY]["at"].endswith("+00:00")
+    assert click.captured_at is not None
+    assert click.captured_at.utcoffset() == timedelta(0)
+    assert get_click(request) == click
+    naive_local = datetime(2025, 3, 1, 13, 0)  # the shop's timezone.now() under USE_TZ = False
+    assert store_click(make_request(), CLICK, now=naive_local).captured_at == T0
 
 
 # --- orders ------------------------------------------------------------------------
@@ -290,11 +324,38 @@ def test_attach_click_accepts_100_character_order_ids() -> None:
     assert click_for_order(order_id) == Click(CLICK, T0)
 
 
-@pytest.mark.parametrize("order_id", ["", "o" * 101, None, 42])
-def test_attach_click_validates_the_order_id(order_id: Any) -> None:
-    with pytest.raises(InvalidInput) as excinfo:
-        attach_click(request_with_click(), order_id, now=T0)
-    assert excinfo.value.field == "order_id"
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "order_id",
+    [42, uuid.UUID("b6f3f2d0-6f3e-4a47-9a49-6d1c7a5b8e21")],
+    ids=["int", "UUID"],
+)
+def test_attach_click_takes_int_and_uuid_order_ids(order_id: Any) -> None:
+    assert attach_click(request_with_click(), order_id, now=T0) == Click(CLICK, T0)
+    assert click_for_order(str(order_id)) == Click(CLICK, T0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("order_id", ["", "o" * 101, None, 4.2, "ORD\x00-1", "ORD\n1"])
+def test_attach_click_logs_an_order_id_it_cannot_use_and_goes_on(
+    settings: Any, caplog: pytest.LogCaptureFixture, order_id: Any
+) -> None:
+    for debug in (False, True):
+        settings.DEBUG = debug
+        assert attach_click(request_with_click(), order_id, now=T0) is None
+    assert not OrderClick.objects.exists()
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2
+    assert "order_id" in errors[0].getMessage()
+
+
+@pytest.mark.django_db
+def test_attach_click_logs_a_database_error_and_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with mock.patch.object(OrderClick.objects, "update_or_create", side_effect=OSError("db")):
+        assert attach_click(request_with_click(), "order-1", now=T0) is None
+    assert "could not attach the click to order order-1" in caplog.text
 
 
 @pytest.mark.parametrize("order_id", ["", "o" * 101, None])
@@ -304,7 +365,7 @@ def test_click_for_impossible_order_ids(order_id: Any) -> None:
 
 
 def test_attach_click_is_public() -> None:
-    assert django_pjpixel.attach_click is attribution.attach_click
+    assert django_pjpixel.attach_click is purchases.attach_click
 
 
 @pytest.mark.django_db
@@ -341,7 +402,7 @@ NOW = T0 + timedelta(days=1)
 def test_resolve_signed_click_id_comes_first() -> None:
     attach_click(request_with_click(OTHER, T0), "order-1", now=T0)
     resolution = resolve_click(
-        order_id="order-1", request=request_with_click(OTHER), signed_click_id=CLICK, now=NOW
+        order_id="order-1", request=request_with_click(OTHER), signed_click_id=CLICK, at=NOW
     )
     assert resolution == Resolution(Click(CLICK, None), "")
     assert resolution.is_attributable
@@ -349,7 +410,7 @@ def test_resolve_signed_click_id_comes_first() -> None:
 
 @pytest.mark.django_db
 def test_resolve_signed_click_id_has_no_window() -> None:
-    resolution = resolve_click(order_id="o", signed_click_id=CLICK, now=T0 + timedelta(days=999))
+    resolution = resolve_click(order_id="o", signed_click_id=CLICK, at=T0 + timedelta(days=999))
     assert resolution.click == Click(CLICK, None)
 
 
@@ -357,7 +418,7 @@ def test_resolve_signed_click_id_has_no_window() -> None:
 @pytest.mark.parametrize("bad", ["a;b", "x" * 129, "åäö", " " + CLICK])
 def test_resolve_invalid_signed_click_id(bad: str) -> None:
     resolution = resolve_click(
-        order_id="order-1", request=request_with_click(), signed_click_id=bad, now=NOW
+        order_id="order-1", request=request_with_click(), signed_click_id=bad, at=NOW
     )
     assert resolution == Resolution(None, SKIP_INVALID_CLICK_ID)
     assert not resolution.is_attributable
@@ -366,7 +427,7 @@ def test_resolve_invalid_signed_click_id(bad: str) -> None:
 @pytest.mark.django_db
 def test_resolve_empty_signed_click_id_means_not_given() -> None:
     resolution = resolve_click(
-        order_id="order-1", request=request_with_click(), signed_click_id="", now=NOW
+        order_id="order-1", request=request_with_click(), signed_click_id="", at=NOW
     )
     assert resolution == Resolution(Click(CLICK, T0), "")
 
@@ -375,7 +436,7 @@ def test_resolve_empty_signed_click_id_means_not_given() -> None:
 def test_resolve_attached_click_before_session(consent: Any) -> None:
     attach_click(request_with_click(OTHER, T0), "order-1", now=T0)
     consent(refuse)  # consent is asked only of the session's click
-    resolution = resolve_click(order_id="order-1", request=request_with_click(CLICK), now=NOW)
+    resolution = resolve_click(order_id="order-1", request=request_with_click(CLICK), at=NOW)
     assert resolution == Resolution(Click(OTHER, T0), "")
 
 
@@ -383,21 +444,21 @@ def test_resolve_attached_click_before_session(consent: Any) -> None:
 def test_resolve_attached_click_outside_window() -> None:
     attach_click(request_with_click(OTHER, T0), "order-1", now=T0)
     resolution = resolve_click(
-        order_id="order-1", request=request_with_click(CLICK, NOW), now=T0 + WINDOW * 2
+        order_id="order-1", request=request_with_click(CLICK, NOW), at=T0 + WINDOW * 2
     )
     assert resolution == Resolution(None, SKIP_OUTSIDE_WINDOW)
 
 
 @pytest.mark.django_db
 def test_resolve_session_click() -> None:
-    resolution = resolve_click(order_id="order-1", request=request_with_click(), now=NOW)
+    resolution = resolve_click(order_id="order-1", request=request_with_click(), at=NOW)
     assert resolution == Resolution(Click(CLICK, T0), "")
 
 
 @pytest.mark.django_db
 def test_resolve_session_click_outside_window() -> None:
     resolution = resolve_click(
-        order_id="order-1", request=request_with_click(), now=T0 + WINDOW + timedelta(seconds=1)
+        order_id="order-1", request=request_with_click(), at=T0 + WINDOW + timedelta(seconds=1)
     )
     assert resolution == Resolution(None, SKIP_OUTSIDE_WINDOW)
 
@@ -405,7 +466,7 @@ def test_resolve_session_click_outside_window() -> None:
 @pytest.mark.django_db
 def test_resolve_session_click_needs_consent(consent: Any) -> None:
     consent(refuse)
-    resolution = resolve_click(order_id="order-1", request=request_with_click(), now=NOW)
+    resolution = resolve_click(order_id="order-1", request=request_with_click(), at=NOW)
     assert resolution == Resolution(None, SKIP_NO_CONSENT)
 
 
@@ -416,7 +477,7 @@ def test_resolve_session_click_needs_consent(consent: Any) -> None:
     ids=["no request", "empty session", "corrupt session"],
 )
 def test_resolve_no_click(request_factory: Any) -> None:
-    resolution = resolve_click(order_id="order-1", request=request_factory(), now=NOW)
+    resolution = resolve_click(order_id="order-1", request=request_factory(), at=NOW)
     assert resolution == Resolution(None, SKIP_NO_CLICK)
 
 
@@ -425,3 +486,4 @@ def test_skip_reasons() -> None:
     assert SKIP_OUTSIDE_WINDOW == "click outside the attribution window"
     assert SKIP_NO_CONSENT == "no consent"
     assert SKIP_INVALID_CLICK_ID == "invalid click id"
+    assert SKIP_CLICK_AFTER_PURCHASE == "click after the purchase"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from django_pjpixel.testing.emulator import PrisjaktEmulator
+
+pytestmark = pytest.mark.django_db
 
 SECRET = "s3cr3t-never-shown"
 PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
@@ -40,7 +43,7 @@ def fails(name: str, *args: str) -> tuple[str, str, str]:
 # -- pjpixel_check ---------------------------------------------------------------------
 
 
-def test_check_all_good(pjpixel_api: PrisjaktEmulator) -> None:
+def test_check_all_good(use_tz: bool, pjpixel_api: PrisjaktEmulator) -> None:
     out, err = run("pjpixel_check")
     assert "Client id: test-client" in out
     assert "Credentials: client test-client" in out
@@ -48,11 +51,24 @@ def test_check_all_good(pjpixel_api: PrisjaktEmulator) -> None:
     assert f"Pixel {PIXEL} exists." in out
     assert "The credentials may send events." in out
     assert "Prisjakt conversion tracking is ready." in out
+    assert "Failed events: none." in out
     assert err == ""
     paths = [r.path for r in pjpixel_api.requests]
     assert paths == ["/clients/test-client", f"/pixels/{PIXEL}/events"]
     listing = pjpixel_api.requests[1]
     assert listing.query["page"] == "1"
+
+
+def test_check_counts_failed_events(pjpixel_api: PrisjaktEmulator) -> None:
+    from django_pjpixel.models import ConversionEvent
+    from django_pjpixel.purchases import track_purchase
+
+    track_purchase(order_id=100006.5, amount=10, number_of_items=1)  # not an order id
+    track_purchase(order_id="order-2", amount=10, currency="USD", number_of_items=1)
+    ConversionEvent.objects.filter(order_id="order-2").update(problem_title="Bad request")
+    out, err = run("pjpixel_check")
+    assert "Failed events: 2, 1 of them reported by the shop with an invalid value" in err
+    assert "Prisjakt conversion tracking is ready." in out  # the credentials are fine
 
 
 def test_check_reader_only_cannot_write(pjpixel_api: PrisjaktEmulator) -> None:
@@ -133,7 +149,7 @@ def test_describe_other_errors() -> None:
 
 
 def seed(api: PrisjaktEmulator, count: int) -> list[dict[str, Any]]:
-    now = timezone.now()
+    now = datetime.now(dt_timezone.utc)
     return [
         api.add_event(
             event_time=now - timedelta(minutes=index),
@@ -147,11 +163,11 @@ def seed(api: PrisjaktEmulator, count: int) -> list[dict[str, Any]]:
 
 
 def today_args() -> list[str]:
-    today = timezone.localdate().isoformat()
+    today = timezone.localtime(datetime.now(dt_timezone.utc)).date().isoformat()
     return ["--from", today, "--to", today]
 
 
-def test_events_csv_every_page_each_event_once(pjpixel_api: PrisjaktEmulator) -> None:
+def test_events_csv_every_page_each_event_once(use_tz: bool, pjpixel_api: PrisjaktEmulator) -> None:
     pjpixel_api.page_size = 2
     pjpixel_api.unstable_pages = True
     events = seed(pjpixel_api, 7)
@@ -226,3 +242,14 @@ def test_events_without_pixel() -> None:
     with override_settings(PJPIXEL={"CLIENT_ID": "c", "CLIENT_SECRET": SECRET}):
         _out, _err, message = fails("pjpixel_events", *today_args())
     assert "PIXEL_ID" in message
+
+
+def test_check_counts_failed_events_in_swedish(pjpixel_api: PrisjaktEmulator) -> None:
+    from django.utils import translation
+
+    from django_pjpixel.purchases import track_purchase
+
+    track_purchase(order_id=None, amount=10, number_of_items=1)  # type: ignore[arg-type]
+    with translation.override("sv"):
+        _out, err = run("pjpixel_check")
+    assert "Misslyckade händelser: 1, varav 1 rapporterade av butiken" in err

@@ -41,7 +41,9 @@ def test_nothing_due(pjpixel_api: PrisjaktEmulator) -> None:
     assert run() == "Nothing is due.\n"
 
 
-def test_prints_counts_per_outcome(pjpixel_api: PrisjaktEmulator, settings: Any) -> None:
+def test_prints_counts_per_outcome(
+    use_tz: bool, pjpixel_api: PrisjaktEmulator, settings: Any
+) -> None:
     settings.PJPIXEL = {**settings.PJPIXEL, "BATCH_SIZE": 1}  # one POST per event
     make_event("a")
     make_event("b")

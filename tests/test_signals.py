@@ -9,7 +9,6 @@ from django.dispatch import Signal
 
 import django_pjpixel
 from django_pjpixel import purchases, signals, tasks
-from django_pjpixel.attribution import attach_click
 from django_pjpixel.publisher import DELIVER_EVENT_TASK
 from tests.celery_app import app as celery_app
 
@@ -26,7 +25,7 @@ def test_signals_holds_the_three_signals_and_cancel() -> None:
         ("django_pjpixel.signals", "connect_order_signal", purchases.connect_order_signal),
         ("django_pjpixel.signals", "track_purchase", purchases.track_purchase),
         ("django_pjpixel", "track_purchase", purchases.track_purchase),
-        ("django_pjpixel", "attach_click", attach_click),
+        ("django_pjpixel", "attach_click", purchases.attach_click),
         ("django_pjpixel.tasks", "deliver_event", tasks.deliver_event),
         ("django_pjpixel.tasks", "deliver_due", tasks.deliver_due),
     ],

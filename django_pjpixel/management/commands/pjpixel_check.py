@@ -1,8 +1,10 @@
 """``manage.py pjpixel_check``: can this shop report purchases to Prisjakt?
 
-Reaches the API with the configured credentials, tells who they are and their
-roles, whether the pixel exists and whether it can be written; exit status 0
-when everything is in order, 1 otherwise.
+Counts the outbox's failed events (purchases the shop reported with a bad
+value among them: those never reach Prisjakt), then reaches the API with the
+configured credentials, tells who they are and their roles, whether the pixel
+exists and whether it can be written; exit status 0 when the credentials and
+the pixel are in order, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.utils import timezone
+from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
+from django_pjpixel import times
 from django_pjpixel.client import PrisjaktClient, get_client
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
@@ -22,6 +25,7 @@ from django_pjpixel.exceptions import (
     PrisjaktConnectionError,
     PrisjaktTimeout,
 )
+from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
 
 WRITER_ROLES = ("event_publisher", "admin")
 
@@ -34,6 +38,7 @@ class Command(BaseCommand):
         self.stdout.write(_("API: %(url)s") % {"url": conf.API_URL})
         self.stdout.write(_("Pixel: %(pixel)s") % {"pixel": conf.PIXEL_ID or "-"})
         self.stdout.write(_("Client id: %(client)s") % {"client": conf.CLIENT_ID or "-"})
+        self.count_failed()
         try:
             client = get_client()
             roles = self.check_credentials(client)
@@ -52,6 +57,22 @@ class Command(BaseCommand):
             raise CommandError(_("Prisjakt conversion tracking is not ready."))
         self.stdout.write(self.style.SUCCESS(_("Prisjakt conversion tracking is ready.")))
 
+    def count_failed(self) -> None:
+        failed = ConversionEvent.objects.filter(status=ConversionEvent.Status.FAILED)
+        counts = failed.aggregate(
+            total=Count("pk"), invalid=Count("pk", filter=Q(problem_title=INVALID_PURCHASE))
+        )
+        if not counts["total"]:
+            self.stdout.write(_("Failed events: none."))
+            return
+        self.stderr.write(
+            _(
+                "Failed events: %(total)d, %(invalid)d of them reported by the shop with an "
+                "invalid value; see Conversion events in the admin (status: Failed)."
+            )
+            % counts
+        )
+
     def check_credentials(self, client: PrisjaktClient) -> list[str] | None:
         """The roles of the credentials; None when the API would not say."""
         try:
@@ -69,7 +90,7 @@ class Command(BaseCommand):
         return roles
 
     def check_pixel(self, client: PrisjaktClient) -> bool:
-        end = timezone.now()
+        end = times.now()
         try:
             client.list_events(start=end - timedelta(days=1), end=end)
         except PrisjaktAPIError as err:
