@@ -61,12 +61,15 @@ def deliver_event(event_pk: int, *, now: datetime | None = None) -> Outcome:
 
 
 def build_payload(event: ConversionEvent) -> dict[str, Any]:
+    event_time = event.event_time
+    if timezone.is_naive(event_time):  # USE_TZ = False: the database holds local times
+        event_time = timezone.make_aware(event_time)
     return purchase_payload(
         external_event_id=event.order_id,
         amount=event.amount,
         currency=event.currency,
         number_of_items=event.number_of_items,
-        event_time=event.event_time,
+        event_time=event_time,
         signed_click_id=event.click_id or None,
         event_name=event.event_name,
     )
