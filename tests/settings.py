@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "tests-only-not-secret"
@@ -87,7 +88,16 @@ def _postgres_reachable(db: dict[str, object]) -> str | None:
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 _db: dict[str, Any] = dict(dj_database_url.parse(DATABASE_URL))
-_SQLITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}
+# SQLite as the README advises (check django_pjpixel.W004): a busy timeout, and
+# the write lock taken when a transaction begins.
+_SQLITE: dict[str, Any] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": SQLITE_PATH,
+    "OPTIONS": {
+        "timeout": 20,
+        **({"transaction_mode": "IMMEDIATE"} if django.VERSION >= (5, 1) else {}),
+    },
+}
 POSTGRES_UNAVAILABLE: str | None = None
 if _db["ENGINE"] == "django.db.backends.postgresql":
     POSTGRES_UNAVAILABLE = _postgres_reachable(_db)
