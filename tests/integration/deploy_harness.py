@@ -228,8 +228,9 @@ class Shop:
         assert response.status_code == 200, response.text[:2000]
         return str(response.json()["status"])
 
-    def backlog(self, prefix: str, count: int, click: str) -> None:
-        params: dict[str, str | int] = {"prefix": prefix, "count": count, "click": click}
+    def backlog(self, prefix: str, count: int) -> None:
+        """``count`` rows due now, as an outage leaves them: ``<prefix>-00000`` and on."""
+        params: dict[str, str | int] = {"prefix": prefix, "count": count}
         response = requests.post(f"{self.url}/backlog/", params=params, timeout=30)
         assert response.status_code == 200, response.text[:2000]
 

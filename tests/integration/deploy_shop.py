@@ -10,19 +10,17 @@ the test, which has no connection to this database of its own.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path
-from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from django_pjpixel import track_purchase
 from django_pjpixel.models import ConversionEvent
+from tests.integration.faults_harness import due_rows
 
 
 def land(request: HttpRequest) -> HttpResponse:
@@ -49,24 +47,8 @@ def pay(request: HttpRequest, order_id: str) -> JsonResponse:
 
 @csrf_exempt
 def backlog(request: HttpRequest) -> JsonResponse:
-    prefix, count = request.GET["prefix"], int(request.GET["count"])
-    now = timezone.now()
-    click = request.GET["click"]
-    ConversionEvent.objects.bulk_create(
-        ConversionEvent(
-            pixel_id=settings.PJPIXEL["PIXEL_ID"],
-            order_id=f"{prefix}{index}",
-            event_time=now - timedelta(minutes=5),
-            amount=Decimal("100.00") + index,
-            currency="SEK",
-            number_of_items=1,
-            click_id=click,
-            click_captured_at=now - timedelta(hours=1),
-            created_at=now,
-        )
-        for index in range(count)
-    )
-    return JsonResponse({"created": count})
+    created = due_rows(int(request.GET["count"]), request.GET["prefix"])
+    return JsonResponse({"created": len(created)})
 
 
 def rows(request: HttpRequest) -> JsonResponse:

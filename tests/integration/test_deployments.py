@@ -159,7 +159,7 @@ def run_deployment(
                 paid.append(f"{prefix}paid-{visitor}{order}")
                 assert shop.pay(browser, paid[-1]) == "pending"
         shop.wait_final(prefix, len(paid))
-        shop.backlog(f"{prefix}due-", BACKLOG, click_id())  # what an outage left behind
+        shop.backlog(f"{prefix}due", BACKLOG)  # what an outage left behind
         deliver_due_now(celery_app, broker, queue)
         rows = shop.wait_final(prefix, len(paid) + BACKLOG)
     except BaseException:
@@ -174,7 +174,7 @@ def run_deployment(
         f"\n[deploy] {deployment}: {len(rows)} orders, all final "
         f"{time.monotonic() - started:.1f} s after the start"
     )
-    return Delivered(paid, [*paid, *(f"{prefix}due-{i}" for i in range(BACKLOG))], rows)
+    return Delivered(paid, [*paid, *(f"{prefix}due-{i:05d}" for i in range(BACKLOG))], rows)
 
 
 def assert_each_once(emulator: RecordingEmulator, delivered: Delivered) -> None:
