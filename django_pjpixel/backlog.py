@@ -16,6 +16,7 @@ stops and leaves what is due for the reset.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -206,6 +207,20 @@ def _send_singly(
 # (API_URL, CLIENT_ID) -> until when this process's deliver_due runs send nothing.
 _pauses: dict[tuple[str, str], datetime] = {}
 _pauses_lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child gets a lock of its own: one another thread held at fork stays held.
+
+    The pauses themselves are kept: they are Prisjakt's rate-limit window for
+    these credentials, which the child shares with its parent.
+    """
+    global _pauses_lock
+    _pauses_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; Windows does not fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _pause_key() -> tuple[str, str]:

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import django
+from django.apps import apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.db import router
 from django.utils.module_loading import import_string
 
 from django_pjpixel.conf import DEFAULTS, SUPPORTED_CURRENCIES, pjpixel_settings
@@ -46,6 +49,8 @@ _INTEGERS = {
 }
 _DURATIONS = ("ATTRIBUTION_WINDOW", "MAX_AGE")
 _CHOICES = {"AUTH": ("headers", "oauth2"), "AMOUNT_UNITS": ("major", "minor")}
+# Seconds: a shorter SQLite busy timeout (Python's default is 5) is hardly a wait at all.
+SQLITE_MIN_TIMEOUT = 5
 
 
 def _hint_set(key: str, example: str) -> str:
@@ -159,6 +164,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages.extend(_check_consent(consent))
     messages.extend(_check_middleware())
     messages.extend(_check_session_age())
+    messages.extend(_check_database())
     return messages
 
 
@@ -280,3 +286,40 @@ def _check_session_age() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def sqlite_advice(
+    database: Mapping[str, Any], django_version: tuple[Any, ...] = django.VERSION
+) -> dict[str, str]:
+    """What an SQLite database that several processes write to lacks: {what: the option}."""
+    if not str(database.get("ENGINE", "")).endswith("sqlite3"):
+        return {}
+    options = database.get("OPTIONS") or {}
+    missing = {}
+    timeout = options.get("timeout")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        missing["a busy timeout"] = '"timeout": 20'
+    elif timeout < SQLITE_MIN_TIMEOUT:
+        missing[f"a busy timeout of {SQLITE_MIN_TIMEOUT} s or more"] = '"timeout": 20'
+    mode = str(options.get("transaction_mode") or "").upper()
+    if django_version >= (5, 1) and mode not in ("IMMEDIATE", "EXCLUSIVE"):
+        missing["IMMEDIATE transactions"] = '"transaction_mode": "IMMEDIATE"'
+    return missing
+
+
+def _check_database() -> list[CheckMessage]:
+    alias = router.db_for_write(apps.get_model("django_pjpixel", "ConversionEvent"))
+    missing = sqlite_advice(settings.DATABASES.get(alias) or {})
+    if not missing:
+        return []
+    return [
+        Warning(
+            f"The database {alias!r} is SQLite without {' or '.join(missing)}: the web "
+            "processes, the Celery worker and pjpixel_deliver all write to one file, and a "
+            "transaction that meets another's lock fails with 'database is locked' (a paid "
+            "order not recorded, a pjpixel_deliver run that dies).",
+            hint=f'Add {", ".join(missing.values())} to DATABASES[{alias!r}]["OPTIONS"], '
+            'or use PostgreSQL or MariaDB/MySQL. See the README, "SQLite".',
+            id="django_pjpixel.W004",
+        )
+    ]

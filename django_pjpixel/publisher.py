@@ -4,7 +4,11 @@
 committed row's key to one daemon thread per process, which publishes the
 ``django_pjpixel.tasks.deliver_event`` task. The committed row is the durable
 record, so a message that is never published costs only time:
-``deliver_due`` sends the row.
+``deliver_due`` sends the row. A ``pending`` row is due from the moment it is
+written, so a failed publish writes nothing: the thread never touches the
+database, where its write could collide with the next checkout's
+transaction (SQLite: "database is locked") or push the row past the start
+of a ``deliver_due`` run that should have sent it.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ import time
 
 from celery import current_app
 from django.db import connections
-from django.utils import timezone
 
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.models import ConversionEvent
@@ -93,7 +96,6 @@ def _publish_failed(event_pk: int, order_id: str, err: Exception) -> None:
         err,
         extra={"pjpixel_event": event_pk, "order_id": order_id, "status": str(Status.PENDING)},
     )
-    _leave_due(event_pk, order_id)
 
 
 class _Publisher:
@@ -167,7 +169,7 @@ class _Publisher:
                 if keys is self._queue:
                     self._busy_since = None
                 if keys.empty():
-                    connections.close_all()  # any this thread opened (a failure, a hook)
+                    connections.close_all()  # any a shop's publish hook opened in this thread
                 keys.task_done()
 
 
@@ -175,12 +177,3 @@ _publisher = _Publisher()
 if hasattr(os, "register_at_fork"):  # POSIX; Windows does not fork
     os.register_at_fork(after_in_child=_publisher.forget)
 atexit.register(flush_publishes)
-
-
-def _leave_due(event_pk: int, order_id: str) -> None:
-    try:
-        ConversionEvent.objects.filter(
-            pk=event_pk, status=Status.PENDING, next_attempt_at__isnull=True
-        ).update(next_attempt_at=timezone.now())
-    except Exception:  # the row is due as it is; this only makes it explicit
-        logger.exception("pjpixel: could not mark order %s as due", order_id)

@@ -12,9 +12,11 @@ from tests.celery_app import app as celery_app  # binds the shared tasks to the 
 
 @pytest.fixture(autouse=True)
 def _services_for_markers(request: pytest.FixtureRequest) -> None:
-    """Tests marked ``postgres`` run only where PostgreSQL is the database."""
+    """Tests marked ``postgres`` run only where PostgreSQL is the database; ``mariadb``: MariaDB."""
     if request.node.get_closest_marker("postgres"):
         services.require_postgres()
+    if request.node.get_closest_marker("mariadb"):
+        services.require_mariadb()
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+import traceback
+import warnings
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -72,3 +78,50 @@ def body_of(call: Any) -> bytes:
     body = call.request.body
     assert isinstance(body, bytes)
     return body
+
+
+def forked(child: Callable[[], object]) -> Callable[[float], str]:
+    """Run ``child`` in a child of this process made by ``os.fork()``, as a pre-forking server does.
+
+    Returns ``wait(timeout)``: the child's traceback, ``""`` when it returned.
+    The child leaves by ``os._exit`` (no pytest teardown, no atexit); one that
+    has not finished after ``timeout`` seconds is killed and reported as hung.
+    """
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python 3.12+ warns that forking a threaded process may deadlock: the
+        # very case these tests make, as gunicorn --preload and Celery's prefork do.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            try:
+                child()
+                code = 0
+            except BaseException:
+                os.write(write_end, traceback.format_exc().encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+
+    def wait(timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                os.close(read_end)
+                return f"the child (pid {pid}) hung for {timeout:g} s and was killed"
+            time.sleep(0.02)
+        with os.fdopen(read_end, "rb") as pipe:
+            report = pipe.read().decode(errors="replace")
+        if os.waitstatus_to_exitcode(status) != 0 and not report:
+            report = f"the child (pid {pid}) exited with status {status}"
+        return report
+
+    return wait

@@ -47,3 +47,9 @@ def require_redis() -> None:
 def require_rabbitmq() -> None:
     if not port_open("127.0.0.1", 5672):
         unavailable("RabbitMQ is not reachable at 127.0.0.1:5672")
+
+
+def require_mariadb() -> None:
+    reason = getattr(settings, "MARIADB_UNAVAILABLE", None)
+    if reason:
+        unavailable(reason)

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import django
+import pymysql
 
 BASE_DIR = Path(__file__).resolve().parent
 SECRET_KEY = "tests-only-not-secret"
@@ -87,7 +89,16 @@ def _postgres_reachable(db: dict[str, object]) -> str | None:
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 _db: dict[str, Any] = dict(dj_database_url.parse(DATABASE_URL))
-_SQLITE = {"ENGINE": "django.db.backends.sqlite3", "NAME": SQLITE_PATH}
+# SQLite as the README advises (check django_pjpixel.W004): a busy timeout, and
+# the write lock taken when a transaction begins.
+_SQLITE: dict[str, Any] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": SQLITE_PATH,
+    "OPTIONS": {
+        "timeout": 20,
+        **({"transaction_mode": "IMMEDIATE"} if django.VERSION >= (5, 1) else {}),
+    },
+}
 POSTGRES_UNAVAILABLE: str | None = None
 if _db["ENGINE"] == "django.db.backends.postgresql":
     POSTGRES_UNAVAILABLE = _postgres_reachable(_db)
@@ -127,6 +138,41 @@ if os.environ.get("PJPIXEL_TEST_API_URL"):
     PJPIXEL["API_URL"] = os.environ["PJPIXEL_TEST_API_URL"]
 PJPIXEL.update(json.loads(os.environ.get("PJPIXEL_TEST_SETTINGS") or "{}"))
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PJPIXEL_TEST_CELERY_QUEUE", "celery")
+
+# MariaDB, where it answers, as a second alias: the tests marked ``mariadb`` route
+# django_pjpixel's models there (``tests.integration.test_concurrency``). PyMySQL
+# stands in for mysqlclient, which needs a C build and the client library.
+MARIADB_URL = os.environ.get("PJPIXEL_TEST_MARIADB_URL", "mysql://root@127.0.0.1:3306/test")
+MARIADB_UNAVAILABLE: str | None = None
+_mariadb: dict[str, Any] = dict(dj_database_url.parse(MARIADB_URL))
+
+
+def _mariadb_reachable(db: dict[str, Any]) -> str | None:
+    """None when MariaDB answers, else the reason it does not."""
+    try:
+        pymysql.connect(
+            host=str(db["HOST"]),
+            port=int(db["PORT"] or 3306),
+            user=str(db["USER"]),
+            password=str(db["PASSWORD"]),
+            connect_timeout=3,
+        ).close()
+    except pymysql.MySQLError as err:
+        return f"MariaDB at {db['HOST']}:{db['PORT']} is not reachable: {err}"
+    return None
+
+
+if _mariadb["ENGINE"] == "django.db.backends.mysql":
+    pymysql.install_as_MySQLdb()
+    MARIADB_UNAVAILABLE = _mariadb_reachable(_mariadb)
+else:
+    MARIADB_UNAVAILABLE = f"PJPIXEL_TEST_MARIADB_URL is {MARIADB_URL!r}, not MySQL/MariaDB"
+if not MARIADB_UNAVAILABLE:
+    DATABASES["mariadb"] = {
+        **_mariadb,
+        "OPTIONS": {"charset": "utf8mb4"},
+        "TEST": {"NAME": f"test_pjpixel_{os.getpid()}"},
+    }
 
 # Each pytest process gets its own PostgreSQL test database, so two suites (tox
 # envs, a developer's run beside CI) never drop each other's database.

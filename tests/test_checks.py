@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import timedelta
 from io import StringIO
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.conf import settings
@@ -12,7 +13,7 @@ from django.core.management.base import SystemCheckError
 from django.http import HttpRequest
 from django.test import override_settings
 
-from django_pjpixel.checks import check_settings, is_loopback
+from django_pjpixel.checks import check_settings, is_loopback, sqlite_advice
 
 BASE: dict[str, Any] = dict(settings.PJPIXEL)
 PJCLID = "django_pjpixel.middleware.PjclidMiddleware"
@@ -236,3 +237,47 @@ def test_hints_name_the_fix() -> None:
 )
 def test_is_loopback(host: str | None, expected: bool) -> None:
     assert is_loopback(host) is expected
+
+
+SQLITE = "django.db.backends.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("database", "version", "missing"),
+    [
+        ({"ENGINE": "django.db.backends.postgresql"}, (5, 2), []),
+        ({"ENGINE": SQLITE}, (5, 2), ["a busy timeout", "IMMEDIATE transactions"]),
+        ({"ENGINE": SQLITE}, (4, 2), ["a busy timeout"]),
+        ({"ENGINE": SQLITE, "OPTIONS": {"timeout": 20}}, (4, 2), []),
+        ({"ENGINE": SQLITE, "OPTIONS": {"timeout": 20}}, (5, 1), ["IMMEDIATE transactions"]),
+        ({"ENGINE": SQLITE, "OPTIONS": {"timeout": 1}}, (4, 2), ["a busy timeout of 5 s or more"]),
+        ({"ENGINE": SQLITE, "OPTIONS": {"timeout": True}}, (4, 2), ["a busy timeout"]),
+        (
+            {"ENGINE": SQLITE, "OPTIONS": {"timeout": 20, "transaction_mode": "immediate"}},
+            (6, 0),
+            [],
+        ),
+        (
+            {"ENGINE": SQLITE, "OPTIONS": {"timeout": 5, "transaction_mode": "EXCLUSIVE"}},
+            (5, 2),
+            [],
+        ),
+        (
+            {"ENGINE": SQLITE, "OPTIONS": {"timeout": 20, "transaction_mode": "DEFERRED"}},
+            (5, 2),
+            ["IMMEDIATE transactions"],
+        ),
+    ],
+)
+def test_w004_names_what_a_shared_sqlite_file_lacks(
+    database: dict[str, Any], version: tuple[int, int], missing: list[str]
+) -> None:
+    assert list(sqlite_advice(database, version)) == missing
+
+
+def test_w004_is_reported_for_the_outbox_database(settings: Any) -> None:
+    with mock.patch.dict(settings.DATABASES, {"default": {"ENGINE": SQLITE, "NAME": "x"}}):
+        messages = [m for m in check_settings() if m.id == "django_pjpixel.W004"]
+    (message,) = messages
+    assert "'default' is SQLite without a busy timeout" in message.msg
+    assert '"timeout": 20' in str(message.hint)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from unittest import mock
 
@@ -329,3 +329,12 @@ def test_dead_is_logged_at_error(
     event = make_event()
     assert deliver_event(event.pk).status == Status.DEAD
     assert [r.levelno for r in caplog.records] == [logging.ERROR]
+
+
+def test_with_use_tz_false_the_local_event_time_is_sent_in_utc(settings: Any) -> None:
+    settings.USE_TZ = False
+    settings.TIME_ZONE = "Europe/Stockholm"
+    naive = datetime(2025, 3, 13, 11, 45, 46, 987000)  # what the database gives back
+    event = ConversionEvent(order_id="naive-1", event_time=naive, amount=1, currency="SEK")
+    event.number_of_items, event.click_id = 1, CLICK
+    assert delivery.build_payload(event)["event_time"] == "2025-03-13T10:45:46.987Z"

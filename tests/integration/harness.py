@@ -64,7 +64,11 @@ def unique_name(prefix: str) -> str:
 
 
 class CeleryWorker:
-    """``celery -A tests.celery_app worker`` as a subprocess, logging to a file."""
+    """``celery -A tests.celery_app worker`` as a subprocess, logging to a file.
+
+    ``pool`` is Celery's ``--pool`` (``threads``, ``prefork``, ``solo``);
+    ``app`` the module of the Celery app, whose settings ``env`` may name.
+    """
 
     def __init__(
         self,
@@ -74,6 +78,8 @@ class CeleryWorker:
         log_path: Path,
         env: Mapping[str, str],
         concurrency: int = 4,
+        pool: str = "threads",
+        app: str = "tests.celery_app",
     ) -> None:
         self.broker_url = broker_url
         self.queue = queue
@@ -88,17 +94,24 @@ class CeleryWorker:
             **env,
         }
         self.concurrency = concurrency
+        self.pool = pool
+        self.app = app
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *, ready_timeout: float = 30.0) -> CeleryWorker:
+        self.launch()
+        return self.ready(ready_timeout)
+
+    def launch(self) -> None:
+        """Start the process; ``ready()`` waits until it consumes."""
         purge_queue(self.broker_url, self.queue)
         argv = [
             str(CELERY_BIN),
             "-A",
-            "tests.celery_app",
+            self.app,
             "worker",
             "--pool",
-            "threads",
+            self.pool,
             "--concurrency",
             str(self.concurrency),
             "-Q",
@@ -115,7 +128,11 @@ class CeleryWorker:
             self.proc = subprocess.Popen(
                 argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
             )
-        started = time.monotonic()
+        self._launched = time.monotonic()
+
+    def ready(self, ready_timeout: float = 30.0) -> CeleryWorker:
+        assert self.proc is not None
+        started = self._launched
         deadline = started + ready_timeout
         while " ready." not in self.log():
             if self.proc.poll() is not None:

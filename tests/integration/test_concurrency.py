@@ -1,11 +1,14 @@
-"""Concurrent senders over the same rows on PostgreSQL: each row sent exactly once.
+"""Concurrent senders over the same rows on PostgreSQL and MariaDB: each row sent once.
 
 Four ``deliver_due`` runs start at the same moment over 1,000 due rows; the
-claim (``SELECT ... FOR UPDATE SKIP LOCKED`` plus a lease) must hand every row
-to one sender only, and no sender may wait on another's locks (no deadlock).
-Four threads call ``deliver_event`` for the same 300 rows at once (a message
-delivered twice, a retry racing ``deliver_due``): the single-row claim, one
-conditional ``UPDATE ... RETURNING``, must let one of them through per row.
+claim (``SELECT ... FOR UPDATE SKIP LOCKED`` plus a lease; MariaDB has it
+from 10.6) must hand every row to one sender only, and no sender may wait on
+another's locks (no deadlock). Four threads call ``deliver_event`` for the
+same 300 rows at once (a message delivered twice, a retry racing
+``deliver_due``): the single-row claim, one conditional ``UPDATE`` (with
+``RETURNING`` on PostgreSQL, read back by its lease token on MariaDB), must
+let one of them through per row. On MariaDB the outbox's models are routed
+to the ``mariadb`` alias of the test settings.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.conf import settings as django_settings
+from django.db import connections
 
 from django_pjpixel.backlog import deliver_due
 from django_pjpixel.delivery import deliver_event
@@ -26,16 +30,42 @@ from django_pjpixel.outbox import NOT_DUE
 from tests.integration.faults_harness import due_rows
 from tests.integration.harness import RecordingEmulator, event_counts, times_sent
 
-pytestmark = [pytest.mark.services, pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 ROWS = 1_000
 SENDERS = 4
 DEADLINE = 120.0  # seconds; far above the few seconds this takes, so a hang means a deadlock
+ALIASES = ["default", *(["mariadb"] if "mariadb" in django_settings.DATABASES else [])]
+DATABASES = [
+    pytest.param("postgres", marks=pytest.mark.postgres),
+    pytest.param("mariadb", marks=pytest.mark.mariadb),
+]
 
 
-@pytest.mark.django_db(transaction=True)
+class OutboxOnMariaDB:
+    """Routes django_pjpixel's models to the ``mariadb`` alias."""
+
+    def db_for_read(self, model: type[Any], **hints: Any) -> str | None:
+        return "mariadb" if model._meta.app_label == "django_pjpixel" else None
+
+    db_for_write = db_for_read
+
+
+@pytest.fixture(params=DATABASES)
+def claims_db(request: pytest.FixtureRequest, settings: Any) -> str:
+    """The database the outbox's rows live in for this test."""
+    if request.param == "mariadb":
+        settings.DATABASE_ROUTERS = [f"{__name__}.OutboxOnMariaDB"]
+        with connections["mariadb"].cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            print(f"\n[claims] MariaDB {cursor.fetchone()[0]}")
+        assert connections["mariadb"].features.has_select_for_update_skip_locked
+    return str(request.param)
+
+
+@pytest.mark.django_db(transaction=True, databases=ALIASES)
 def test_four_concurrent_deliver_due_runs_send_each_row_once(
-    emulator: RecordingEmulator, pjpixel_settings: dict[str, Any]
+    claims_db: str, emulator: RecordingEmulator, pjpixel_settings: dict[str, Any]
 ) -> None:
     due_rows(ROWS, "due")
     barrier = threading.Barrier(SENDERS)
@@ -49,7 +79,7 @@ def test_four_concurrent_deliver_due_runs_send_each_row_once(
         except BaseException as err:
             errors.append(err)
         finally:
-            connection.close()
+            connections.close_all()
 
     threads = [threading.Thread(target=sender, args=(i,), daemon=True) for i in range(SENDERS)]
     started = time.monotonic()
@@ -66,8 +96,8 @@ def test_four_concurrent_deliver_due_runs_send_each_row_once(
     methods = Counter(call.method for call in calls)
     statuses = Counter(call.status for call in calls)
     print(
-        f"\n[scenario 6] {SENDERS} deliver_due runs over {ROWS} due rows: {elapsed:.2f} s; "
-        f"each run answered {[results.get(i) for i in range(SENDERS)]}; calls "
+        f"\n[scenario 6, {claims_db}] {SENDERS} deliver_due runs over {ROWS} due rows: "
+        f"{elapsed:.2f} s; each run answered {[results.get(i) for i in range(SENDERS)]}; calls "
         f"{dict(methods)} with statuses {dict(statuses)}"
     )
     assert len(sent) == ROWS
@@ -79,9 +109,9 @@ def test_four_concurrent_deliver_due_runs_send_each_row_once(
     assert set(rows.values_list("attempts", flat=True)) == {1}
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, databases=ALIASES)
 def test_four_threads_delivering_the_same_rows_send_each_once(
-    emulator: RecordingEmulator, pjpixel_settings: dict[str, Any]
+    claims_db: str, emulator: RecordingEmulator, pjpixel_settings: dict[str, Any]
 ) -> None:
     pks = [row.pk for row in due_rows(300, "due")]
     barrier = threading.Barrier(SENDERS)
@@ -101,7 +131,7 @@ def test_four_threads_delivering_the_same_rows_send_each_once(
         except BaseException as err:
             errors.append(err)
         finally:
-            connection.close()
+            connections.close_all()
 
     threads = [threading.Thread(target=sender, args=(i,), daemon=True) for i in range(SENDERS)]
     for thread in threads:
@@ -110,7 +140,9 @@ def test_four_threads_delivering_the_same_rows_send_each_once(
         thread.join(DEADLINE)
     assert not any(thread.is_alive() for thread in threads), "a sender never finished"
     assert errors == []
-    print(f"\n[same rows] {SENDERS} threads x {len(pks)} rows: outcomes {dict(outcomes)}")
+    print(
+        f"\n[same rows, {claims_db}] {SENDERS} threads x {len(pks)} rows: outcomes {dict(outcomes)}"
+    )
     assert outcomes == {"sent": len(pks), NOT_DUE: (SENDERS - 1) * len(pks)}
     sent = times_sent(emulator)
     assert len(sent) == len(pks)
