@@ -31,6 +31,12 @@ from django_pjpixel.exceptions import (
 from django_pjpixel.problems import api_error, decode_json
 
 AUTH_MODES = ("headers", "oauth2")
+# The roles of a client are admin, shop_user and event_publisher [docs]. Prisjakt's
+# newer portal names shop_user as the role of the many-events PATCH and of the
+# listing, and no role for creating one event [portal]: so any of the three may
+# POST an event, and batches and the listing need shop_user (or admin).
+SEND_ROLES = ("shop_user", "event_publisher", "admin")
+BATCH_ROLES = ("shop_user", "admin")
 # A token is renewed this many seconds before its expires_in runs out, so a
 # request never goes out with one that expires on the way.
 _TOKEN_MARGIN = 60.0

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from django_pjpixel.auth import SEND_ROLES
 from django_pjpixel.client import get_client, purchase_payload
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
@@ -40,6 +41,8 @@ logger = logging.getLogger(__name__)
 Status = ConversionEvent.Status
 _DELIVERED = frozenset({str(Status.SENT), str(Status.DUPLICATE)})
 _SKIPPED, _FAILED, _DEAD = str(Status.SKIPPED), str(Status.FAILED), str(Status.DEAD)
+_CREDENTIALS_HINT = 'check PJPIXEL["CLIENT_ID"] and PJPIXEL["CLIENT_SECRET"]'
+_ROLE_HINT = "the client needs one of the roles " + ", ".join(SEND_ROLES) + " to send events"
 
 
 def deliver_event(event_pk: int, *, now: datetime | None = None) -> Outcome:
@@ -201,11 +204,11 @@ def _log_outcome(event: ConversionEvent, result: SendResult) -> None:
     elif isinstance(result, PrisjaktAuthError):
         logger.error(
             "pjpixel: Prisjakt refused the credentials of client id %r (HTTP %s) for order %s: "
-            'check PJPIXEL["CLIENT_ID"] and PJPIXEL["CLIENT_SECRET"] and the client\'s '
-            "event_publisher role: %s",
+            "%s: %s",
             pjpixel_settings.CLIENT_ID,
             result.status,
             order,
+            _ROLE_HINT if result.status == 403 else _CREDENTIALS_HINT,
             result,
             extra=extra,
         )

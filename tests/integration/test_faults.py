@@ -68,7 +68,10 @@ def emulator() -> FaultEmulator:
     return FaultEmulator(
         pixels=[conf["PIXEL_ID"]],
         clients={
-            conf["CLIENT_ID"]: {"secret": conf["CLIENT_SECRET"], "roles": ["event_publisher"]}
+            conf["CLIENT_ID"]: {
+                "secret": conf["CLIENT_SECRET"],
+                "roles": ["event_publisher", "shop_user"],
+            }
         },
         scripted_retry_after=1,
     )
