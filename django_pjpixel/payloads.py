@@ -48,12 +48,22 @@ def format_time(value: datetime) -> str:
     """``event_time`` and the listing's ``from``/``to``: ISO-8601 in UTC [seed].
 
     Milliseconds (truncated) and ``Z``: ``2025-03-13T10:45:46.987Z``, as in the
-    seed's body. Raises ``InvalidInput("event_time")`` for a naive datetime.
+    seed's body; the year always has four digits (``0999-…``), as ISO 8601
+    wants. Raises ``InvalidInput("event_time")`` for a naive datetime, and for
+    one whose UTC time is outside the years 1 to 9999.
     """
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput("event_time", "must be an aware datetime (with a time zone)")
-    utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    utc = _in_utc(value, "event_time")
+    # Not strftime("%Y"): on glibc it writes the year 1 as "1".
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def _in_utc(value: datetime, name: str) -> datetime:
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError as err:  # 0001-01-01 00:00 in UTC+1 is in the year 0
+        raise InvalidInput(name, "is outside the years 1 to 9999 in UTC") from err
 
 
 def to_api_amount(amount: object, units: str | None = None) -> int:
@@ -171,10 +181,11 @@ def check_range(start: datetime, end: datetime) -> None:
     for name, value in (("from", start), ("to", end)):
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise InvalidInput(name, "must be an aware datetime")
-    if end < start:
-        raise InvalidInput("to", "must not be before from")
     # In UTC: within one zone, aware subtraction ignores a daylight-saving change.
-    if end.astimezone(timezone.utc) - start.astimezone(timezone.utc) > MAX_LIST_RANGE:
+    start_utc, end_utc = _in_utc(start, "from"), _in_utc(end, "to")
+    if end_utc < start_utc:
+        raise InvalidInput("to", "must not be before from")
+    if end_utc - start_utc > MAX_LIST_RANGE:
         raise InvalidInput("to", "the range may span at most 60 days")
 
 
