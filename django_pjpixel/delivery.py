@@ -23,6 +23,7 @@ from django_pjpixel.exceptions import (
     PrisjaktAPIError,
     PrisjaktAuthError,
 )
+from django_pjpixel.logtext import one_line
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.outbox import (
     NOT_DUE,
@@ -188,7 +189,7 @@ def _extra(event: ConversionEvent, **overrides: Any) -> dict[str, Any]:
         "pjpixel_event": event.pk,
         "order_id": event.order_id,
         "status": event.status,
-        "request_id": event.request_id or None,
+        "request_id": one_line(event.request_id) if event.request_id else None,
         "http_status": event.last_status_code,
         **overrides,
     }

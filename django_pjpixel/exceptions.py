@@ -15,6 +15,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from django_pjpixel.logtext import one_line
+
 # Answers that a later attempt may turn into a success.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -170,7 +172,8 @@ class PrisjaktAPIError(PjpixelError):
             parts.append(f"body: {self.body_excerpt}")
         if self.request_id:
             parts.append(f"request-id {self.request_id}")
-        return " — ".join(parts)
+        # Logged as it is: the API's text must not start a line of its own.
+        return one_line(" — ".join(parts))
 
     def as_record(self) -> dict[str, Any]:
         """The fields a ledger row keeps of this error."""

@@ -23,6 +23,7 @@ from django_pjpixel.exceptions import (
     PrisjaktConnectionError,
     PrisjaktTimeout,
 )
+from django_pjpixel.logtext import one_line
 
 
 class Command(BaseCommand):
@@ -125,4 +126,4 @@ def describe(err: PrisjaktAPIError, what: str) -> str:
     extra = [value for value in (err.title, err.detail) if value]
     if err.request_id:
         extra.append(_("request id %(id)s") % {"id": err.request_id})
-    return " — ".join([text, *extra])
+    return one_line(" — ".join([text, *extra]))
