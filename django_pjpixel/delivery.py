@@ -65,9 +65,11 @@ def deliver_event(event_pk: int, *, now: datetime | None = None) -> Outcome:
 
 
 def build_payload(event: ConversionEvent) -> dict[str, Any]:
+    """The row's create-event body; ``data.amount`` is the one rounded when it was recorded."""
     return purchase_payload(
         external_event_id=event.order_id,
         amount=event.amount,
+        api_amount=event.api_amount,
         currency=event.currency,
         number_of_items=event.number_of_items,
         event_time=event.event_time,

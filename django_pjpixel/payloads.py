@@ -72,14 +72,17 @@ def to_api_amount(amount: object, units: str | None = None) -> int:
     ``amount`` is an int, float, Decimal or numeric string in the currency's
     whole units; ``units`` ("major" or "minor", default
     ``PJPIXEL["AMOUNT_UNITS"]``) says whether the API gets whole units or minor
-    units (öre, cents) [open]. Rounded half-up. Raises ``InvalidInput("amount")``
+    units (öre, cents) [open]. Rounded half-up, once, from ``amount`` exactly as
+    given: a float is read as its shortest repr (``996.396 * 1.25`` is
+    ``1245.495``, so 1245), the decimal a person would read it as, not the
+    binary value behind it. Raises ``InvalidInput("amount")``
     for a non-number, NaN, infinity, or a value outside the range (a refund's
     negative amount included).
     """
     if isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal, str)):
         raise InvalidInput("amount", f"must be a number, not {type(amount).__name__}")
     try:
-        value = Decimal(str(amount))
+        value = Decimal(repr(amount) if isinstance(amount, float) else str(amount))
     except InvalidOperation as err:
         raise InvalidInput("amount", f"{amount!r} is not a number") from err
     if not value.is_finite():
@@ -92,6 +95,13 @@ def to_api_amount(amount: object, units: str | None = None) -> int:
     return int((value * scale).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def validate_api_amount(value: object) -> int:
+    """``data.amount`` already in the API's units: a whole number from 0 to 999,999,999."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VALUE:
+        raise InvalidInput("amount", f"must be a whole number between 0 and {MAX_VALUE}")
+    return value
+
+
 def purchase_payload(
     *,
     external_event_id: str,
@@ -102,6 +112,7 @@ def purchase_payload(
     signed_click_id: str | None,
     event_name: str = EVENT_NAME_PURCHASE,
     amount_units: str | None = None,
+    api_amount: int | None = None,
 ) -> dict[str, Any]:
     """The create-event body, exactly in the seed's shape and key order [seed]::
 
@@ -110,8 +121,10 @@ def purchase_payload(
          "data": {"amount": 1234, "currency": "SEK", "number_of_items": 4},
          "signed_click_id": "<pjclid>"}
 
-    ``signed_click_id`` None leaves the key out. Raises ``InvalidInput``, naming
-    the field, for anything the API would refuse.
+    ``signed_click_id`` None leaves the key out. ``api_amount``, when given, is
+    ``data.amount`` as ``to_api_amount`` made it earlier, sent as it is (not
+    rounded again) in place of ``amount``. Raises ``InvalidInput``, naming the
+    field, for anything the API would refuse.
     """
     validate_external_event_id(external_event_id)
     if event_name not in EVENT_NAMES:
@@ -121,7 +134,9 @@ def purchase_payload(
         "event_time": format_time(event_time),
         "external_event_id": external_event_id,
         "data": {
-            "amount": to_api_amount(amount, amount_units),
+            "amount": to_api_amount(amount, amount_units)
+            if api_amount is None
+            else validate_api_amount(api_amount),
             "currency": validate_currency(currency),
             "number_of_items": validate_items(number_of_items),
         },

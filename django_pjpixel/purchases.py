@@ -63,6 +63,7 @@ OrderMapper = Callable[..., Mapping[str, Any] | None]
 class _Purchase:
     order_id: str
     amount: Decimal
+    api_amount: int  # data.amount, rounded once from the shop's value
     currency: str
     number_of_items: int
     event_time: datetime
@@ -215,6 +216,7 @@ def _validate(
     return _Purchase(
         order_id=payload["external_event_id"],
         amount=Decimal(str(amount)).quantize(_CENT, rounding=ROUND_HALF_UP),
+        api_amount=payload["data"]["amount"],
         currency=payload["data"]["currency"],
         number_of_items=payload["data"]["number_of_items"],
         event_time=when,
@@ -250,6 +252,7 @@ def _record(
             values: dict[str, Any] = {
                 "event_time": purchase.event_time,
                 "amount": purchase.amount,
+                "api_amount": purchase.api_amount,
                 "currency": purchase.currency,
                 "number_of_items": purchase.number_of_items,
                 "click_id": click.click_id if click else "",
