@@ -92,7 +92,7 @@ def chunk_size() -> int:
 
 
 def _worst_request() -> float:
-    return sum(pjpixel_settings.TIMEOUT) or 1.0
+    return pjpixel_settings.REQUEST_DEADLINE or 1.0
 
 
 # -- batches -------------------------------------------------------------------

@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from django_pjpixel.conf import SUPPORTED_CURRENCIES, pjpixel_settings
-from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.exceptions import MAX_HEADER_WAIT, InvalidInput
 
 EVENT_NAME_PURCHASE = "purchase"
 # The only documented event name [seed][docs].
@@ -208,14 +208,15 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     """Seconds to wait from a ``Retry-After`` header value (RFC 9110).
 
     Delay-seconds (ASCII digits) or an HTTP date, counted from ``now`` (default:
-    the current UTC time); a date in the past is 0.0. None when the header is
-    absent or garbage: never raises.
+    the current UTC time); a date in the past is 0.0, and no wait is longer than
+    the API's one-hour rate-limit window (``MAX_HEADER_WAIT``). None when the
+    header is absent or garbage: never raises.
     """
     if value is None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(value) if len(value) <= _MAX_DIGITS else None
+        return min(float(value), MAX_HEADER_WAIT) if len(value) <= _MAX_DIGITS else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -223,4 +224,4 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(delta, 0.0)
+    return min(max(delta, 0.0), MAX_HEADER_WAIT)

@@ -218,6 +218,10 @@ NOW = datetime(2025, 3, 13, 10, 0, tzinfo=UTC)
         ("Mon, 01 Jan 99999999999999999999 00:00:00 GMT", None),
         ("Mon, 32 Jan 2025 00:00:00 GMT", None),
         ("Mon, 01 Jan 2025 00:00:00 +9999", None),
+        # Bounded by the API's one-hour rate-limit window (issue 11).
+        ("999999999999999999", 3600.0),
+        ("3601", 3600.0),
+        ("Fri, 13 Mar 2026 11:00:00 GMT", 3600.0),
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
