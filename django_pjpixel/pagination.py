@@ -14,10 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timezone as dt_timezone
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from django_pjpixel.exceptions import PrisjaktAPIError, RateLimit
 from django_pjpixel.links import origin, parse_links
@@ -197,3 +200,31 @@ def _page_number(url: str) -> int | None:
 
 def _has_dot_segment(path: str) -> bool:
     return any(seg in (".", "..") for seg in unquote(path).split("/"))
+
+
+def readable_events(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The events whose ``event_time`` can be shown, and the ids of the others.
+
+    An ``event_time`` that looks like a time but is none (``2025-02-30T10:00:00Z``)
+    or lies past the year 9999 in UTC or in the current time zone
+    (``9999-12-31T23:30-05:00``) is left out, with a warning naming the events.
+    A missing or malformed one is kept (shown blank).
+    """
+    kept: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for event in events:
+        value = event.get("event_time")
+        try:
+            when = parse_datetime(value) if isinstance(value, str) else None
+            if when is not None and timezone.is_aware(when):
+                timezone.localtime(when.astimezone(dt_timezone.utc))
+        except (ValueError, OverflowError):
+            event_id = event.get("id")
+            skipped.append(event_id if isinstance(event_id, str) else "?")
+            continue
+        kept.append(event)
+    if skipped:
+        logger.warning(
+            "pjpixel: left out events whose event_time is no time: %s", one_line(skipped)
+        )
+    return kept, skipped
