@@ -72,3 +72,14 @@ def body_of(call: Any) -> bytes:
     body = call.request.body
     assert isinstance(body, bytes)
     return body
+
+
+def api_settings(api_url: str, **extra: Any) -> dict[str, Any]:
+    """``PJPIXEL`` for the test client (secret ``s3cr3t-never-shown``) against ``api_url``."""
+    return {
+        "PIXEL_ID": PIXEL_ID,
+        "CLIENT_ID": "test-client",
+        "CLIENT_SECRET": "s3cr3t-never-shown",
+        "API_URL": api_url,
+        **extra,
+    }

@@ -23,7 +23,7 @@ from django_pjpixel.delivery import deliver_event
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.server import EmulatorServer
-from tests.helpers import PIXEL_ID, make_event
+from tests.helpers import PIXEL_ID, api_settings, make_event
 
 SECRET = "s3cr3t-never-shown"
 
@@ -42,14 +42,7 @@ def server() -> Iterator[EmulatorServer]:
 
 
 def settings_for(server: EmulatorServer, **extra: Any) -> dict[str, Any]:
-    return {
-        "PIXEL_ID": PIXEL_ID,
-        "CLIENT_ID": "test-client",
-        "CLIENT_SECRET": SECRET,
-        "API_URL": server.url,
-        "TOKEN_URL": server.token_url,
-        **extra,
-    }
+    return api_settings(server.url, TOKEN_URL=server.token_url, **extra)
 
 
 def deliver_in_parent_and_child(parent_pk: int, child_pk: int) -> int:

@@ -31,7 +31,7 @@ from django_pjpixel.exceptions import (
 )
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.transport import Deadline, _Inflater, bounded_session, exchange
-from tests.helpers import PIXEL_ID, make_event
+from tests.helpers import api_settings, make_event
 
 SECRET = "s3cr3t-never-shown"
 MB = 1024 * 1024
@@ -122,13 +122,7 @@ def sending(status: str, body: bytes, headers: dict[str, str]) -> Handler:
 
 
 def settings_for(server: RawServer, **extra: Any) -> dict[str, Any]:
-    return {
-        "PIXEL_ID": PIXEL_ID,
-        "CLIENT_ID": "test-client",
-        "CLIENT_SECRET": SECRET,
-        "API_URL": server.url,
-        **extra,
-    }
+    return api_settings(server.url, **extra)
 
 
 @contextlib.contextmanager
