@@ -28,6 +28,7 @@ from typing import Any
 from django.db.models import Q
 from django.utils import timezone
 
+from django_pjpixel.auth import BATCH_ROLES
 from django_pjpixel.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.delivery import patch, post, prepare, record_chunk, record_outcome
@@ -93,7 +94,7 @@ def chunk_size() -> int:
 
 
 def _worst_request() -> float:
-    return sum(pjpixel_settings.TIMEOUT) or 1.0
+    return pjpixel_settings.REQUEST_DEADLINE or 1.0
 
 
 # -- batches -------------------------------------------------------------------
@@ -175,9 +176,10 @@ def _send_chunk(run: _Run, chunk: list[ConversionEvent]) -> None:
         logger.warning(
             "pjpixel: Prisjakt refused the many-events PATCH for client id %r (%s); "
             "this deliver_due run sends one POST per event instead. Give the client the "
-            "event_publisher role to send in batches, or set BATCH_SIZE to 1.",
+            "%s role to send in batches, or set BATCH_SIZE to 1.",
             pjpixel_settings.CLIENT_ID,
             result,
+            " or ".join(BATCH_ROLES),
         )
     else:
         logger.info(

@@ -24,6 +24,8 @@ _SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
 _NUMBERS: dict[str, tuple[float, float | None]] = {
     "CONNECT_TIMEOUT": (0.001, 300),
     "READ_TIMEOUT": (0.001, 300),
+    "REQUEST_DEADLINE": (0.01, 600),
+    "MAX_RESPONSE_BYTES": (1024, None),
     "RETRY_BASE_DELAY": (0, None),
     "RETRY_MAX_DELAY": (0, None),
     "MAX_ATTEMPTS": (1, None),
@@ -39,6 +41,7 @@ _NUMBERS: dict[str, tuple[float, float | None]] = {
     "RATE_LIMIT_MAX_WAIT": (0, 300),
 }
 _INTEGERS = {
+    "MAX_RESPONSE_BYTES",
     "MAX_ATTEMPTS",
     "PUBLISH_RETRIES",
     "PUBLISH_QUEUE_SIZE",

@@ -1,9 +1,10 @@
 """``PrisjaktClient``: the one way django-pjpixel talks to the Click & Conversion API.
 
-This module is the transport: one ``requests.Session`` per client, explicit
-(connect, read) timeouts, a User-Agent with the version, redirects never
-followed (the secret travels in a header), and the endpoints as methods. What
-it builds on lives beside it: ``auth`` (the credentials on each request),
+This module is the client: one ``requests.Session`` per client (and process),
+a User-Agent with the version, and the endpoints as methods. What it builds on
+lives beside it: ``transport`` (one request within a total deadline and a body
+cap, redirects never followed: the secret travels in a header), ``auth`` (the
+credentials on each request),
 ``problems`` (a non-2xx answer as a ``PrisjaktAPIError``, the secret masked),
 ``pagination`` (listing pages and their ``Link`` header) and ``payloads`` (the
 API's field formats).
@@ -12,7 +13,9 @@ API's field formats).
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,9 +30,8 @@ from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,
     PjpixelConfigurationError,
+    PrisjaktAnswerTooLarge,
     PrisjaktAPIError,
-    PrisjaktConnectionError,
-    PrisjaktTimeout,
     RateLimit,
 )
 from django_pjpixel.pagination import EventPage, Pager, walk_events
@@ -45,6 +47,7 @@ from django_pjpixel.payloads import (
     to_api_amount,
 )
 from django_pjpixel.problems import api_error, decode_json, path_of
+from django_pjpixel.transport import ACCEPT_ENCODING, Answer, Deadline, bounded_session, exchange
 
 # Besides the client's own names, the ones other modules and tests import from
 # here since before they moved to ``payloads`` and ``pagination``: kept so
@@ -115,6 +118,8 @@ class PrisjaktClient:
         timeout: tuple[float, float] | None = None,
         max_pages: int | None = None,
         session: requests.Session | None = None,
+        deadline: float | None = None,
+        max_response_bytes: int | None = None,
     ) -> None:
         conf = pjpixel_settings
         self.api_url = (api_url or conf.API_URL).rstrip("/")
@@ -125,6 +130,8 @@ class PrisjaktClient:
         self.token_url = token_url or conf.TOKEN_URL
         self.timeout = timeout or conf.TIMEOUT
         self.max_pages = max_pages or conf.MAX_PAGES
+        self.deadline = deadline or conf.REQUEST_DEADLINE
+        self.max_response_bytes = max_response_bytes or conf.MAX_RESPONSE_BYTES
         self._credentials = Credentials(
             mode=self.auth,
             client_id=self.client_id,
@@ -132,10 +139,34 @@ class PrisjaktClient:
             token_url=self.token_url,
         )
         self._pager = Pager(self.api_url)
-        self.session = session or requests.Session()
+        self._own_session = session is None
+        self.session = session or bounded_session()
+        self._setup_session()
+        self._pid = os.getpid()
+        _clients.add(self)
+
+    def _setup_session(self) -> None:
         self.session.headers["User-Agent"] = USER_AGENT
         self.session.headers["Accept"] = "application/json"
+        self.session.headers["Accept-Encoding"] = ACCEPT_ENCODING
         self._credentials.install(self.session)
+
+    def after_fork(self) -> None:
+        """Stop sharing the parent's connections and token in a forked child process.
+
+        Two processes reading one pooled connection get each other's answers (or
+        interleave their requests). A session this client made is replaced, not
+        closed (closing could wait on a lock a thread of the parent held at
+        ``fork()``); a session given to it is closed here, which closes only
+        this process's copies of the connections.
+        """
+        self._pid = os.getpid()
+        self._credentials.after_fork()
+        if self._own_session:
+            self.session = bounded_session()
+            self._setup_session()
+        else:
+            self.session.close()
 
     def __repr__(self) -> str:
         return f"<PrisjaktClient {self.api_url} pixel={self.pixel_id!r} client={self.client_id!r}>"
@@ -225,26 +256,36 @@ class PrisjaktClient:
         return f"/pixels/{_segment(self.pixel_id, 'PIXEL_ID')}/{rest}"
 
     def _page(self, url: str, page: int) -> EventPage:
-        response = self._send("GET", url)
+        response = self._read(self._send("GET", url), "GET", url)
         return self._pager.page(response, decode_json(response, secret=self._secret), page)
 
     def _call(self, method: str, path: str, *, json: Any = None) -> ApiResult:
-        response = self._send(method, f"{self.api_url}{path}", json=json)
+        url = f"{self.api_url}{path}"
+        answer = self._send(method, url, json=json)
+        response = answer.response
         data: Any = None
-        if response.content:
+        if method == "GET":
+            data = decode_json(self._read(answer, method, url), secret=self._secret)
+        elif response.content and answer.complete:
             try:
                 data = decode_json(response, secret=self._secret)
             except PrisjaktAPIError:
-                if method == "GET":
-                    raise
                 # A write the API accepted stays accepted: an unreadable body
                 # must not turn a recorded event into a failure.
                 logger.warning(
                     "pjpixel: %s %s answered %d with a body that is not JSON",
                     method,
-                    path_of(response.url),
+                    path_of(url),
                     response.status_code,
                 )
+        elif not answer.complete:
+            logger.warning(
+                "pjpixel: %s %s answered %d with a body over %d bytes, not read",
+                method,
+                path_of(url),
+                response.status_code,
+                self.max_response_bytes,
+            )
         return ApiResult(
             status=response.status_code,
             data=data,
@@ -252,32 +293,45 @@ class PrisjaktClient:
             rate_limit=RateLimit.from_headers(response.headers),
         )
 
-    def _send(self, method: str, url: str, *, json: Any = None) -> requests.Response:
-        response = self._send_once(method, url, json)
-        if response.status_code == 401 and self._credentials.bearer:
-            self._credentials.forget_token()  # expired or revoked early: fetch a new one, once
-            response = self._send_once(method, url, json)
-        if response.status_code >= 300:
-            raise api_error(response, secret=self._secret)
-        return response
-
-    def _send_once(self, method: str, url: str, json: Any) -> requests.Response:
-        headers = self._credentials.request_headers(self.session, self.timeout)
-        try:
-            return self.session.request(
-                method,
-                url,
-                json=json,
-                headers=headers,
-                timeout=self.timeout,
-                allow_redirects=False,
+    def _read(self, answer: Answer, method: str, url: str) -> requests.Response:
+        """The response of a read, its body whole, or a non-retryable error."""
+        if not answer.complete:
+            raise PrisjaktAnswerTooLarge(
+                f"Prisjakt API answered {method} {path_of(url)} with more than "
+                f'{self.max_response_bytes} bytes (PJPIXEL["MAX_RESPONSE_BYTES"])',
+                status=answer.response.status_code,
+                request_id=answer.response.headers.get("request-id"),
             )
-        except requests.Timeout as err:
-            raise PrisjaktTimeout(f"Prisjakt API timed out ({method} {path_of(url)})") from err
-        except requests.RequestException as err:
-            raise PrisjaktConnectionError(
-                f"Prisjakt API could not be reached ({method} {path_of(url)}): {type(err).__name__}"
-            ) from err
+        return answer.response
+
+    def _send(self, method: str, url: str, *, json: Any = None) -> Answer:
+        """One call: the request (and a new token and the request again after a 401 in
+        ``"oauth2"`` mode), all within one ``deadline``; a non-2xx answer raised."""
+        if self._pid != os.getpid():
+            self.after_fork()
+        deadline = Deadline(self.deadline)
+        answer = self._send_once(method, url, json, deadline)
+        if answer.response.status_code == 401 and self._credentials.bearer:
+            self._credentials.forget_token()  # expired or revoked early: fetch a new one, once
+            answer = self._send_once(method, url, json, deadline)
+        if answer.response.status_code >= 300:
+            raise api_error(answer.response, secret=self._secret)
+        return answer
+
+    def _send_once(self, method: str, url: str, json: Any, deadline: Deadline) -> Answer:
+        cap = self.max_response_bytes
+        self._credentials.prepare(self.session, deadline, self.timeout, cap)
+        return exchange(
+            self.session,
+            method,
+            url,
+            json=json,
+            auth=self._credentials,
+            deadline=deadline,
+            timeout=self.timeout,
+            cap=cap,
+            what=f"{method} {path_of(url)}",
+        )
 
 
 def _segment(value: object, name: str) -> str:
@@ -287,13 +341,29 @@ def _segment(value: object, name: str) -> str:
 
 
 _local = threading.local()
+# Every client of this process, so a forked child can stop sharing their connections.
+_clients: weakref.WeakSet[PrisjaktClient] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _local
+    # This thread's cached client is the parent's: a new one is made on first use.
+    _local = threading.local()
+    for client in list(_clients):
+        client.after_fork()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def get_client() -> PrisjaktClient:
     """This thread's ``PrisjaktClient`` for the current ``PJPIXEL`` settings.
 
-    One per thread, each with its own session and connections; rebuilt (and
-    the old one closed) when a setting it was built from changes.
+    One per thread and process, each with its own session and connections;
+    rebuilt (and the old one closed) when a setting it was built from changes.
+    A forked child never uses its parent's (``os.register_at_fork``, and the
+    process id kept with the client, should a server fork without it).
     """
     conf = pjpixel_settings
     key = (
@@ -305,10 +375,13 @@ def get_client() -> PrisjaktClient:
         conf.TOKEN_URL,
         conf.TIMEOUT,
         conf.MAX_PAGES,
+        conf.REQUEST_DEADLINE,
+        conf.MAX_RESPONSE_BYTES,
+        os.getpid(),
     )
     cached: tuple[tuple[Any, ...], PrisjaktClient] | None = getattr(_local, "client", None)
     if cached is None or cached[0] != key:
-        if cached is not None:
+        if cached is not None and cached[0][-1] == key[-1]:
             cached[1].close()
         cached = (key, PrisjaktClient())
         _local.client = cached

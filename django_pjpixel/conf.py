@@ -31,6 +31,11 @@ DEFAULTS: dict[str, Any] = {
     "TOKEN_URL": DEFAULT_TOKEN_URL,
     "CONNECT_TIMEOUT": 3.05,
     "READ_TIMEOUT": 10.0,
+    # The most one client call may take, all its requests together (a token, a
+    # retry after a 401): a server that trickles its answer is cut off here.
+    "REQUEST_DEADLINE": 15.0,
+    # The most of an answer's body read, after decompression.
+    "MAX_RESPONSE_BYTES": 1_048_576,
     "ENABLED": True,
     "DEFAULT_CURRENCY": "SEK",
     # [open] in the API: the project sends whole currency units ("major").
@@ -117,6 +122,14 @@ class PjpixelSettings:
     @property
     def TIMEOUT(self) -> tuple[float, float]:
         return (self.CONNECT_TIMEOUT, self.READ_TIMEOUT)
+
+    @property
+    def REQUEST_DEADLINE(self) -> float:
+        return float(self.get("REQUEST_DEADLINE"))
+
+    @property
+    def MAX_RESPONSE_BYTES(self) -> int:
+        return int(self.get("MAX_RESPONSE_BYTES"))
 
     @property
     def ENABLED(self) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from django_pjpixel import times
+from django_pjpixel.auth import SEND_ROLES
 from django_pjpixel.client import get_client
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
@@ -23,6 +24,7 @@ from django_pjpixel.exceptions import (
     PrisjaktAPIError,
     PrisjaktAuthError,
 )
+from django_pjpixel.logtext import one_line
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.outbox import (
     NOT_DUE,
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 Status = ConversionEvent.Status
 _DELIVERED = frozenset({str(Status.SENT), str(Status.DUPLICATE)})
 _SKIPPED, _FAILED, _DEAD = str(Status.SKIPPED), str(Status.FAILED), str(Status.DEAD)
+_CREDENTIALS_HINT = 'check PJPIXEL["CLIENT_ID"] and PJPIXEL["CLIENT_SECRET"]'
+_ROLE_HINT = "the client needs one of the roles " + ", ".join(SEND_ROLES) + " to send events"
 
 
 def deliver_event(event_pk: int, *, now: datetime | None = None) -> Outcome:
@@ -63,10 +67,11 @@ def deliver_event(event_pk: int, *, now: datetime | None = None) -> Outcome:
 
 
 def build_payload(event: ConversionEvent) -> dict[str, Any]:
-    """The row as Prisjakt's event; its time, naive under ``USE_TZ = False``, made aware."""
+    """The row's create-event body; ``data.amount`` is the one rounded when it was recorded."""
     return purchase_payload(
         external_event_id=event.order_id,
         amount=event.amount,
+        api_amount=event.api_amount,
         currency=event.currency,
         number_of_items=event.number_of_items,
         event_time=times.aware(event.event_time),
@@ -188,7 +193,7 @@ def _extra(event: ConversionEvent, **overrides: Any) -> dict[str, Any]:
         "pjpixel_event": event.pk,
         "order_id": event.order_id,
         "status": event.status,
-        "request_id": event.request_id or None,
+        "request_id": one_line(event.request_id) if event.request_id else None,
         "http_status": event.last_status_code,
         **overrides,
     }
@@ -204,11 +209,11 @@ def _log_outcome(event: ConversionEvent, result: SendResult) -> None:
     elif isinstance(result, PrisjaktAuthError):
         logger.error(
             "pjpixel: Prisjakt refused the credentials of client id %r (HTTP %s) for order %s: "
-            'check PJPIXEL["CLIENT_ID"] and PJPIXEL["CLIENT_SECRET"] and the client\'s '
-            "event_publisher role: %s",
+            "%s: %s",
             pjpixel_settings.CLIENT_ID,
             result.status,
             order,
+            _ROLE_HINT if result.status == 403 else _CREDENTIALS_HINT,
             result,
             extra=extra,
         )

@@ -15,11 +15,15 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from django_pjpixel.logtext import one_line
+
 # Answers that a later attempt may turn into a success.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 _BODY_EXCERPT = 200
 _MAX_DIGITS = 18
+# The API's rate-limit window is an hour [docs]: no header makes anyone wait longer.
+MAX_HEADER_WAIT = 3600.0
 
 
 class PjpixelError(Exception):
@@ -41,7 +45,11 @@ class InvalidInput(PjpixelError, ValueError):
 
 @dataclass(frozen=True)
 class RateLimit:
-    """The ``X-RateLimit-*`` state of one answer (``reset_ms``: until reset)."""
+    """The ``X-RateLimit-*`` state of one answer (``reset_ms``: until reset).
+
+    ``reset_ms`` is at most the documented one-hour window, whatever the header
+    says: a broken or hostile value must not defer every event for days.
+    """
 
     limit: int | None = None
     remaining: int | None = None
@@ -59,7 +67,10 @@ class RateLimit:
         }
         if all(v is None for v in values.values()):
             return None
-        return cls(values["Limit"], values["Remaining"], values["Reset"])
+        reset = values["Reset"]
+        if reset is not None:
+            reset = min(reset, int(MAX_HEADER_WAIT * 1000))
+        return cls(values["Limit"], values["Remaining"], reset)
 
 
 @dataclass(frozen=True)
@@ -170,7 +181,8 @@ class PrisjaktAPIError(PjpixelError):
             parts.append(f"body: {self.body_excerpt}")
         if self.request_id:
             parts.append(f"request-id {self.request_id}")
-        return " — ".join(parts)
+        # Logged as it is: the API's text must not start a line of its own.
+        return one_line(" — ".join(parts))
 
     def as_record(self) -> dict[str, Any]:
         """The fields a ledger row keeps of this error."""
@@ -230,6 +242,16 @@ class PrisjaktRedirectRefused(PrisjaktAPIError):
     """A 3xx answer: never followed, the secret travels in a header."""
 
     default_message = "Prisjakt API answered with a redirect, which is never followed"
+
+
+class PrisjaktAnswerTooLarge(PrisjaktAPIError):
+    """A successful answer longer than ``MAX_RESPONSE_BYTES`` (after decompression)."""
+
+    default_message = "Prisjakt API answered more than the client reads"
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("retryable", False)
+        super().__init__(message, **kwargs)
 
 
 def error_class_for(status: int) -> type[PrisjaktAPIError]:

@@ -29,6 +29,10 @@ class ConversionEvent(models.Model):
     event_name = models.CharField(_("event name"), max_length=32, default="purchase")
     event_time = models.DateTimeField(_("event time"))
     amount = models.DecimalField(_("amount"), max_digits=14, decimal_places=2)
+    # data.amount as sent, rounded once from the shop's own value when the purchase
+    # was recorded: the 2-decimal amount above is for display, and rounding it
+    # again would round twice (1234.495 -> 1234.50 -> 1235). None: an older row.
+    api_amount = models.BigIntegerField(_("amount sent"), null=True, blank=True)
     currency = models.CharField(_("currency"), max_length=3)
     number_of_items = models.PositiveIntegerField(_("number of items"))
     click_id = models.CharField(_("click id"), max_length=128, blank=True)

@@ -4,9 +4,9 @@
 8288 ``Link`` header carrying ``rel="first"``, ``"prev"``, ``"next"`` and
 ``"last"``; links that do not apply are left out, and the header is left out
 when everything fits on one page [seed]. Pages are "not stable": an event may
-appear again on the next page [docs]. The header is read through requests'
-``response.links``, and a link is followed only while it stays on the
-configured API's origin and base path, since the credentials go with it.
+appear again on the next page [docs]. The header is read as RFC 8288 has it
+(``links.py``), and a link is followed only while it stays on the configured
+API's origin and base path, since the credentials go with it.
 """
 
 from __future__ import annotations
@@ -14,12 +14,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timezone as dt_timezone
 from typing import Any
-from urllib.parse import parse_qs, unquote, urljoin, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import requests
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from django_pjpixel.exceptions import PrisjaktAPIError, RateLimit
+from django_pjpixel.links import origin, parse_links
+from django_pjpixel.logtext import one_line
 
 # The client's logger, where these warnings were always logged.
 logger = logging.getLogger("django_pjpixel.client")
@@ -56,10 +61,9 @@ class Pager:
     """Turns listing answers of the API at ``api_url`` into ``EventPage``s."""
 
     def __init__(self, api_url: str) -> None:
-        base = urlsplit(api_url)
         self._api_url = api_url
-        self._origin = (base.scheme, base.hostname, base.port)
-        self._base_path = base.path.rstrip("/")
+        self._origin = origin(api_url)
+        self._base_path = urlsplit(api_url).path.rstrip("/")
 
     def page(self, response: requests.Response, data: Any, page: int) -> EventPage:
         """The page ``page`` that ``response`` answered, ``data`` being its decoded body.
@@ -85,39 +89,41 @@ class Pager:
     def links(self, response: requests.Response) -> dict[str, str]:
         """The ``Link`` targets that stay on the configured origin and base path.
 
-        ``{rel: absolute URL}``, relative targets resolved against the page's
-        URL. A target on another scheme, host or port, with user info, outside
-        the base path, with a dot segment or with whitespace is left out with a
-        warning, as is an unparsable header. Never raises.
+        ``{rel: absolute URL}``, the header parsed per RFC 8288 (``links.py``):
+        every relation of a ``rel``, relative targets resolved against the
+        page's URL, the first link of a relation kept. A target on another
+        origin (RFC 6454: scheme, host and port, a default port being the same
+        as none), with user info, outside the base path, with a dot segment or
+        with whitespace is left out with a warning, as is a link about another
+        resource (its ``anchor``). Never raises.
         """
         safe: dict[str, str] = {}
-        try:
-            links = response.links
-        except Exception:  # a malformed header must not break the listing
-            logger.warning("pjpixel: ignored an unparsable Link header")
-            return safe
-        for rel, link in links.items():
-            raw = link.get("url", "")
-            try:
-                url = urljoin(response.url or self._api_url, raw)
-                parts = urlsplit(url)
-                origin = (parts.scheme, parts.hostname, parts.port)
-            except ValueError:
-                logger.warning("pjpixel: ignored a malformed %s link", rel)
-                continue
-            if (
-                origin != self._origin
-                or parts.username is not None
-                or parts.password is not None
-                or "@" in parts.netloc
-                or not parts.path.startswith(self._base_path + "/")
-                or _has_dot_segment(parts.path)
-                or any(ch in url for ch in "\r\n\t ")
-            ):
-                logger.warning("pjpixel: ignored a %s link outside the API origin", rel)
-                continue
-            safe[str(rel)] = url
+        base = response.url or self._api_url
+        for link in parse_links([response.headers.get("Link") or ""], base):
+            for rel in link.rels:
+                if rel in safe:
+                    continue
+                if link.about_this_resource and self._on_the_api(link.target):
+                    safe[rel] = link.target
+                else:
+                    logger.warning("pjpixel: ignored a %s link outside the API", one_line(rel))
         return safe
+
+    def _on_the_api(self, url: str) -> bool:
+        try:
+            parts = urlsplit(url)
+            same_origin = origin(url) == self._origin
+        except ValueError:
+            return False
+        return (
+            same_origin
+            and parts.username is None
+            and parts.password is None
+            and "@" not in parts.netloc
+            and parts.path.startswith(self._base_path + "/")
+            and not _has_dot_segment(parts.path)
+            and not any(ch in url for ch in "\r\n\t ")
+        )
 
 
 def walk_events(
@@ -194,3 +200,31 @@ def _page_number(url: str) -> int | None:
 
 def _has_dot_segment(path: str) -> bool:
     return any(seg in (".", "..") for seg in unquote(path).split("/"))
+
+
+def readable_events(events: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The events whose ``event_time`` can be shown, and the ids of the others.
+
+    An ``event_time`` that looks like a time but is none (``2025-02-30T10:00:00Z``)
+    or lies past the year 9999 in UTC or in the current time zone
+    (``9999-12-31T23:30-05:00``) is left out, with a warning naming the events.
+    A missing or malformed one is kept (shown blank).
+    """
+    kept: list[dict[str, Any]] = []
+    skipped: list[str] = []
+    for event in events:
+        value = event.get("event_time")
+        try:
+            when = parse_datetime(value) if isinstance(value, str) else None
+            if when is not None and timezone.is_aware(when):
+                timezone.localtime(when.astimezone(dt_timezone.utc))
+        except (ValueError, OverflowError):
+            event_id = event.get("id")
+            skipped.append(event_id if isinstance(event_id, str) else "?")
+            continue
+        kept.append(event)
+    if skipped:
+        logger.warning(
+            "pjpixel: left out events whose event_time is no time: %s", one_line(skipped)
+        )
+    return kept, skipped

@@ -17,7 +17,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from django_pjpixel.conf import SUPPORTED_CURRENCIES, pjpixel_settings
-from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.exceptions import MAX_HEADER_WAIT, InvalidInput
 
 EVENT_NAME_PURCHASE = "purchase"
 # The only documented event name [seed][docs].
@@ -48,12 +48,22 @@ def format_time(value: datetime) -> str:
     """``event_time`` and the listing's ``from``/``to``: ISO-8601 in UTC [seed].
 
     Milliseconds (truncated) and ``Z``: ``2025-03-13T10:45:46.987Z``, as in the
-    seed's body. Raises ``InvalidInput("event_time")`` for a naive datetime.
+    seed's body; the year always has four digits (``0999-…``), as ISO 8601
+    wants. Raises ``InvalidInput("event_time")`` for a naive datetime, and for
+    one whose UTC time is outside the years 1 to 9999.
     """
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidInput("event_time", "must be an aware datetime (with a time zone)")
-    utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    utc = _in_utc(value, "event_time")
+    # Not strftime("%Y"): on glibc it writes the year 1 as "1".
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def _in_utc(value: datetime, name: str) -> datetime:
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError as err:  # 0001-01-01 00:00 in UTC+1 is in the year 0
+        raise InvalidInput(name, "is outside the years 1 to 9999 in UTC") from err
 
 
 def to_api_amount(amount: object, units: str | None = None) -> int:
@@ -62,14 +72,17 @@ def to_api_amount(amount: object, units: str | None = None) -> int:
     ``amount`` is an int, float, Decimal or numeric string in the currency's
     whole units; ``units`` ("major" or "minor", default
     ``PJPIXEL["AMOUNT_UNITS"]``) says whether the API gets whole units or minor
-    units (öre, cents) [open]. Rounded half-up. Raises ``InvalidInput("amount")``
+    units (öre, cents) [open]. Rounded half-up, once, from ``amount`` exactly as
+    given: a float is read as its shortest repr (``996.396 * 1.25`` is
+    ``1245.495``, so 1245), the decimal a person would read it as, not the
+    binary value behind it. Raises ``InvalidInput("amount")``
     for a non-number, NaN, infinity, or a value outside the range (a refund's
     negative amount included).
     """
     if isinstance(amount, bool) or not isinstance(amount, (int, float, Decimal, str)):
         raise InvalidInput("amount", f"must be a number, not {type(amount).__name__}")
     try:
-        value = Decimal(str(amount))
+        value = Decimal(repr(amount) if isinstance(amount, float) else str(amount))
     except InvalidOperation as err:
         raise InvalidInput("amount", f"{amount!r} is not a number") from err
     if not value.is_finite():
@@ -82,6 +95,13 @@ def to_api_amount(amount: object, units: str | None = None) -> int:
     return int((value * scale).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
+def validate_api_amount(value: object) -> int:
+    """``data.amount`` already in the API's units: a whole number from 0 to 999,999,999."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_VALUE:
+        raise InvalidInput("amount", f"must be a whole number between 0 and {MAX_VALUE}")
+    return value
+
+
 def purchase_payload(
     *,
     external_event_id: str,
@@ -92,6 +112,7 @@ def purchase_payload(
     signed_click_id: str | None,
     event_name: str = EVENT_NAME_PURCHASE,
     amount_units: str | None = None,
+    api_amount: int | None = None,
 ) -> dict[str, Any]:
     """The create-event body, exactly in the seed's shape and key order [seed]::
 
@@ -100,8 +121,10 @@ def purchase_payload(
          "data": {"amount": 1234, "currency": "SEK", "number_of_items": 4},
          "signed_click_id": "<pjclid>"}
 
-    ``signed_click_id`` None leaves the key out. Raises ``InvalidInput``, naming
-    the field, for anything the API would refuse.
+    ``signed_click_id`` None leaves the key out. ``api_amount``, when given, is
+    ``data.amount`` as ``to_api_amount`` made it earlier, sent as it is (not
+    rounded again) in place of ``amount``. Raises ``InvalidInput``, naming the
+    field, for anything the API would refuse.
     """
     validate_external_event_id(external_event_id)
     if event_name not in EVENT_NAMES:
@@ -111,7 +134,9 @@ def purchase_payload(
         "event_time": format_time(event_time),
         "external_event_id": external_event_id,
         "data": {
-            "amount": to_api_amount(amount, amount_units),
+            "amount": to_api_amount(amount, amount_units)
+            if api_amount is None
+            else validate_api_amount(api_amount),
             "currency": validate_currency(currency),
             "number_of_items": validate_items(number_of_items),
         },
@@ -171,10 +196,11 @@ def check_range(start: datetime, end: datetime) -> None:
     for name, value in (("from", start), ("to", end)):
         if not isinstance(value, datetime) or value.tzinfo is None:
             raise InvalidInput(name, "must be an aware datetime")
-    if end < start:
-        raise InvalidInput("to", "must not be before from")
     # In UTC: within one zone, aware subtraction ignores a daylight-saving change.
-    if end.astimezone(timezone.utc) - start.astimezone(timezone.utc) > MAX_LIST_RANGE:
+    start_utc, end_utc = _in_utc(start, "from"), _in_utc(end, "to")
+    if end_utc < start_utc:
+        raise InvalidInput("to", "must not be before from")
+    if end_utc - start_utc > MAX_LIST_RANGE:
         raise InvalidInput("to", "the range may span at most 60 days")
 
 
@@ -182,14 +208,15 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     """Seconds to wait from a ``Retry-After`` header value (RFC 9110).
 
     Delay-seconds (ASCII digits) or an HTTP date, counted from ``now`` (default:
-    the current UTC time); a date in the past is 0.0. None when the header is
-    absent or garbage: never raises.
+    the current UTC time); a date in the past is 0.0, and no wait is longer than
+    the API's one-hour rate-limit window (``MAX_HEADER_WAIT``). None when the
+    header is absent or garbage: never raises.
     """
     if value is None:
         return None
     value = value.strip()
     if value.isascii() and value.isdigit():
-        return float(value) if len(value) <= _MAX_DIGITS else None
+        return min(float(value), MAX_HEADER_WAIT) if len(value) <= _MAX_DIGITS else None
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -197,4 +224,4 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
     delta = (when - (now or datetime.now(timezone.utc))).total_seconds()
-    return max(delta, 0.0)
+    return min(max(delta, 0.0), MAX_HEADER_WAIT)

@@ -252,6 +252,7 @@ def _record(
             values: dict[str, Any] = {
                 "event_time": times.as_django(purchase.event_time),
                 "amount": purchase.amount,
+                "api_amount": purchase.api_amount,
                 "currency": purchase.currency,
                 "number_of_items": purchase.number_of_items,
                 "click_id": click.click_id if click else "",

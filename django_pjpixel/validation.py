@@ -43,7 +43,8 @@ class Purchase:
     """A purchase as stored and sent; ``event_time`` is aware."""
 
     order_id: str
-    amount: Decimal
+    amount: Decimal  # as shown, to the cent
+    api_amount: int  # data.amount as sent: rounded once, from the shop's own value
     currency: str
     number_of_items: int
     event_time: datetime
@@ -73,6 +74,7 @@ def check_purchase(
     return Purchase(
         order_id=text,
         amount=Decimal(str(amount)).quantize(_CENT, rounding=ROUND_HALF_UP),
+        api_amount=payload["data"]["amount"],
         currency=payload["data"]["currency"],
         number_of_items=payload["data"]["number_of_items"],
         event_time=when,

@@ -40,7 +40,7 @@ from django_pjpixel.exceptions import (
     PrisjaktTimeout,
 )
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.pagination import EventPage
+from django_pjpixel.pagination import EventPage, readable_events
 from django_pjpixel.payloads import MAX_LIST_RANGE, check_range
 
 if TYPE_CHECKING:
@@ -75,9 +75,15 @@ def check_days(first: date, last: date) -> tuple[datetime, datetime]:
         )
     start, end = day_range(first, last)
     try:
+        start_utc, end_utc = start.astimezone(dt_timezone.utc), end.astimezone(dt_timezone.utc)
+    except OverflowError as err:  # 0001-01-01 in Stockholm, 9999-12-31 in New York
+        raise InvalidInput(
+            "to", gettext("The dates must fall within the years 1 to 9999 in UTC.")
+        ) from err
+    try:
         # In UTC: subtracting two times of one zone ignores a clock change, the API
         # does not, so 60 whole days across the autumn change are refused here.
-        check_range(start.astimezone(dt_timezone.utc), end.astimezone(dt_timezone.utc))
+        check_range(start_utc, end_utc)
     except InvalidInput as err:
         raise InvalidInput(
             "to", gettext("The range may span at most %(days)d days.") % {"days": MAX_DAYS}
@@ -106,8 +112,8 @@ class EventRangeForm(forms.Form):
         """The form bound to the query string, the last 7 days where it says nothing."""
         today = today or times.localdate()
         data = {
-            "from": (today - timedelta(days=DEFAULT_DAYS - 1)).strftime(DATE_FORMAT),
-            "to": today.strftime(DATE_FORMAT),
+            "from": (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat(),
+            "to": today.isoformat(),
         }
         for name in ("from", "to", "page"):
             value = query.get(name)
@@ -274,8 +280,8 @@ def describe_error(err: PrisjaktAPIError) -> str:
 def page_url(cleaned: dict[str, Any], page: int) -> str:
     """The admin's own URL for another page: dates and a page number, nothing else."""
     query = {
-        "from": cleaned["from"].strftime(DATE_FORMAT),
-        "to": cleaned["to"].strftime(DATE_FORMAT),
+        "from": cleaned["from"].isoformat(),  # strftime("%Y") writes the year 1 as "1"
+        "to": cleaned["to"].isoformat(),
         "page": str(page),
     }
     return reverse("admin:django_pjpixel_prisjakt_events") + "?" + urlencode(query)
@@ -329,7 +335,14 @@ def prisjakt_events_view(model_admin: ModelAdmin[Any], request: HttpRequest) -> 
     except (PjpixelConfigurationError, InvalidInput) as err:
         messages.error(request, gettext("Prisjakt events cannot be listed: %s") % err)
         return _render(model_admin, request, context)
-    rows = event_rows(page.events)
+    events, skipped = readable_events(page.events)
+    if skipped:
+        messages.warning(
+            request,
+            gettext("%(count)d events were left out: their event_time is not a time (%(ids)s).")
+            % {"count": len(skipped), "ids": ", ".join(skipped)},
+        )
+    rows = event_rows(events)
     link_local(rows, pjpixel_settings.PIXEL_ID)
     context.update(
         {

@@ -125,3 +125,14 @@ def forked(child: Callable[[], object]) -> Callable[[float], str]:
         return report
 
     return wait
+
+
+def api_settings(api_url: str, **extra: Any) -> dict[str, Any]:
+    """``PJPIXEL`` for the test client (secret ``s3cr3t-never-shown``) against ``api_url``."""
+    return {
+        "PIXEL_ID": PIXEL_ID,
+        "CLIENT_ID": "test-client",
+        "CLIENT_SECRET": "s3cr3t-never-shown",
+        "API_URL": api_url,
+        **extra,
+    }

@@ -154,17 +154,28 @@ def test_a_403_on_patch_falls_back_to_posts_for_the_run_and_logs_once(
     assert methods(pjpixel_api)[-1] == "PATCH"
 
 
-def test_a_client_without_the_publisher_role_fails_every_event(
+def test_a_shop_user_client_sends_in_batches(pjpixel_api: PrisjaktEmulator) -> None:
+    # "the many-events `PATCH` and the events listing require the `shop_user` role" [portal]
+    pjpixel_api.add_client("test-client", SECRET, ["shop_user"])
+    make_events(3)
+    assert deliver_due() == {"sent": 3}
+    assert methods(pjpixel_api) == ["PATCH"]
+    assert len(pjpixel_api.events) == 3
+
+
+def test_a_client_without_a_sending_role_fails_every_event(
     pjpixel_api: PrisjaktEmulator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pjpixel_api.add_client("test-client", SECRET, ["shop_user"])
+    pjpixel_api.add_client("test-client", SECRET, [])
     make_events(3)
     assert deliver_due() == {"failed": 3}
     assert methods(pjpixel_api) == ["PATCH", "POST", "POST", "POST"]
     assert set(ConversionEvent.objects.values_list("last_status_code", flat=True)) == {403}
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 3
-    assert all("event_publisher role" in r.getMessage() for r in errors)
+    assert all(
+        "needs one of the roles shop_user, event_publisher, admin" in r.getMessage() for r in errors
+    )
 
 
 def test_a_refused_batch_is_sent_one_by_one_and_only_the_bad_event_fails(

@@ -300,14 +300,14 @@ def test_401_wrong_secret(pjpixel_api: PrisjaktEmulator) -> None:
     assert "wrong-secret" not in str(caught.value)
 
 
-def test_403_without_the_publisher_role(
+def test_403_without_the_shop_user_role(
     pjpixel_api: PrisjaktEmulator, client: PrisjaktClient
 ) -> None:
-    pjpixel_api.add_client("test-client", SECRET, ["shop_user"])
+    pjpixel_api.add_client("test-client", SECRET, ["event_publisher"])
     with pytest.raises(PrisjaktAuthError) as caught:
         client.create_events([payload()])
     assert caught.value.status == 403
-    assert client.get_client().data["roles"] == ["shop_user"]
+    assert client.get_client().data["roles"] == ["event_publisher"]
 
 
 def test_404_unknown_pixel(pjpixel_api: PrisjaktEmulator) -> None:

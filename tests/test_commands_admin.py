@@ -71,18 +71,34 @@ def test_check_counts_failed_events(pjpixel_api: PrisjaktEmulator) -> None:
     assert "Prisjakt conversion tracking is ready." in out  # the credentials are fine
 
 
-def test_check_reader_only_cannot_write(pjpixel_api: PrisjaktEmulator) -> None:
+def test_check_a_shop_user_client_may_send(pjpixel_api: PrisjaktEmulator) -> None:
+    # The newer portal names shop_user as the role of the PATCH and the listing.
     pjpixel_api.add_client("test-client", SECRET, ["shop_user"])
-    out, err, message = fails("pjpixel_check")
+    out, err = run("pjpixel_check")
     assert "Roles: shop_user" in out
-    assert "may not send events: that needs the role event_publisher / admin" in err
-    assert "not ready" in message
+    assert "The credentials may send events." in out
+    assert f"Pixel {PIXEL} exists." in out
+    assert "Prisjakt conversion tracking is ready." in out
+    assert err == ""
+
+
+def test_check_an_event_publisher_may_send_one_at_a_time(pjpixel_api: PrisjaktEmulator) -> None:
+    pjpixel_api.add_client("test-client", SECRET, ["event_publisher"])
+    out, err = run("pjpixel_check")
+    assert "The credentials may send events." in out
+    assert "one at a time only" in out
+    assert "need the role shop_user / admin" in out
+    assert "Pixel: not checked: listing events needs the role shop_user / admin." in out
+    assert "Prisjakt conversion tracking is ready." in out
+    assert err == ""
 
 
 def test_check_no_roles(pjpixel_api: PrisjaktEmulator) -> None:
     pjpixel_api.add_client("test-client", SECRET, [])
-    out, _err, _message = fails("pjpixel_check")
+    out, err, message = fails("pjpixel_check")
     assert "Roles: none" in out
+    assert "may not send events: that needs the role shop_user / event_publisher / admin" in err
+    assert "not ready" in message
 
 
 def test_check_wrong_secret_is_401(pjpixel_api: PrisjaktEmulator) -> None:

@@ -91,7 +91,7 @@ def test_400_keeps_the_field_errors(
 
 @pytest.mark.parametrize(
     ("roles", "secret"),
-    [(["event_publisher"], "wrong-secret-value"), (["shop_user"], None)],
+    [(["event_publisher"], "wrong-secret-value"), ([], None)],
     ids=["401", "403"],
 )
 def test_401_and_403_fail_and_name_the_client_never_the_secret(
@@ -110,10 +110,17 @@ def test_401_and_403_fail_and_name_the_client_never_the_secret(
     row = reload(event)
     assert row.last_status_code == (401 if secret else 403)
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert any(
-        "'test-client'" in r.getMessage() and "CLIENT_SECRET" in r.getMessage() for r in errors
-    )
+    hint = "CLIENT_SECRET" if secret else "needs one of the roles shop_user, event_publisher"
+    assert any("'test-client'" in r.getMessage() and hint in r.getMessage() for r in errors)
     assert_no_secret(caplog, pjpixel["CLIENT_SECRET"])
+
+
+def test_a_shop_user_client_sends_an_event(pjpixel_api: PrisjaktEmulator) -> None:
+    # The portal names shop_user for the PATCH and the listing, no role for one event.
+    pjpixel_api.add_client("test-client", SECRET, ["shop_user"])
+    event = make_event()
+    assert deliver_event(event.pk).status == Status.SENT
+    assert [e["external_event_id"] for e in pjpixel_api.events] == ["order-1"]
 
 
 def test_404_unknown_pixel_fails(pjpixel_api: PrisjaktEmulator, pjpixel: dict[str, Any]) -> None:

@@ -45,7 +45,7 @@ def event(order: str = "order-1") -> dict[str, Any]:
 def make_emulator(**kwargs: Any) -> PrisjaktEmulator:
     return PrisjaktEmulator(
         pixels={PIXEL},
-        clients={CLIENT: {"secret": SECRET, "roles": ["event_publisher"]}},
+        clients={CLIENT: {"secret": SECRET, "roles": ["event_publisher", "shop_user"]}},
         **kwargs,
     )
 
@@ -98,7 +98,7 @@ def test_get_without_body_records_no_content_type(
     server: EmulatorServer, emulator: PrisjaktEmulator
 ) -> None:
     response = requests.get(f"{server.url}/clients/{CLIENT}", headers=AUTH, timeout=5)
-    assert response.json() == {"id": CLIENT, "roles": ["event_publisher"]}
+    assert response.json() == {"id": CLIENT, "roles": ["event_publisher", "shop_user"]}
     assert "content-type" not in emulator.requests[0].headers
 
 

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
+from typing import Any
 
 import pytest
+import responses
 from django.core.exceptions import ImproperlyConfigured
+from django.utils import timezone
 
 from django_pjpixel.exceptions import (
     InvalidInput,
@@ -301,3 +305,44 @@ def test_problem_parse_accepts_what_json_dumps_makes() -> None:
 def test_field_errors_with_non_string_names_are_dropped() -> None:
     problem = Problem.from_dict({"field_errors": {1: "x", "amount": {2: "y", "message": "m"}}})
     assert problem.field_errors == {"amount": {"message": "m"}}
+
+
+@pytest.mark.parametrize(
+    ("reset", "seconds"),
+    [("999999999999999999", 3600.0), ("3600001", 3600.0), ("3600000", 3600.0), ("1500", 1.5)],
+)
+def test_a_rate_limit_reset_is_bounded_by_the_one_hour_window(reset: str, seconds: float) -> None:
+    # Issue 11: X-RateLimit-Reset: 999999999999999999 deferred every due row 72 hours.
+    rate = RateLimit.from_headers({"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": reset})
+    assert rate is not None
+    assert rate.reset_seconds == seconds
+
+
+@pytest.mark.django_db
+def test_a_huge_reset_on_a_success_defers_due_rows_an_hour_at_most(
+    api: responses.RequestsMock, pjpixel: dict[str, Any]
+) -> None:
+    from django_pjpixel import backlog
+    from django_pjpixel.backlog import deliver_due
+    from django_pjpixel.models import ConversionEvent
+    from tests.helpers import PIXEL_ID, make_event
+
+    pjpixel.update(BATCH_SIZE=1, RATE_LIMIT_MAX_WAIT=0)
+    api.post(
+        f"https://api.pj.nu/click-conversion/pixels/{PIXEL_ID}/events",
+        status=201,
+        json={"id": "e-1"},
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "999999999999999999"},
+    )
+    for index in range(3):
+        make_event(f"order-{index}")
+    before = timezone.now()
+    try:
+        assert deliver_due() == {"sent": 1}
+    finally:
+        backlog._pauses.clear()  # the run paused this process's deliver_due until the reset
+    waiting = ConversionEvent.objects.filter(status="pending")
+    assert waiting.count() == 2
+    for row in waiting:
+        assert row.next_attempt_at is not None
+        assert row.next_attempt_at <= before + timedelta(hours=1, minutes=1)

@@ -4,7 +4,7 @@ gunicorn ``--preload``, uWSGI and Celery's prefork pool fork a process that
 may already have used django-pjpixel; only the forking thread lives on in
 the child. A lock another thread held at that moment would stay held in the
 child for good, so every module-level lock is replaced there. (The client's
-own fork safety is tested over HTTP in ``integration/test_fork_client.py``;
+own fork safety is tested over HTTP in ``test_client_fork.py``;
 the publisher's in ``test_publisher.py``.)
 """
 

@@ -156,7 +156,6 @@ def test_iter_events_follows_next_and_deduplicates(
         next_link(2, f"https://user:pw@api.pj.nu/click-conversion/pixels/{PIXEL}/events"),
         next_link(2, f"https://user@api.pj.nu/click-conversion/pixels/{PIXEL}/events"),
         next_link(2, f"https://api.pj.nu:8443/click-conversion/pixels/{PIXEL}/events"),
-        next_link(2, f"https://api.pj.nu:443/click-conversion/pixels/{PIXEL}/events"),
         next_link(2, f"https://api.pj.nu.evil.example/click-conversion/pixels/{PIXEL}/events"),
         next_link(2, "https://api.pj.nu/admin/events"),
         next_link(2, "https://api.pj.nu/click-conversionX/events"),
@@ -185,6 +184,31 @@ def test_iter_events_refuses_links_off_the_origin(
 
     assert list(client.iter_events(start=START, end=START)) == [EVENT_A]
     assert len(api.calls) == 1
+
+
+@pytest.mark.parametrize(
+    "page_2",
+    [
+        # Issue 11: a default port written out was refused, and the reader stopped.
+        f"https://api.pj.nu:443/click-conversion/pixels/{PIXEL}/events",
+        f"HTTPS://Api.PJ.nu:443/click-conversion/pixels/{PIXEL}/events",
+        f"https://api.pj.nu./click-conversion/pixels/{PIXEL}/events",
+    ],
+)
+def test_iter_events_follows_a_link_on_the_same_origin_written_otherwise(
+    api: responses.RequestsMock, client: PrisjaktClient, page_2: str
+) -> None:
+    api.add_callback(
+        responses.GET,
+        re.compile(r".*"),
+        callback=pages_callback({1: ([EVENT_A], next_link(2, page_2)), 2: ([EVENT_B], None)}),
+    )
+    events = list(client.iter_events(start=START, end=START))
+    if ".nu./" in page_2:  # another host to RFC 6454: not followed
+        assert events == [EVENT_A]
+    else:
+        assert events == [EVENT_A, EVENT_B]
+        assert len(api.calls) == 2
 
 
 def test_iter_events_accepts_relative_and_same_origin_links(

@@ -15,6 +15,7 @@ from django.test import override_settings
 from django_pjpixel.client import PrisjaktClient
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.payloads import check_range, format_time, parse_retry_after, to_api_amount
+from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests import seed
 from tests.helpers import CLICK, seed_payload
 
@@ -54,10 +55,44 @@ def test_seed_payload_shape() -> None:
             datetime(2025, 7, 1, 0, 30, tzinfo=ZoneInfo("Europe/Stockholm")),
             "2025-06-30T22:30:00.000Z",
         ),
+        # Issue 11: years below 1000 were sent as 1-01-01T00:00:00.000Z.
+        (datetime(1, 1, 1, tzinfo=UTC), "0001-01-01T00:00:00.000Z"),
+        (datetime(999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "0999-12-31T23:59:59.999Z"),
+        (
+            datetime(9999, 12, 31, 18, 29, tzinfo=ZoneInfo("America/New_York")),
+            "9999-12-31T23:29:00.000Z",
+        ),
     ],
 )
 def test_format_time_is_utc_with_milliseconds(value: datetime, expected: str) -> None:
     assert format_time(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(1, 1, 1, tzinfo=ZoneInfo("Europe/Stockholm")),
+        datetime(9999, 12, 31, 23, 30, tzinfo=ZoneInfo("America/New_York")),
+    ],
+)
+def test_times_outside_the_utc_years_are_refused(value: datetime) -> None:
+    with pytest.raises(InvalidInput) as info:
+        format_time(value)
+    assert info.value.field == "event_time"
+    with pytest.raises(InvalidInput) as info:
+        check_range(value, value)
+    assert info.value.field == "from"
+
+
+def test_a_purchase_in_the_year_1_reaches_the_api_with_four_digits(
+    pjpixel_api: PrisjaktEmulator,
+) -> None:
+    early = datetime(1, 1, 1, 0, 0, 0, 123000, tzinfo=UTC)
+    PrisjaktClient().create_event(seed_payload(event_time=early))
+    assert [e["event_time"] for e in pjpixel_api.events] == ["0001-01-01T00:00:00.123Z"]
+    PrisjaktClient().list_events(start=early, end=early + timedelta(days=3))
+    query = pjpixel_api.requests[-1].query
+    assert (query["from"], query["to"]) == ("0001-01-01T00:00:00.123Z", "0001-01-04T00:00:00.123Z")
 
 
 @pytest.mark.parametrize(
@@ -183,6 +218,10 @@ NOW = datetime(2025, 3, 13, 10, 0, tzinfo=UTC)
         ("Mon, 01 Jan 99999999999999999999 00:00:00 GMT", None),
         ("Mon, 32 Jan 2025 00:00:00 GMT", None),
         ("Mon, 01 Jan 2025 00:00:00 +9999", None),
+        # Bounded by the API's one-hour rate-limit window (issue 11).
+        ("999999999999999999", 3600.0),
+        ("3601", 3600.0),
+        ("Fri, 13 Mar 2026 11:00:00 GMT", 3600.0),
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:

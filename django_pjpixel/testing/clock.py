@@ -39,7 +39,7 @@ def parse_iso_time(value: object) -> datetime | None:
             sign = -1 if zone[0] == "-" else 1
             digits = zone[1:].replace(":", "")
             tz = timezone(sign * timedelta(hours=int(digits[:2]), minutes=int(digits[2:])))
-        return datetime(
+        when = datetime(
             int(year),
             int(month),
             int(day),
@@ -49,14 +49,17 @@ def parse_iso_time(value: object) -> datetime | None:
             int((fraction or "0").ljust(6, "0")[:6]),
             tzinfo=tz,
         )
-    except ValueError:
+        when.astimezone(timezone.utc)  # 9999-12-31T23:30:00-05:00 is past the year 9999
+    except (ValueError, OverflowError):
         return None
+    return when
 
 
 def format_time(value: datetime) -> str:
-    """``value`` as the API writes a time: UTC, milliseconds, ``Z`` [seed]."""
+    """``value`` as the API writes a time: UTC, milliseconds, ``Z`` [seed], and a
+    four-digit year (``strftime("%Y")`` writes the year 1 as ``1`` on glibc)."""
     utc = value.astimezone(timezone.utc)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    return utc.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 class ManualClock:

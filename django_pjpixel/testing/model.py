@@ -43,7 +43,10 @@ MAX_VALUE = 999_999_999
 MAX_EXTERNAL_EVENT_ID = 100
 DUPLICATE_WINDOW = timedelta(days=30)
 TOKEN_LIFETIME = 86399
-PUBLISHER_ROLES = frozenset({"event_publisher", "admin"})
+# Who may do what [open], read from the API notes: the portal names shop_user for the
+# many-events PATCH and the listing, and no role for creating one event.
+POST_ROLES = frozenset({"event_publisher", "shop_user", "admin"})
+SHOP_USER_ROLES = frozenset({"shop_user", "admin"})
 
 _CLICK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _SIGNED_CLICK_RE = re.compile(

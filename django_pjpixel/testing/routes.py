@@ -11,8 +11,11 @@ after its faults and its rate limit have let the request through.
 Choices for the points the API notes leave open:
 
 - The client secret is required on every request; ``Authorization: Bearer``
-  with a token from ``token_url`` replaces both headers. A client needs the
-  ``event_publisher`` or ``admin`` role to ``POST``/``PATCH``; any role may read.
+  with a token from ``token_url`` replaces both headers. The many-events
+  ``PATCH`` and the listing need the ``shop_user`` role [portal] (or ``admin``);
+  creating one event, whose page names no role, takes any of ``shop_user``,
+  ``event_publisher`` and ``admin``; any role may read one event, click,
+  client or shop.
   ``GET /clients/{id}`` shows the caller itself (an ``admin`` any client).
 - ``PATCH`` takes a bare JSON array or ``{"events": [...]}``; an empty array
   is a 204; when any event is invalid nothing is stored.
@@ -34,7 +37,8 @@ from urllib.parse import parse_qs, quote
 
 from django_pjpixel.testing.clock import parse_iso_time
 from django_pjpixel.testing.model import (
-    PUBLISHER_ROLES,
+    POST_ROLES,
+    SHOP_USER_ROLES,
     ApiState,
     Client,
     Problem,
@@ -124,9 +128,12 @@ class Router:
             if handler is None:
                 raise Problem(405, "Method Not Allowed", headers={"Allow": "GET, PATCH, POST"})
             client = self.authenticate(request)
-            if method != "GET" and not PUBLISHER_ROLES.intersection(client.roles):
+            allowed = POST_ROLES if method == "POST" else SHOP_USER_ROLES
+            if not allowed.intersection(client.roles):
                 raise Problem(
-                    403, "Forbidden", "The client lacks the event_publisher role for this call"
+                    403,
+                    "Forbidden",
+                    f"The client needs one of the roles {', '.join(sorted(allowed))} for this call",
                 )
             pixel = segments[1]
             if pixel not in self.state.pixels:

@@ -69,7 +69,10 @@ def emulator() -> RecordingEmulator:
     return RecordingEmulator(
         pixels=[conf["PIXEL_ID"]],
         clients={
-            conf["CLIENT_ID"]: {"secret": conf["CLIENT_SECRET"], "roles": ["event_publisher"]}
+            conf["CLIENT_ID"]: {
+                "secret": conf["CLIENT_SECRET"],
+                "roles": ["event_publisher", "shop_user"],
+            }
         },
         scripted_retry_after=1,
     )

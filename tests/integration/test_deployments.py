@@ -48,7 +48,6 @@ from tests.integration.harness import (
 pytestmark = [pytest.mark.services, pytest.mark.celery_worker, pytest.mark.slow]
 
 VISITORS, ORDERS_EACH, BACKLOG = 2, 2, 3
-CLIENT_FORK = pytest.mark.xfail(strict=True, reason="client fork reset lands with the client split")
 
 
 @dataclass(frozen=True)
@@ -197,7 +196,6 @@ def test_every_paid_order_reaches_prisjakt_once(
     assert_each_once(emulator, delivered)
 
 
-@CLIENT_FORK
 def test_a_prefork_worker_whose_parent_checked_the_api_first(
     shop_databases: ShopDatabases,
     emulator: RecordingEmulator,

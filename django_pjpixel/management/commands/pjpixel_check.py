@@ -17,6 +17,7 @@ from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
 from django_pjpixel import times
+from django_pjpixel.auth import BATCH_ROLES, SEND_ROLES
 from django_pjpixel.client import PrisjaktClient, get_client
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
@@ -25,9 +26,8 @@ from django_pjpixel.exceptions import (
     PrisjaktConnectionError,
     PrisjaktTimeout,
 )
+from django_pjpixel.logtext import one_line
 from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
-
-WRITER_ROLES = ("event_publisher", "admin")
 
 
 class Command(BaseCommand):
@@ -42,18 +42,13 @@ class Command(BaseCommand):
         try:
             client = get_client()
             roles = self.check_credentials(client)
-            pixel_ok = self.check_pixel(client)
+            pixel_ok = self.check_pixel(client, roles)
         except PjpixelConfigurationError as err:
             raise CommandError(_("The settings are incomplete: %s") % err) from err
-        writable = any(role in WRITER_ROLES for role in roles or ())
-        if writable:
-            self.stdout.write(self.style.SUCCESS(_("The credentials may send events.")))
-        elif roles is not None:
-            self.stderr.write(
-                _("The credentials may not send events: that needs the role %(roles)s.")
-                % {"roles": " / ".join(WRITER_ROLES)}
-            )
-        if not (pixel_ok and writable):
+        may_send = self.report_roles(roles)
+        # None: the pixel could not be listed for want of a role, which sending
+        # one event at a time does not need.
+        if not (may_send and pixel_ok is not False):
             raise CommandError(_("Prisjakt conversion tracking is not ready."))
         self.stdout.write(self.style.SUCCESS(_("Prisjakt conversion tracking is ready.")))
 
@@ -73,6 +68,29 @@ class Command(BaseCommand):
             % counts
         )
 
+    def report_roles(self, roles: list[str] | None) -> bool:
+        """Say what the roles allow; whether they may send events at all."""
+        if roles is None:
+            return False
+        if not any(role in SEND_ROLES for role in roles):
+            self.stderr.write(
+                _("The credentials may not send events: that needs the role %(roles)s.")
+                % {"roles": " / ".join(SEND_ROLES)}
+            )
+            return False
+        self.stdout.write(self.style.SUCCESS(_("The credentials may send events.")))
+        if not any(role in BATCH_ROLES for role in roles):
+            self.stdout.write(
+                self.style.WARNING(
+                    _(
+                        "They may send them one at a time only: batches (the many-events "
+                        "PATCH) and listing events need the role %(roles)s."
+                    )
+                    % {"roles": " / ".join(BATCH_ROLES)}
+                )
+            )
+        return True
+
     def check_credentials(self, client: PrisjaktClient) -> list[str] | None:
         """The roles of the credentials; None when the API would not say."""
         try:
@@ -89,11 +107,19 @@ class Command(BaseCommand):
         )
         return roles
 
-    def check_pixel(self, client: PrisjaktClient) -> bool:
+    def check_pixel(self, client: PrisjaktClient, roles: list[str] | None) -> bool | None:
+        """Whether the pixel exists, by listing a day of its events; None: not checked,
+        because the roles do not include one the listing needs."""
         end = times.now()
         try:
             client.list_events(start=end - timedelta(days=1), end=end)
         except PrisjaktAPIError as err:
+            if err.status == 403 and roles is not None and not set(roles) & set(BATCH_ROLES):
+                self.stdout.write(
+                    _("Pixel: not checked: listing events needs the role %(roles)s.")
+                    % {"roles": " / ".join(BATCH_ROLES)}
+                )
+                return None
             self.stderr.write(_("Pixel: %s") % describe(err, _("the pixel")))
             return False
         self.stdout.write(
@@ -121,4 +147,4 @@ def describe(err: PrisjaktAPIError, what: str) -> str:
     extra = [value for value in (err.title, err.detail) if value]
     if err.request_id:
         extra.append(_("request id %(id)s") % {"id": err.request_id})
-    return " — ".join([text, *extra])
+    return one_line(" — ".join([text, *extra]))
