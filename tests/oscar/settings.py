@@ -4,24 +4,25 @@ Oscar's part follows its "Building your own shop" guide: its apps and their
 dependencies, its middleware, context processors and authentication backend,
 haystack's simple backend and ``from oscar.defaults import *``. django-pjpixel's
 part is what the README's "django-oscar" section says: the two apps, the
-middleware, ``PJPIXEL``, the dashboard entry. The database (PostgreSQL, else
-SQLite) and the credentials are the main suite's (``tests/settings.py``).
+middleware, ``PJPIXEL``, ``ATOMIC_REQUESTS``, the dashboard entry. What Oscar
+adds to Django's settings is added to the main suite's (``tests/settings.py``).
 
-Run with ``pytest tests/oscar --ds=tests.oscar.settings`` (``make test`` does).
+Run with ``pytest tests/oscar --ds=tests.oscar.settings --no-migrations`` (``make
+test`` does).
 """
 
 from __future__ import annotations
 
 from oscar.defaults import *  # noqa: F403  # Oscar's documented way to get its defaults
 
-from tests.settings import DATABASES as _DATABASES
-from tests.settings import (  # noqa: F401  # tests/services.py reads POSTGRES_UNAVAILABLE
-    PASSWORD_HASHERS,
-    PJPIXEL,
-    POSTGRES_UNAVAILABLE,
-    SECRET_KEY,
-    SESSION_COOKIE_AGE,
-)
+from tests import settings as main_suite
+
+# The main suite's database (PostgreSQL, else SQLite), credentials and sessions.
+PASSWORD_HASHERS = main_suite.PASSWORD_HASHERS
+PJPIXEL = main_suite.PJPIXEL
+POSTGRES_UNAVAILABLE = main_suite.POSTGRES_UNAVAILABLE  # read by tests/services.py
+SECRET_KEY = main_suite.SECRET_KEY
+SESSION_COOKIE_AGE = main_suite.SESSION_COOKIE_AGE
 
 DEBUG = False
 USE_TZ = True
@@ -29,16 +30,12 @@ TIME_ZONE = "Europe/Oslo"
 LANGUAGE_CODE = "en"
 ALLOWED_HOSTS = ["*"]
 ROOT_URLCONF = "tests.oscar.urls"
-DEFAULT_AUTO_FIELD = "django.db.models.AutoField"  # Oscar's models use AutoField
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"  # as Oscar documents it
 SITE_ID = 1
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
-    "django.contrib.auth",
-    "django.contrib.contenttypes",
-    "django.contrib.sessions",
-    "django.contrib.messages",
-    "django.contrib.staticfiles",
+    # Django's apps as in the main suite, then the two more Oscar needs.
+    *(app for app in main_suite.INSTALLED_APPS if app.startswith("django.contrib.")),
     "django.contrib.sites",
     "django.contrib.flatpages",
     "oscar.config.Shop",
@@ -82,15 +79,10 @@ INSTALLED_APPS = [
     "django_pjpixel.contrib.oscar",
 ]
 
+# The main suite's (Django's, PjclidMiddleware right after SessionMiddleware), then
+# the two Oscar adds.
 MIDDLEWARE = [
-    "django.middleware.security.SecurityMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django_pjpixel.middleware.PjclidMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    *main_suite.MIDDLEWARE,
     "oscar.apps.basket.middleware.BasketMiddleware",
     "django.contrib.flatpages.middleware.FlatpageFallbackMiddleware",
 ]
@@ -100,18 +92,14 @@ AUTHENTICATION_BACKENDS = (
     "django.contrib.auth.backends.ModelBackend",
 )
 
+# The main suite's templates, with the context processors Oscar's templates need.
 TEMPLATES = [
     {
-        "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
-        "APP_DIRS": True,
+        **main_suite.TEMPLATES[0],
         "OPTIONS": {
             "context_processors": [
-                "django.template.context_processors.debug",
-                "django.template.context_processors.request",
-                "django.contrib.auth.context_processors.auth",
+                *main_suite.TEMPLATES[0]["OPTIONS"]["context_processors"],
                 "django.template.context_processors.i18n",
-                "django.contrib.messages.context_processors.messages",
                 "oscar.apps.search.context_processors.search_form",
                 "oscar.apps.checkout.context_processors.checkout",
                 "oscar.apps.communication.notifications.context_processors.notifications",
@@ -136,7 +124,7 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # Oscar sends order_placed after its own transaction: with ATOMIC_REQUESTS the
 # checkout request is one transaction, holding the order and its event
 # (check django_pjpixel.oscar.W001).
-DATABASES = {"default": {**_DATABASES["default"], "ATOMIC_REQUESTS": True}}
+DATABASES = {"default": {**main_suite.DATABASES["default"], "ATOMIC_REQUESTS": True}}
 
 # The shop: Norwegian kroner, guests may check out, and its order statuses (a shop
 # taking bank transfers as well as cards; Oscar reads the pipeline once, at import).

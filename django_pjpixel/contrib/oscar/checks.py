@@ -30,7 +30,7 @@ DASHBOARD_HINT = (
 )
 
 
-@register(Tags.database, Tags.compatibility)
+@register(Tags.compatibility)
 def check_atomic_requests(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Oscar sends ``order_placed`` after its own transaction has committed."""
     alias = router.db_for_write(ConversionEvent)
