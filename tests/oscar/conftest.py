@@ -12,14 +12,6 @@ from django_pjpixel.contrib.oscar import receivers
 from tests.oscar.shop import stock_the_shop
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # Warnings are errors, but not those Oscar's own code raises in its dependencies:
-    # Oscar 4.2 still calls treebeard's deprecated Category.get_tree().
-    config.addinivalue_line(
-        "filterwarnings", "ignore::treebeard.deprecation.RemovedInTreebeard8Warning"
-    )
-
-
 @pytest.fixture
 def products(db: None) -> tuple[Any, Any]:
     """Headphones (149.50 NOK) and a cable (99 NOK), ten of each in stock."""

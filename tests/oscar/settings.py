@@ -119,7 +119,6 @@ STATIC_URL = "/static/"
 MEDIA_URL = "/media/"
 # Placeholder thumbnails: the products have no images, and no file is written.
 THUMBNAIL_DUMMY = True
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 # Oscar sends order_placed after its own transaction: with ATOMIC_REQUESTS the
 # checkout request is one transaction, holding the order and its event
