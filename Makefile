@@ -15,12 +15,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# tests/oscar is a django-oscar shop with settings of its own, so a pytest process of
+# its own; its tables come from the models (Oscar's migrations alone take 20 s).
+OSCAR_TESTS := tests/oscar --ds=tests.oscar.settings --no-migrations
+
 # Coverage starts before pytest so the package imported by the pytest11 entry
 # point (the pjpixel_api fixture) is measured from its first line.
 test: $(STAMP)
 	bash .ci/system-deps
 	rm -f .coverage .coverage.*
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage run -m pytest $(OSCAR_TESTS) $(OSCAR_PYTEST_ARGS)
 	$(BIN)/coverage combine -q
 	$(BIN)/coverage report --fail-under=95
 

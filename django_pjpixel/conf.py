@@ -66,6 +66,12 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_RESERVE": 10,
     "RATE_LIMIT_MAX_WAIT": 5.0,
     "MAX_PAGES": 200,
+    # The django-oscar adapter (django_pjpixel.contrib.oscar): which total of an Oscar
+    # order is the amount, and the order statuses that mean "paid" (reported then, not
+    # when the order is placed) and "cancelled".
+    "OSCAR_AMOUNT": "total_incl_tax",
+    "OSCAR_PAID_STATUSES": (),
+    "OSCAR_CANCELLED_STATUSES": (),
 }
 
 
@@ -208,6 +214,30 @@ class PjpixelSettings:
     @property
     def MAX_PAGES(self) -> int:
         return int(self.get("MAX_PAGES"))
+
+    @property
+    def OSCAR_AMOUNT(self) -> str:
+        """The django-oscar ``Order`` total reported as the amount."""
+        return str(self.get("OSCAR_AMOUNT"))
+
+    @property
+    def OSCAR_PAID_STATUSES(self) -> frozenset[str]:
+        """Oscar order statuses meaning "paid"; empty: an order is paid when placed."""
+        return as_statuses(self.get("OSCAR_PAID_STATUSES"))
+
+    @property
+    def OSCAR_CANCELLED_STATUSES(self) -> frozenset[str]:
+        return as_statuses(self.get("OSCAR_CANCELLED_STATUSES"))
+
+
+def as_statuses(value: Any) -> frozenset[str]:
+    """A status setting as a set; one status given as a plain string counts as one."""
+    if isinstance(value, str):
+        return frozenset({value})
+    try:
+        return frozenset(str(status) for status in value)
+    except TypeError:  # not iterable: the system checks name it
+        return frozenset()
 
 
 def _as_timedelta(value: Any) -> timedelta:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -8,6 +9,11 @@ import responses
 
 from tests import services
 from tests.celery_app import app as celery_app  # binds the shared tasks to the test app
+
+# tests/oscar is a django-oscar shop with settings of its own, so it runs in a pytest
+# process of its own: `pytest tests/oscar --ds=tests.oscar.settings` (`make test` does).
+OSCAR_SETTINGS = "tests.oscar.settings"
+collect_ignore = [] if os.environ.get("DJANGO_SETTINGS_MODULE") == OSCAR_SETTINGS else ["oscar"]
 
 
 @pytest.fixture(autouse=True)

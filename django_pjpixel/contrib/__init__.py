@@ -1,0 +1,1 @@
+"""Ready adapters to frameworks shops build on; each is a Django app of its own."""
