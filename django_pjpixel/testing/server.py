@@ -20,18 +20,23 @@ Faults: a ``"timeout"`` step holds the answer for ``timeout_sleep`` seconds
 slept before answering. All sleeps end early when the server stops.
 
 The admin path ``/_emulator`` (``admin_path.py``) lets another process (the
-demo) see and script what the emulator holds.
+demo) see and script what the emulator holds. ``/libs/pjpixel/pjpixel.min.js``
+(``server.script_url``) is a stand-in for Prisjakt's browser script
+(``pjpixel.min.js`` beside this module): point ``PJPIXEL["SCRIPT_URL"]`` at
+it and ``{% pjpixel_script %}`` pages keep a landing's click in the browser.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import socket
 import struct
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
 from socketserver import ThreadingMixIn
 from types import TracebackType
 from typing import Any
@@ -45,6 +50,7 @@ from django_pjpixel.testing.emulator import PrisjaktEmulator
 RESET_KEY = "django_pjpixel.emulator.reset_connection"
 DEFAULT_PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
 MAX_REQUEST_LINE = 65536
+SCRIPT_PATH = "/libs/pjpixel/pjpixel.min.js"  # where Prisjakt's CDN has it
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -71,6 +77,12 @@ def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
+@functools.cache
+def standin_script() -> bytes:
+    """The stand-in for Prisjakt's browser script."""
+    return resources.files(__package__).joinpath("pjpixel.min.js").read_bytes()
+
+
 def make_wsgi_app(
     emulator: PrisjaktEmulator,
     *,
@@ -88,6 +100,9 @@ def make_wsgi_app(
         path = environ.get("PATH_INFO", "")
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             status, headers, payload = answer_admin(emulator, environ["REQUEST_METHOD"], path, body)
+        elif path == SCRIPT_PATH:
+            status, payload = 200, standin_script()
+            headers = {"Content-Type": "text/javascript", "Cache-Control": "no-store"}
         else:
             answer = emulator.handle(
                 environ["REQUEST_METHOD"], request_uri(environ), _request_headers(environ), body
@@ -264,6 +279,11 @@ class EmulatorServer:
         return self.origin + self.emulator.base_path
 
     @property
+    def script_url(self) -> str:
+        """The stand-in browser script, for ``PJPIXEL["SCRIPT_URL"]``."""
+        return self.origin + SCRIPT_PATH
+
+    @property
     def token_url(self) -> str | None:
         """The token endpoint on this server, when the emulator has one."""
         path = self.emulator.token_path
@@ -353,7 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         emulator, args.host, args.port, timeout_sleep=args.timeout_sleep, verbose=args.verbose
     )
     server.start()
-    sys.stdout.write(f"pjpixel emulator: API at {server.url}, token at {server.token_url}\n")
+    sys.stdout.write(
+        f"pjpixel emulator: API at {server.url}, token at {server.token_url}, "
+        f"browser script at {server.script_url}\n"
+    )
     sys.stdout.flush()
     try:
         server.wait()
