@@ -45,7 +45,7 @@ _INTEGERS = {
     "MAX_PAGES",
     "RATE_LIMIT_RESERVE",
 }
-_DURATIONS = ("ATTRIBUTION_WINDOW", "MAX_AGE")
+_DURATIONS = ("ATTRIBUTION_WINDOW", "MAX_AGE", "RETENTION")
 _CHOICES = {
     "AUTH": ("headers", "oauth2"),
     "AMOUNT_UNITS": ("major", "minor"),
@@ -176,6 +176,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages.extend(_check_middleware(session_store))
     if session_store:
         messages.extend(_check_session_age())
+    messages.extend(_check_retention())
     return messages
 
 
@@ -300,3 +301,21 @@ def _check_session_age() -> list[CheckMessage]:
             )
         ]
     return []
+
+
+def _check_retention() -> list[CheckMessage]:
+    try:
+        window, retention = pjpixel_settings.ATTRIBUTION_WINDOW, pjpixel_settings.RETENTION
+    except (TypeError, ValueError, OverflowError):
+        return []  # reported as E007 above
+    if retention >= window:
+        return []
+    return [
+        Warning(
+            f'PJPIXEL["RETENTION"] ({retention}) is shorter than the attribution window '
+            f"({window}): clicks attached to orders not paid yet are erased before "
+            "their window ends.",
+            hint='Raise PJPIXEL["RETENTION"] to at least PJPIXEL["ATTRIBUTION_WINDOW"].',
+            id="django_pjpixel.W004",
+        )
+    ]

@@ -44,6 +44,8 @@ DEFAULTS: dict[str, Any] = {
     "COOKIE_NAME": "pjpixel_click",
     # Prisjakt's browser script ({% pjpixel_script %}); New Zealand's is on PriceSpy's CDN.
     "SCRIPT_URL": DEFAULT_SCRIPT_URL,
+    # How long click ids are kept in rows that are done with (retention.purge).
+    "RETENTION": timedelta(days=90),
     # Retry policy for transient answers (network, timeout, 408/425/429/5xx).
     "RETRY_BASE_DELAY": 30.0,
     "RETRY_MAX_DELAY": 3600.0,
@@ -157,6 +159,10 @@ class PjpixelSettings:
     @property
     def SCRIPT_URL(self) -> str:
         return str(self.get("SCRIPT_URL"))
+
+    @property
+    def RETENTION(self) -> timedelta:
+        return _as_timedelta(self.get("RETENTION"))
 
     @property
     def RETRY_BASE_DELAY(self) -> float:

@@ -95,6 +95,7 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "E007 COOKIE_NAME space": (pjpixel(COOKIE_NAME="pjpixel click"), ["E007"]),
     "E007 COOKIE_NAME semicolon": (pjpixel(COOKIE_NAME="a;b"), ["E007"]),
     "E007 COOKIE_NAME not a string": (pjpixel(COOKIE_NAME=7), ["E007"]),
+    "E007 RETENTION": (pjpixel(RETENTION="90 days"), ["E007"]),
     # E008: a currency Prisjakt does not accept
     "E008": (pjpixel(DEFAULT_CURRENCY="USD"), ["E008"]),
     "E008 lower case": (pjpixel(DEFAULT_CURRENCY="sek"), ["E008"]),
@@ -116,6 +117,12 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "W003 browser close": ({"SESSION_EXPIRE_AT_BROWSER_CLOSE": True}, ["W003"]),
     "W003 longer window": (pjpixel(ATTRIBUTION_WINDOW=timedelta(days=60)), ["W003"]),
     "W003 window in seconds": (pjpixel(ATTRIBUTION_WINDOW=40 * 86400), ["W003"]),
+    # W004: click ids erased before the window ends
+    "W004": (pjpixel(RETENTION=timedelta(days=29)), ["W004"]),
+    "W004 longer window": (
+        {**pjpixel(ATTRIBUTION_WINDOW=timedelta(days=100)), "SESSION_COOKIE_AGE": 10**8},
+        ["W004"],
+    ),
 }
 
 CLEAN: dict[str, dict[str, Any]] = {
@@ -157,6 +164,7 @@ CLEAN: dict[str, dict[str, Any]] = {
     "session store named": pjpixel(CLICK_STORE="session", COOKIE_NAME="__Host-pj.click"),
     "script on PriceSpy's CDN": pjpixel(SCRIPT_URL="https://cdn.pricespy.co.nz/pjpixel.min.js"),
     "script on a loopback emulator": pjpixel(SCRIPT_URL="http://127.0.0.1:8765/pjpixel.min.js"),
+    "retention as long as the window": pjpixel(RETENTION=30 * 86400),
 }
 
 
