@@ -8,7 +8,7 @@ reached Prisjakt, which rows exist, which cookies were set.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from datetime import timezone as dt_timezone
 from decimal import Decimal
@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import Client, RequestFactory
 from django.urls import path
 
-from django_pjpixel import stores, tasks
+from django_pjpixel import stores
 from django_pjpixel.attribution import forget_click, get_click, store_click
 from django_pjpixel.exceptions import PjpixelConfigurationError
 from django_pjpixel.middleware import PjclidMiddleware
@@ -99,24 +99,30 @@ def cookie_store(settings: Any) -> None:
 
 
 @pytest.fixture
-def eager(pjpixel_api: PrisjaktEmulator) -> Iterator[PrisjaktEmulator]:
-    """Each paid order is delivered at commit, in this thread, to the emulator."""
-    conf = tasks.deliver_event.app.conf
-    saved = conf.task_always_eager
-    conf.task_always_eager = True
-    try:
-        yield pjpixel_api
-    finally:
-        conf.task_always_eager = saved
+def prisjakt(
+    pjpixel_api: PrisjaktEmulator, inline_queue: None, django_capture_on_commit_callbacks: Capture
+) -> Prisjakt:
+    """The emulator; each order paid through ``/pay/`` is delivered to it at commit."""
+    return Prisjakt(pjpixel_api, django_capture_on_commit_callbacks)
 
 
-def sent(api: PrisjaktEmulator) -> list[tuple[str, str | None]]:
-    """(order id, click id) of each purchase Prisjakt received."""
-    return [
-        (r.json["external_event_id"], r.json.get("signed_click_id"))
-        for r in api.requests
-        if r.method == "POST"
-    ]
+class Prisjakt:
+    def __init__(self, api: PrisjaktEmulator, capture: Capture) -> None:
+        self.api = api
+        self.capture = capture
+
+    def pay(self, client: Client, order_id: str) -> list[tuple[str, str | None]]:
+        """The visitor pays ``order_id``: (order id, click id) of each purchase Prisjakt has."""
+        with self.capture(execute=True):
+            assert client.post("/pay/", {"order": order_id}).status_code == 200
+        return self.sent()
+
+    def sent(self) -> list[tuple[str, str | None]]:
+        return [
+            (r.json["external_event_id"], r.json.get("signed_click_id"))
+            for r in self.api.requests
+            if r.method == "POST"
+        ]
 
 
 def land(client: Client, click_id: str = CLICK, page: str = "/product/") -> HttpResponse:
@@ -135,85 +141,65 @@ def kept(client: Client) -> Any:
 # -- land, pay, sent: both stores, with USE_TZ true and false ----------------------------
 
 
-def test_land_then_pay_is_sent_with_the_click(
-    use_tz: bool, store: str, eager: PrisjaktEmulator, django_capture_on_commit_callbacks: Capture
-) -> None:
+def test_land_then_pay_is_sent_with_the_click(use_tz: bool, store: str, prisjakt: Prisjakt) -> None:
     client = Client()
     assert land(client).status_code == 200
     assert client.get("/product/").status_code == 200  # browsing on, without pjclid
-    with django_capture_on_commit_callbacks(execute=True):
-        assert client.post("/pay/", {"order": "ORD-1"}).status_code == 200
-    assert sent(eager) == [("ORD-1", CLICK)]
+    assert prisjakt.pay(client, "ORD-1") == [("ORD-1", CLICK)]
     row = ConversionEvent.objects.get()
     assert (row.status, row.click_id) == (ConversionEvent.Status.SENT, CLICK)
     assert Session.objects.count() == (1 if store == "session" else 0)
 
 
 def test_checkout_then_a_webhook_is_sent_with_the_click(
-    use_tz: bool, store: str, eager: PrisjaktEmulator, django_capture_on_commit_callbacks: Capture
+    use_tz: bool, store: str, prisjakt: Prisjakt
 ) -> None:
     client = Client()
     land(client)
     assert client.post("/checkout/", {"order": "ORD-2"}).json() == {"attached": CLICK}
-    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+    with prisjakt.capture(execute=True), transaction.atomic():
         order_completed.send(
             sender=User, order_id="ORD-2", amount=Decimal(990), currency="SEK", number_of_items=2
         )
-    assert sent(eager) == [("ORD-2", CLICK)]
+    assert prisjakt.sent() == [("ORD-2", CLICK)]
     assert OrderClick.objects.get().click_id == CLICK
 
 
 def test_a_logout_between_landing_and_paying_keeps_the_click(
-    use_tz: bool, store: str, eager: PrisjaktEmulator, django_capture_on_commit_callbacks: Capture
+    use_tz: bool, store: str, prisjakt: Prisjakt
 ) -> None:
     client = Client()
     land(client)
     client.force_login(User.objects.create_user("visitor"))
     assert client.post("/logout/").status_code == 200
     assert "_auth_user_id" not in client.session  # logged out: a new, anonymous session
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post("/pay/", {"order": "ORD-3"})
-    assert sent(eager) == [("ORD-3", CLICK)]
+    assert prisjakt.pay(client, "ORD-3") == [("ORD-3", CLICK)]
 
 
 def test_a_landing_on_a_page_that_answers_404_keeps_the_click(
-    store: str, eager: PrisjaktEmulator, django_capture_on_commit_callbacks: Capture
+    store: str, prisjakt: Prisjakt
 ) -> None:
     client = Client()
     assert land(client, page="/product/sold-out/").status_code == 404
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post("/pay/", {"order": "ORD-4"})
-    assert sent(eager) == [("ORD-4", CLICK)]
+    assert prisjakt.pay(client, "ORD-4") == [("ORD-4", CLICK)]
 
 
-@pytest.mark.parametrize("bad", ["", "x" * 129, "bad;value", "%0D%0ASet-Cookie:%20a=b"])
-def test_an_invalid_click_never_replaces_the_kept_one(
-    store: str,
-    bad: str,
-    eager: PrisjaktEmulator,
-    django_capture_on_commit_callbacks: Capture,
+@pytest.mark.parametrize(
+    ("second", "expected"),
+    [("", CLICK), ("x" * 129, CLICK), ("bad;value", CLICK), ("%0D%0A", CLICK), (NEWER, NEWER)],
+    ids=["empty", "too long", "semicolon", "CRLF", "a newer click"],
+)
+def test_an_invalid_click_never_replaces_the_kept_one_a_newer_does(
+    store: str, second: str, expected: str, prisjakt: Prisjakt
 ) -> None:
     client = Client()
     land(client)
-    land(client, click_id=bad)
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post("/pay/", {"order": "ORD-5"})
-    assert sent(eager) == [("ORD-5", CLICK)]
-
-
-def test_a_newer_click_replaces_the_older(
-    store: str, eager: PrisjaktEmulator, django_capture_on_commit_callbacks: Capture
-) -> None:
-    client = Client()
-    land(client)
-    land(client, click_id=NEWER)
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post("/pay/", {"order": "ORD-6"})
-    assert sent(eager) == [("ORD-6", NEWER)]
+    land(client, click_id=second)
+    assert prisjakt.pay(client, "ORD-5") == [("ORD-5", expected)]
 
 
 def test_withdrawn_consent_drops_the_click_and_the_orders_rows(
-    store: str, eager: PrisjaktEmulator, django_capture_on_commit_callbacks: Capture
+    store: str, prisjakt: Prisjakt
 ) -> None:
     client = Client()
     land(client)
@@ -221,9 +207,7 @@ def test_withdrawn_consent_drops_the_click_and_the_orders_rows(
     response = client.post("/consent/withdraw/")
     assert response.status_code == 200
     assert not OrderClick.objects.exists()
-    with django_capture_on_commit_callbacks(execute=True):
-        client.post("/pay/", {"order": "ORD-8"})
-    assert sent(eager) == []
+    assert prisjakt.pay(client, "ORD-8") == []
     assert ConversionEvent.objects.get().skip_reason == "no click"
     if store == "cookie":
         assert response.cookies[COOKIE]["max-age"] == 0
