@@ -20,23 +20,19 @@ Faults: a ``"timeout"`` step holds the answer for ``timeout_sleep`` seconds
 slept before answering. All sleeps end early when the server stops.
 
 The admin path ``/_emulator`` (``admin_path.py``) lets another process (the
-demo) see and script what the emulator holds. ``/libs/pjpixel/pjpixel.min.js``
-(``server.script_url``) is a stand-in for Prisjakt's browser script
-(``pjpixel.min.js`` beside this module): point ``PJPIXEL["SCRIPT_URL"]`` at
-it and ``{% pjpixel_script %}`` pages keep a landing's click in the browser.
+demo) see and script what the emulator holds; ``server.script_url`` hands out
+a stand-in for Prisjakt's browser script (``browser_script.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import socket
 import struct
 import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from importlib import resources
 from socketserver import ThreadingMixIn
 from types import TracebackType
 from typing import Any
@@ -45,12 +41,12 @@ from wsgiref.util import request_uri
 
 from django_pjpixel.checks import is_loopback
 from django_pjpixel.testing.admin_path import ADMIN_PREFIX, answer_admin
+from django_pjpixel.testing.browser_script import HEADERS, SCRIPT_PATH, standin_script
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 
 RESET_KEY = "django_pjpixel.emulator.reset_connection"
 DEFAULT_PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
 MAX_REQUEST_LINE = 65536
-SCRIPT_PATH = "/libs/pjpixel/pjpixel.min.js"  # where Prisjakt's CDN has it
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -77,12 +73,6 @@ def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-@functools.cache
-def standin_script() -> bytes:
-    """The stand-in for Prisjakt's browser script."""
-    return resources.files(__package__).joinpath("pjpixel.min.js").read_bytes()
-
-
 def make_wsgi_app(
     emulator: PrisjaktEmulator,
     *,
@@ -101,8 +91,7 @@ def make_wsgi_app(
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             status, headers, payload = answer_admin(emulator, environ["REQUEST_METHOD"], path, body)
         elif path == SCRIPT_PATH:
-            status, payload = 200, standin_script()
-            headers = {"Content-Type": "text/javascript", "Cache-Control": "no-store"}
+            status, headers, payload = 200, HEADERS, standin_script()
         else:
             answer = emulator.handle(
                 environ["REQUEST_METHOD"], request_uri(environ), _request_headers(environ), body
