@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.apps import AppConfig
+from django.contrib.auth.signals import user_logged_out
 from django.utils.translation import gettext_lazy as _
 
 
@@ -15,5 +16,7 @@ class PjpixelConfig(AppConfig):
         from django_pjpixel import checks, tasks  # noqa: F401
         from django_pjpixel.purchases import ORDER_COMPLETED_UID, on_order_completed
         from django_pjpixel.signals import order_completed
+        from django_pjpixel.stores import KEEP_AT_LOGOUT_UID, keep_at_logout
 
         order_completed.connect(on_order_completed, dispatch_uid=ORDER_COMPLETED_UID)
+        user_logged_out.connect(keep_at_logout, dispatch_uid=KEEP_AT_LOGOUT_UID)

@@ -1,12 +1,14 @@
-"""The click in the session, the attribution window, consent, the click kept for an order.
+"""The visitor's click, the attribution window, consent, the click kept for an order.
 
-A click lives in ``request.session[SESSION_KEY]`` as ``{"id": click_id,
-"at": iso8601 capture time in UTC}``. At checkout ``keep_click_for_order``
-(behind ``purchases.attach_click``) copies it to an ``OrderClick`` row, so a
-payment confirmed later without the visitor's session (a payment provider's
-webhook) is still attributed. ``resolve_click`` picks the click for an order:
-an explicit ``signed_click_id``, else the click attached to the order, else
-the request's session. The window runs from the click to the purchase.
+A click is kept in the store ``PJPIXEL["CLICK_STORE"]`` names (``stores``:
+the session, or a signed cookie) as its id and capture time. At checkout
+``keep_click_for_order`` (behind ``purchases.attach_click``) copies it, or
+else the browser script's click the checkout form posted
+(``{% pjpixel_click_input %}``), to an ``OrderClick`` row, so a payment
+confirmed later without the visitor (a payment provider's webhook) is still
+attributed. ``resolve_click`` picks the click for an order: an explicit
+``signed_click_id``, else the click attached to the order, else the
+request's store. The window runs from the click to the purchase.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import inspect
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from datetime import timezone as dt_timezone
 from typing import TYPE_CHECKING, Any
 
+from django.core.exceptions import SuspiciousOperation
 from django.utils.module_loading import import_string
 
-from django_pjpixel import times
+from django_pjpixel import stores, times
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import OrderClick
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-SESSION_KEY = "pjpixel_click"
+SESSION_KEY = stores.SESSION_KEY
+# The checkout form's field for the browser script's click ({% pjpixel_click_input %}).
+POST_FIELD = "pjpixel_click_id"
 MAX_ORDER_ID = 100  # OrderClick.order_id.max_length
 
 # Why an order is not attributed (ConversionEvent.skip_reason).
@@ -112,11 +116,11 @@ def has_consent(request: HttpRequest) -> bool:
 
 
 def store_click(request: HttpRequest, click_id: str, now: datetime | None = None) -> Click:
-    """Keep ``click_id`` in the session as captured at ``now``; it replaces an older click.
+    """Keep ``click_id`` in the store as captured at ``now``; it replaces an older click.
 
     Does not ask for consent: the caller has (``PjclidMiddleware`` does). The
     same click id landing again keeps its first capture time, so reloading
-    the landing page neither extends the window nor rewrites the session.
+    the landing page neither extends the window nor rewrites the store.
     """
     if not is_valid_click_id(click_id):
         raise InvalidInput("click_id", "is not a Prisjakt click id")
@@ -124,57 +128,65 @@ def store_click(request: HttpRequest, click_id: str, now: datetime | None = None
     if current is not None and current.click_id == click_id:
         return current
     captured_at = times.aware(now) if now is not None else times.now()
-    at = captured_at.astimezone(dt_timezone.utc).isoformat()
-    request.session[SESSION_KEY] = {"id": click_id, "at": at}
+    stores.current().save(request, click_id, captured_at)
     return Click(click_id, captured_at)
 
 
 def get_click(request: HttpRequest) -> Click | None:
-    """The click in the request's session, or None (also for corrupt session data).
-
-    A capture time without a zone (written under ``USE_TZ = False`` by an
-    older version) is in ``TIME_ZONE``.
-    """
-    session = getattr(request, "session", None)
-    if session is None:
-        return None
-    data = session.get(SESSION_KEY)
-    if not isinstance(data, dict):
-        return None
-    click_id, at = data.get("id"), data.get("at")
-    if not isinstance(click_id, str) or not is_valid_click_id(click_id) or not isinstance(at, str):
-        return None
-    try:
-        captured_at = datetime.fromisoformat(at)
-    except ValueError:
-        return None
-    return Click(click_id, times.aware(captured_at))
+    """The click in the request's store, or None (also for corrupt or forged data)."""
+    stored = stores.current().load(request)
+    return None if stored is None else Click(*stored)
 
 
 def forget_click(request: HttpRequest) -> None:
-    """Withdrawn consent: drop the session's click and every order row holding it."""
-    click = get_click(request)
-    session = getattr(request, "session", None)
-    if session is not None:
-        session.pop(SESSION_KEY, None)
-    if click is not None:
-        OrderClick.objects.filter(click_id=click.click_id).delete()
+    """Withdrawn consent: drop the visitor's click from every store, and every order row holding it.
+
+    Both stores, whichever ``CLICK_STORE`` says now: a shop that switched
+    stores may still hold the click in the other. The cookie store deletes its
+    cookie on this request's response (``PjclidMiddleware``).
+    """
+    kept = [store.load(request) for store in stores.STORES.values()]
+    for store in stores.STORES.values():
+        store.forget(request)
+    click_ids = {stored[0] for stored in kept if stored is not None}
+    if click_ids:
+        OrderClick.objects.filter(click_id__in=click_ids).delete()
+
+
+def posted_click(request: HttpRequest, now: datetime | None = None) -> Click | None:
+    """The browser script's click, posted by the checkout form as ``pjpixel_click_id``.
+
+    Checked like a ``?pjclid=``; a value that cannot be one is no click. The
+    shop learns of it now, so it counts as captured now (default: the
+    current time): the browser script let it expire after its own window.
+    """
+    try:
+        value = request.POST.get(POST_FIELD) if request.method == "POST" else None
+    except SuspiciousOperation:  # too large, too many fields
+        return None
+    if not isinstance(value, str) or not is_valid_click_id(value):
+        return None
+    return Click(value, times.aware(now) if now is not None else times.now())
 
 
 def keep_click_for_order(
     request: HttpRequest, order_id: str, *, now: datetime | None = None
 ) -> Click | None:
-    """Keep the session's click for ``order_id`` (``purchases.attach_click``); returns it.
+    """Keep the visitor's click for ``order_id`` (``purchases.attach_click``); returns it.
 
-    Nothing is kept without consent, without a click, or when a purchase at
-    ``now`` (default: the current time) would not be attributed to it.
+    The store's click, else the browser script's click the checkout form
+    posted. Nothing is kept without consent, without a click, or when a
+    purchase at ``now`` (default: the current time) would not be attributed
+    to it.
     """
     if not has_consent(request):
         return None
     click = get_click(request)
     if click is None or not click.is_within_window(now):
+        click = posted_click(request, now)  # captured now: within the window
+    if click is None:
         return None
-    assert click.captured_at is not None  # a session's click has its capture time
+    assert click.captured_at is not None  # a kept or posted click has its capture time
     OrderClick.objects.update_or_create(
         order_id=order_id,
         defaults={"click_id": click.click_id, "captured_at": times.as_django(click.captured_at)},
@@ -200,7 +212,7 @@ def resolve_click(
     """The click of ``order_id``'s purchase, made at ``at`` (default: the current time).
 
     Sources, first found wins: ``signed_click_id`` (None or "" means not
-    given), the click attached to ``order_id``, ``request``'s session (only
+    given), the click attached to ``order_id``, ``request``'s store (only
     with consent).
     """
     if signed_click_id:

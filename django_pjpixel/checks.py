@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -50,8 +51,15 @@ _INTEGERS = {
     "MAX_PAGES",
     "RATE_LIMIT_RESERVE",
 }
-_DURATIONS = ("ATTRIBUTION_WINDOW", "MAX_AGE")
-_CHOICES = {"AUTH": ("headers", "oauth2"), "AMOUNT_UNITS": ("major", "minor")}
+_DURATIONS = ("ATTRIBUTION_WINDOW", "MAX_AGE", "RETENTION")
+_CHOICES = {
+    "AUTH": ("headers", "oauth2"),
+    "AMOUNT_UNITS": ("major", "minor"),
+    "CLICK_STORE": ("session", "cookie"),
+}
+# RFC 6265's token: what a cookie's name may be made of.
+_COOKIE_NAME_RE = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_SECRET_IN_CLEAR = "the client secret would travel unencrypted"
 # Seconds: a shorter SQLite busy timeout (Python's default is 5) is hardly a wait at all.
 SQLITE_MIN_TIMEOUT = 5
 
@@ -71,7 +79,9 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def _check_url(key: str, value: Any, errors: list[CheckMessage]) -> None:
+def _check_url(
+    key: str, value: Any, errors: list[CheckMessage], risk: str = _SECRET_IN_CLEAR
+) -> None:
     try:
         parts = urlsplit(value) if isinstance(value, str) else None
     except ValueError:  # e.g. an unclosed IPv6 bracket
@@ -87,8 +97,7 @@ def _check_url(key: str, value: Any, errors: list[CheckMessage]) -> None:
     elif parts.scheme != "https" and not is_loopback(parts.hostname):
         errors.append(
             Error(
-                f'PJPIXEL["{key}"] uses plain http to {parts.hostname}: the client '
-                "secret would travel unencrypted.",
+                f'PJPIXEL["{key}"] uses plain http to {parts.hostname}: {risk}.',
                 hint="Use https; plain http is accepted only for a loopback emulator "
                 "(127.0.0.1, ::1, localhost).",
                 id="django_pjpixel.E006",
@@ -135,6 +144,12 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     _check_url("API_URL", raw.get("API_URL", DEFAULTS["API_URL"]), messages)
     if raw.get("AUTH", "headers") == "oauth2":
         _check_url("TOKEN_URL", raw.get("TOKEN_URL", DEFAULTS["TOKEN_URL"]), messages)
+    if "SCRIPT_URL" in raw:
+        risk = "anyone on the way could change the script the shop's pages run"
+        _check_url("SCRIPT_URL", raw["SCRIPT_URL"], messages, risk)
+    cookie_name = raw.get("COOKIE_NAME", DEFAULTS["COOKIE_NAME"])
+    if not isinstance(cookie_name, str) or not _COOKIE_NAME_RE.fullmatch(cookie_name):
+        messages.append(_type_error("COOKIE_NAME", cookie_name, "a cookie name"))
     for key, choices in _CHOICES.items():
         if key in raw and raw[key] not in choices:
             messages.append(_type_error(key, raw[key], " or ".join(repr(c) for c in choices)))
@@ -165,8 +180,11 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     consent = raw.get("CONSENT")
     if consent is not None:
         messages.extend(_check_consent(consent))
-    messages.extend(_check_middleware())
-    messages.extend(_check_session_age())
+    session_store = raw.get("CLICK_STORE", DEFAULTS["CLICK_STORE"]) == "session"
+    messages.extend(_check_middleware(session_store))
+    if session_store:
+        messages.extend(_check_session_age())
+    messages.extend(_check_retention())
     messages.extend(_check_database())
     return messages
 
@@ -247,7 +265,7 @@ def _check_consent(consent: Any) -> list[CheckMessage]:
     return []
 
 
-def _check_middleware() -> list[CheckMessage]:
+def _check_middleware(session_store: bool) -> list[CheckMessage]:
     middleware = list(getattr(settings, "MIDDLEWARE", []) or [])
     if _MIDDLEWARE not in middleware:
         return [
@@ -257,9 +275,11 @@ def _check_middleware() -> list[CheckMessage]:
                 id="django_pjpixel.W002",
             )
         ]
-    if _SESSION_MIDDLEWARE in middleware and middleware.index(
-        _SESSION_MIDDLEWARE
-    ) > middleware.index(_MIDDLEWARE):
+    if (
+        session_store
+        and _SESSION_MIDDLEWARE in middleware
+        and middleware.index(_SESSION_MIDDLEWARE) > middleware.index(_MIDDLEWARE)
+    ):
         return [
             Error(
                 f"{_MIDDLEWARE} comes before {_SESSION_MIDDLEWARE} in MIDDLEWARE.",
@@ -284,7 +304,8 @@ def _check_session_age() -> list[CheckMessage]:
                 f"later than SESSION_COOKIE_AGE ({age} s) after the click is not attributed.",
                 hint=f"Raise SESSION_COOKIE_AGE to at least {int(window.total_seconds())} "
                 "(the attribution window) and keep SESSION_EXPIRE_AT_BROWSER_CLOSE off, "
-                'or lower PJPIXEL["ATTRIBUTION_WINDOW"].',
+                'lower PJPIXEL["ATTRIBUTION_WINDOW"], or keep the click in a cookie of its '
+                'own: PJPIXEL["CLICK_STORE"] = "cookie".',
                 id="django_pjpixel.W003",
             )
         ]
@@ -324,5 +345,23 @@ def _check_database() -> list[CheckMessage]:
             hint=f'Add {", ".join(missing.values())} to DATABASES[{alias!r}]["OPTIONS"], '
             'or use PostgreSQL or MariaDB/MySQL. See the README, "SQLite".',
             id="django_pjpixel.W004",
+        )
+    ]
+
+
+def _check_retention() -> list[CheckMessage]:
+    try:
+        window, retention = pjpixel_settings.ATTRIBUTION_WINDOW, pjpixel_settings.RETENTION
+    except (TypeError, ValueError, OverflowError):
+        return []  # reported as E007 above
+    if retention >= window:
+        return []
+    return [
+        Warning(
+            f'PJPIXEL["RETENTION"] ({retention}) is shorter than the attribution window '
+            f"({window}): clicks attached to orders not paid yet are erased before "
+            "their window ends.",
+            hint='Raise PJPIXEL["RETENTION"] to at least PJPIXEL["ATTRIBUTION_WINDOW"].',
+            id="django_pjpixel.W005",
         )
     ]

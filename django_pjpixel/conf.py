@@ -16,6 +16,7 @@ from django.conf import settings
 
 DEFAULT_API_URL = "https://api.pj.nu/click-conversion"
 DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
+DEFAULT_SCRIPT_URL = "https://cdn.pji.nu/libs/pjpixel/pjpixel.min.js"
 
 # The currencies the API accepts (prisjakt-api.md, "Creating an event").
 SUPPORTED_CURRENCIES = ("DKK", "EUR", "GBP", "NOK", "NZD", "SEK")
@@ -43,6 +44,13 @@ DEFAULTS: dict[str, Any] = {
     "ATTRIBUTION_WINDOW": timedelta(days=30),
     # Dotted path to a callable ``request -> bool``; None means allowed.
     "CONSENT": None,
+    # Where a visitor's click waits for the checkout: "session" or "cookie" (stores.py).
+    "CLICK_STORE": "session",
+    "COOKIE_NAME": "pjpixel_click",
+    # Prisjakt's browser script ({% pjpixel_script %}); New Zealand's is on PriceSpy's CDN.
+    "SCRIPT_URL": DEFAULT_SCRIPT_URL,
+    # How long click ids are kept in rows that are done with (retention.purge).
+    "RETENTION": timedelta(days=90),
     # Retry policy for transient answers (network, timeout, 408/425/429/5xx).
     "RETRY_BASE_DELAY": 30.0,
     "RETRY_MAX_DELAY": 3600.0,
@@ -158,6 +166,22 @@ class PjpixelSettings:
         """A dotted path or a callable ``request -> bool``; None: allowed."""
         value = self.get("CONSENT")
         return value if value else None
+
+    @property
+    def CLICK_STORE(self) -> str:
+        return str(self.get("CLICK_STORE"))
+
+    @property
+    def COOKIE_NAME(self) -> str:
+        return str(self.get("COOKIE_NAME"))
+
+    @property
+    def SCRIPT_URL(self) -> str:
+        return str(self.get("SCRIPT_URL"))
+
+    @property
+    def RETENTION(self) -> timedelta:
+        return _as_timedelta(self.get("RETENTION"))
 
     @property
     def RETRY_BASE_DELAY(self) -> float:

@@ -1,4 +1,4 @@
-"""``PjclidMiddleware``: keeps the ``?pjclid=`` of a Prisjakt landing in the session."""
+"""``PjclidMiddleware``: keeps the ``?pjclid=`` of a Prisjakt landing in the click store."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING, cast
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.core.exceptions import SuspiciousOperation
 
+from django_pjpixel import stores
 from django_pjpixel.attribution import Click, has_consent, store_click
 from django_pjpixel.payloads import is_valid_click_id
+from django_pjpixel.stores import AFTER_VIEW
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
@@ -23,16 +25,23 @@ _LOG_EXCERPT = 40
 
 
 class PjclidMiddleware:
-    """Stores the click id of a landing from Prisjakt (``?pjclid=...``) in the session.
+    """Keeps the click id of a landing from Prisjakt (``?pjclid=...``) in the click store.
 
-    Put it after ``SessionMiddleware``. A request without ``pjclid`` in its
-    query string costs one substring test: the session is not read, so such
-    responses get no ``Vary: Cookie`` and no session query. On a landing the
-    value is checked (``[A-Za-z0-9_-]{1,128}``; of a repeated parameter the
-    last value counts), consent is asked of ``PJPIXEL["CONSENT"]``, and the
-    click is kept with its capture time; a newer click replaces an older one.
-    An invalid value or a refusal is logged at DEBUG and otherwise ignored:
-    the landing page is always served.
+    Put it after ``SessionMiddleware``. The store is ``PJPIXEL["CLICK_STORE"]``:
+    the session, or a signed cookie (``stores``). A request without ``pjclid``
+    in its query string costs one substring test and one look at the
+    request's attributes: the store is not read, so such responses get no
+    ``Vary: Cookie`` and no session query. On a landing the value is checked
+    (``[A-Za-z0-9_-]{1,128}``; of a repeated parameter the last value
+    counts), consent is asked of ``PJPIXEL["CONSENT"]``, and the click is
+    kept with its capture time; a newer click replaces an older one, an
+    invalid value never does. An invalid value or a refusal is logged at
+    DEBUG and otherwise ignored: the landing page is always served, and a
+    landing on a page that answers 404 keeps the click all the same.
+
+    After the view it writes to the response what a store left for it: the
+    cookie store's cookie (set, or deleted by ``forget_click``), the session
+    store's click put back after a logout flushed the session.
 
     Consent is the shop's legal responsibility: the shop and Prisjakt are
     joint controllers under GDPR Art. 26, and the click id may be stored only
@@ -58,13 +67,19 @@ class PjclidMiddleware:
             return self.__acall__(request)
         if is_landing(request):
             capture_click(request)
-        return self.get_response(request)
+        response = self.get_response(request)
+        if AFTER_VIEW in request.__dict__:
+            stores.after_view(request, cast("HttpResponseBase", response))
+        return response
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
         if is_landing(request):
-            # Session backends may hit the database: run it where sync code may.
+            # Session backends and consent hooks may hit the database: run it where sync code may.
             await sync_to_async(capture_click)(request)
-        return await cast("Awaitable[HttpResponseBase]", self.get_response(request))
+        response = await cast("Awaitable[HttpResponseBase]", self.get_response(request))
+        if AFTER_VIEW in request.__dict__:
+            stores.after_view(request, response)
+        return response
 
 
 def is_landing(request: HttpRequest) -> bool:
@@ -89,11 +104,9 @@ def capture_click(request: HttpRequest) -> Click | None:
             value[:_LOG_EXCERPT],
         )
         return None
-    if not hasattr(request, "session"):
-        logger.warning(
-            "pjclid ignored: request.session is missing; put PjclidMiddleware after "
-            "SessionMiddleware"
-        )
+    unusable = stores.current().unusable(request)
+    if unusable:
+        logger.warning("pjclid ignored: %s", unusable)
         return None
     if not has_consent(request):
         logger.debug("pjclid ignored: no consent")

@@ -75,7 +75,7 @@ def track_purchase(
     Call it inside the transaction that marks the order paid: the row is
     written there, and delivery is queued only once it commits. The click is
     ``signed_click_id``, else the click attached to ``order_id``, else the
-    one in ``request``'s session; without one the row is stored ``skipped``
+    one in ``request``'s click store; without one the row is stored ``skipped``
     with the reason. The same order tracked again returns the existing row;
     a ``skipped`` one becomes ``pending`` if this report brings a usable click.
 
@@ -112,11 +112,14 @@ def track_purchase(
 def attach_click(
     request: HttpRequest, order_id: OrderId, *, now: datetime | None = None
 ) -> Click | None:
-    """At checkout: keep the session's click for ``order_id``; returns it, or None.
+    """At checkout: keep the visitor's click for ``order_id``; returns it, or None.
 
-    Call it where the order is created, while the visitor's session is at
+    Call it where the order is created, while the visitor's request is at
     hand, when the payment is confirmed later without it (a payment
-    webhook). ``order_id`` is the one the payment is reported with: a
+    webhook). The click is the one in the click store (session or cookie),
+    else the browser script's click the checkout form posted as
+    ``pjpixel_click_id`` (``{% pjpixel_click_input %}``), checked like a
+    ``?pjclid=``. ``order_id`` is the one the payment is reported with: a
     string, an int or a UUID. Nothing is attached without consent, without
     a click, or when the click is outside the attribution window. Never
     raises into the checkout: a bad order id or a database error is logged.

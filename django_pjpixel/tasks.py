@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers over ``delivery`` and ``backlog``.
+"""Celery tasks: thin wrappers over ``delivery``, ``backlog`` and ``retention``.
 
 ``deliver_event(event_pk)`` is queued when an order's transaction commits; its
 message carries the row's primary key only. A transient failure is retried
@@ -15,7 +15,8 @@ later retries, and everything whose publish failed, are sent by the periodic
         },
     }
 
-or run ``manage.py pjpixel_deliver`` from cron instead.
+or run ``manage.py pjpixel_deliver`` from cron instead. ``purge`` erases
+click ids past ``PJPIXEL["RETENTION"]``; run it daily.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from celery import Task, shared_task
 from celery.exceptions import MaxRetriesExceededError
 from django.utils import timezone
 
-from django_pjpixel import backlog, delivery
+from django_pjpixel import backlog, delivery, retention
 from django_pjpixel.conf import DEFAULTS, pjpixel_settings
 
 logger = logging.getLogger("django_pjpixel.delivery")
@@ -64,3 +65,9 @@ def deliver_event(self: Task[[int], str], event_pk: int) -> str:
 def deliver_due(limit: int | None = None) -> dict[str, int]:
     """Send every ``ConversionEvent`` that is due; counts per outcome."""
     return backlog.deliver_due(limit)
+
+
+@shared_task(ignore_result=True)
+def purge() -> dict[str, int]:
+    """Erase click ids older than ``PJPIXEL["RETENTION"]`` from rows done with; counts per table."""
+    return retention.purge()

@@ -34,6 +34,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_pjpixel",
+    # For the ready consent hook of django_pjpixel.consent (tests/test_consent.py).
+    "cookie_consent",
 ]
 
 MIDDLEWARE = [

@@ -13,6 +13,7 @@ from django.test import RequestFactory
 import django_pjpixel
 from django_pjpixel import purchases
 from django_pjpixel.attribution import (
+    POST_FIELD,
     SESSION_KEY,
     SKIP_CLICK_AFTER_PURCHASE,
     SKIP_INVALID_CLICK_ID,
@@ -25,6 +26,7 @@ from django_pjpixel.attribution import (
     forget_click,
     get_click,
     has_consent,
+    posted_click,
     resolve_click,
     store_click,
 )
@@ -391,6 +393,79 @@ def test_forget_click_without_a_click() -> None:
     forget_click(make_request())
     forget_click(RequestFactory().get("/"))  # no session at all
     assert OrderClick.objects.count() == 1
+
+
+# --- the browser script's click, posted at checkout ---------------------------------------
+
+
+def checkout_post(click_id: str | None, session: dict[str, Any] | None = None) -> HttpRequest:
+    """The checkout form posted, with ``pjpixel_click_id`` (``{% pjpixel_click_input %}``)."""
+    data = {"order": "order-1"} if click_id is None else {POST_FIELD: click_id}
+    request = RequestFactory().post("/checkout/", data)
+    request.session = SessionStore()
+    if session is not None:
+        request.session[SESSION_KEY] = session
+    return request
+
+
+@pytest.mark.django_db
+def test_attach_click_takes_the_posted_click_when_the_store_has_none() -> None:
+    assert attach_click(checkout_post(CLICK), "order-1", now=T0) == Click(CLICK, T0)
+    assert click_for_order("order-1") == Click(CLICK, T0)  # captured when the shop got it
+
+
+@pytest.mark.django_db
+def test_attach_click_prefers_the_store_to_the_posted_click() -> None:
+    request = checkout_post(OTHER, {"id": CLICK, "at": T0.isoformat()})
+    assert attach_click(request, "order-1", now=T0 + timedelta(days=1)) == Click(CLICK, T0)
+
+
+@pytest.mark.django_db
+def test_attach_click_takes_the_posted_click_when_the_stores_is_too_old() -> None:
+    request = checkout_post(OTHER, {"id": CLICK, "at": (T0 - WINDOW * 2).isoformat()})
+    assert attach_click(request, "order-1", now=T0) == Click(OTHER, T0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("bad", ["", "a;b", "x" * 129, "åäö", " " + CLICK])
+def test_a_posted_value_that_cannot_be_a_click_is_none(bad: str) -> None:
+    assert attach_click(checkout_post(bad), "order-1", now=T0) is None
+    assert not OrderClick.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_posted_click_needs_consent(consent: Any) -> None:
+    consent(refuse)
+    assert attach_click(checkout_post(CLICK), "order-1", now=T0) is None
+    assert not OrderClick.objects.exists()
+
+
+def test_posted_click_reads_only_a_post() -> None:
+    request = RequestFactory().get("/checkout/", {POST_FIELD: CLICK})
+    assert posted_click(request, T0) is None
+    assert posted_click(checkout_post(None), T0) is None
+    assert posted_click(checkout_post(CLICK)) is not None
+
+
+def test_posted_click_survives_a_body_too_large(settings: Any) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10
+    assert posted_click(checkout_post(CLICK), T0) is None
+
+
+@pytest.mark.django_db
+def test_forget_click_drops_it_from_both_stores(settings: Any) -> None:
+    # A shop that moved to the cookie store: an older click may still be in the session.
+    settings.PJPIXEL = {**settings.PJPIXEL, "CLICK_STORE": "cookie"}
+    request = request_with_click(OTHER, T0)
+    store_click(request, CLICK, now=T0)
+    for order_id, click_id in (("order-1", CLICK), ("order-2", OTHER), ("order-3", "kept")):
+        OrderClick.objects.create(order_id=order_id, click_id=click_id, captured_at=T0)
+
+    forget_click(request)
+
+    assert SESSION_KEY not in request.session
+    assert get_click(request) is None
+    assert list(OrderClick.objects.values_list("order_id", flat=True)) == ["order-3"]
 
 
 # --- resolve_click ---------------------------------------------------------------------

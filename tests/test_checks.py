@@ -66,6 +66,8 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "E006 api": (pjpixel(API_URL="http://api.pj.nu/click-conversion"), ["E006"]),
     "E006 token": (pjpixel(AUTH="oauth2", TOKEN_URL="http://auth.pj.nu/token"), ["E006"]),
     "E006 private address": (pjpixel(API_URL="http://10.0.0.5:8000"), ["E006"]),
+    "E005 script url": (pjpixel(SCRIPT_URL="cdn.pji.nu/libs/pjpixel/pjpixel.min.js"), ["E005"]),
+    "E006 script url": (pjpixel(SCRIPT_URL="http://cdn.pji.nu/pjpixel.min.js"), ["E006"]),
     # E007: wrong type or out of range
     "E007 ENABLED": (pjpixel(ENABLED="yes"), ["E007"]),
     "E007 AUTH": (pjpixel(AUTH="basic"), ["E007"]),
@@ -89,6 +91,12 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "E007 window NaN": (pjpixel(ATTRIBUTION_WINDOW=float("nan")), ["E007"]),
     "E007 window huge": (pjpixel(ATTRIBUTION_WINDOW=10**20), ["E007"]),
     "E007 max age bool": (pjpixel(MAX_AGE=True), ["E007"]),
+    "E007 CLICK_STORE": (pjpixel(CLICK_STORE="database"), ["E007"]),
+    "E007 COOKIE_NAME empty": (pjpixel(COOKIE_NAME=""), ["E007"]),
+    "E007 COOKIE_NAME space": (pjpixel(COOKIE_NAME="pjpixel click"), ["E007"]),
+    "E007 COOKIE_NAME semicolon": (pjpixel(COOKIE_NAME="a;b"), ["E007"]),
+    "E007 COOKIE_NAME not a string": (pjpixel(COOKIE_NAME=7), ["E007"]),
+    "E007 RETENTION": (pjpixel(RETENTION="90 days"), ["E007"]),
     # E008: a currency Prisjakt does not accept
     "E008": (pjpixel(DEFAULT_CURRENCY="USD"), ["E008"]),
     "E008 lower case": (pjpixel(DEFAULT_CURRENCY="sek"), ["E008"]),
@@ -110,6 +118,12 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "W003 browser close": ({"SESSION_EXPIRE_AT_BROWSER_CLOSE": True}, ["W003"]),
     "W003 longer window": (pjpixel(ATTRIBUTION_WINDOW=timedelta(days=60)), ["W003"]),
     "W003 window in seconds": (pjpixel(ATTRIBUTION_WINDOW=40 * 86400), ["W003"]),
+    # W005: click ids erased before the window ends
+    "W005": (pjpixel(RETENTION=timedelta(days=29)), ["W005"]),
+    "W005 longer window": (
+        {**pjpixel(ATTRIBUTION_WINDOW=timedelta(days=100)), "SESSION_COOKIE_AGE": 10**8},
+        ["W005"],
+    ),
 }
 
 CLEAN: dict[str, dict[str, Any]] = {
@@ -138,6 +152,20 @@ CLEAN: dict[str, dict[str, Any]] = {
         DEFAULT_CURRENCY="EUR",
     ),
     "no session middleware": {"MIDDLEWARE": [PJCLID]},
+    # The cookie store needs no session: neither its age (W003) nor its middleware (E010).
+    "cookie store, short sessions": {
+        **pjpixel(CLICK_STORE="cookie"),
+        "SESSION_COOKIE_AGE": 3600,
+        "SESSION_EXPIRE_AT_BROWSER_CLOSE": True,
+    },
+    "cookie store, before sessions": {
+        **pjpixel(CLICK_STORE="cookie"),
+        "MIDDLEWARE": [PJCLID, SESSIONS],
+    },
+    "session store named": pjpixel(CLICK_STORE="session", COOKIE_NAME="__Host-pj.click"),
+    "script on PriceSpy's CDN": pjpixel(SCRIPT_URL="https://cdn.pricespy.co.nz/pjpixel.min.js"),
+    "script on a loopback emulator": pjpixel(SCRIPT_URL="http://127.0.0.1:8765/pjpixel.min.js"),
+    "retention as long as the window": pjpixel(RETENTION=30 * 86400),
 }
 
 
@@ -219,6 +247,10 @@ def test_hints_name_the_fix() -> None:
     assert "2592000" in (w003.hint or "")
     [e010] = run({"MIDDLEWARE": [PJCLID, SESSIONS]})
     assert "after SessionMiddleware" in (e010.hint or "")
+    assert 'PJPIXEL["CLICK_STORE"] = "cookie"' in (w003.hint or "")
+    [e006] = run(pjpixel(SCRIPT_URL="http://cdn.pji.nu/pjpixel.min.js"))
+    assert "script" in e006.msg
+    assert "secret" not in e006.msg
 
 
 @pytest.mark.parametrize(

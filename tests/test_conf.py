@@ -8,6 +8,7 @@ from django.test import override_settings
 
 from django_pjpixel.conf import (
     DEFAULT_API_URL,
+    DEFAULT_SCRIPT_URL,
     DEFAULT_TOKEN_URL,
     DEFAULTS,
     SUPPORTED_CURRENCIES,
@@ -40,6 +41,10 @@ def test_defaults(no_env: pytest.MonkeyPatch) -> None:
     assert conf.AMOUNT_UNITS == "major"
     assert timedelta(days=30) == conf.ATTRIBUTION_WINDOW
     assert conf.CONSENT is None
+    assert conf.CLICK_STORE == "session"
+    assert conf.COOKIE_NAME == "pjpixel_click"
+    assert conf.SCRIPT_URL == DEFAULT_SCRIPT_URL == "https://cdn.pji.nu/libs/pjpixel/pjpixel.min.js"
+    assert timedelta(days=90) == conf.RETENTION
     assert conf.RETRY_BASE_DELAY == 30.0
     assert conf.RETRY_MAX_DELAY == 3600.0
     assert conf.MAX_ATTEMPTS == 15

@@ -217,6 +217,16 @@ def test_latency_and_threads(server: EmulatorServer, emulator: PrisjaktEmulator)
     assert 0.3 <= elapsed < 2.0  # served side by side, not one after the other
 
 
+def test_the_stand_in_browser_script(server: EmulatorServer, emulator: PrisjaktEmulator) -> None:
+    assert server.script_url == f"{server.origin}/libs/pjpixel/pjpixel.min.js"
+    response = requests.get(server.script_url, timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/javascript"
+    for part in ("window.pjpixel", "init:", "getConversion:", "clear:", '"pjpixel_conversion"'):
+        assert part in response.text
+    assert emulator.requests == []  # not an API call
+
+
 def test_admin_path(server: EmulatorServer, emulator: PrisjaktEmulator) -> None:
     admin = f"{server.origin}/_emulator"
     requests.post(f"{server.url}/pixels/{PIXEL}/events", json=event(), headers=AUTH, timeout=5)
@@ -321,6 +331,7 @@ def test_main_in_process(
     out, err = capsys.readouterr()
     assert out.startswith("pjpixel emulator: API at http://127.0.0.1:")
     assert "/click-conversion, token at http://127.0.0.1:" in out
+    assert "/libs/pjpixel/pjpixel.min.js" in out
     assert ("not loopback only" in err) is not loopback
 
 

@@ -10,6 +10,7 @@ from urllib.parse import quote, urlencode
 import pytest
 from asgiref.sync import async_to_sync, iscoroutinefunction
 from django.contrib.sessions.backends.signed_cookies import SessionStore
+from django.core import signing
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncClient, Client, RequestFactory
 from django.urls import path
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from django_pjpixel.attribution import SESSION_KEY
 from django_pjpixel.middleware import PjclidMiddleware, capture_click
+from django_pjpixel.stores import COOKIE_SALT
 
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
 NEWER = "9f0e1d2c-3b4a-4c5d-8e7f-001122334455_0123456789abcdef"
@@ -44,12 +46,18 @@ pytestmark = [pytest.mark.urls(__name__), pytest.mark.django_db]
 
 
 class Visitor:
-    """One browser, through the sync or the async test client, on a sync or async view."""
+    """One browser, through the sync or the async test client, on a sync or async view.
 
-    def __init__(self, kind: str) -> None:
+    Its click is kept in the session or in a cookie of its own (``store``).
+    """
+
+    def __init__(self, kind: str, store: str) -> None:
         self.kind = kind
+        self.store = store
         self.client: Client | AsyncClient = AsyncClient() if kind.startswith("async") else Client()
         self.path = "/async-landing/" if kind.endswith("async view") else "/landing/"
+        # The cookie the store writes to.
+        self.cookie = "sessionid" if store == "session" else "pjpixel_click"
 
     def get(self, query: str = "") -> Any:  # the test clients' response
         url = f"{self.path}?{query}" if query else self.path
@@ -67,7 +75,12 @@ class Visitor:
 
     @property
     def stored(self) -> Any:
-        return self.client.session.get(SESSION_KEY)
+        if self.store == "session":
+            return self.client.session.get(SESSION_KEY)
+        cookie = self.client.cookies.get(self.cookie)
+        if cookie is None or not cookie.value:
+            return None
+        return signing.loads(cookie.value, salt=COOKIE_SALT)
 
     def land(self, click_id: str) -> dict[str, str]:
         self.get(urlencode({"pjclid": click_id}))
@@ -76,9 +89,15 @@ class Visitor:
         return stored  # type: ignore[no-any-return]
 
 
+@pytest.fixture(params=["session", "cookie"], ids=["session store", "cookie store"])
+def store(request: pytest.FixtureRequest, settings: Any) -> str:
+    settings.PJPIXEL = {**settings.PJPIXEL, "CLICK_STORE": request.param}
+    return str(request.param)
+
+
 @pytest.fixture(params=["sync client", "async client", "async client, async view"])
-def visitor(request: pytest.FixtureRequest) -> Visitor:
-    return Visitor(request.param)
+def visitor(request: pytest.FixtureRequest, store: str) -> Visitor:
+    return Visitor(request.param, store)
 
 
 @pytest.fixture
@@ -130,8 +149,8 @@ def test_same_click_again_keeps_first_capture_time(visitor: Visitor) -> None:
     first = visitor.land(CLICK)
     response = visitor.get(f"pjclid={CLICK}")
     assert visitor.stored == first
-    assert visitor.client.cookies["sessionid"].value  # the session still exists
-    assert "sessionid" not in response.cookies  # not rewritten
+    assert visitor.client.cookies[visitor.cookie].value  # the store still holds it
+    assert visitor.cookie not in response.cookies  # not rewritten
 
 
 def test_repeated_parameter_uses_last_value(visitor: Visitor) -> None:
@@ -152,14 +171,14 @@ def test_without_pjclid_the_session_is_not_touched(
         response = visitor.get(query)
     assert response.json() == {"accessed": False}
     assert "Cookie" not in response.get("Vary", "")
-    assert "sessionid" not in response.cookies
+    assert not response.cookies
 
 
 def test_first_visit_without_pjclid_creates_no_session(visitor: Visitor) -> None:
     response = visitor.get("q=shoes")
     assert response.json() == {"accessed": False}
     assert not response.has_header("Vary")
-    assert "sessionid" not in visitor.client.cookies
+    assert not visitor.client.cookies
 
 
 # --- rejection ---------------------------------------------------------------

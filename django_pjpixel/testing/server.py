@@ -20,7 +20,8 @@ Faults: a ``"timeout"`` step holds the answer for ``timeout_sleep`` seconds
 slept before answering. All sleeps end early when the server stops.
 
 The admin path ``/_emulator`` (``admin_path.py``) lets another process (the
-demo) see and script what the emulator holds.
+demo) see and script what the emulator holds; ``server.script_url`` hands out
+a stand-in for Prisjakt's browser script (``browser_script.py``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from wsgiref.util import request_uri
 
 from django_pjpixel.checks import is_loopback
 from django_pjpixel.testing.admin_path import ADMIN_PREFIX, answer_admin
+from django_pjpixel.testing.browser_script import HEADERS, SCRIPT_PATH, standin_script
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 
 RESET_KEY = "django_pjpixel.emulator.reset_connection"
@@ -88,6 +90,8 @@ def make_wsgi_app(
         path = environ.get("PATH_INFO", "")
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             status, headers, payload = answer_admin(emulator, environ["REQUEST_METHOD"], path, body)
+        elif path == SCRIPT_PATH:
+            status, headers, payload = 200, HEADERS, standin_script()
         else:
             answer = emulator.handle(
                 environ["REQUEST_METHOD"], request_uri(environ), _request_headers(environ), body
@@ -264,6 +268,11 @@ class EmulatorServer:
         return self.origin + self.emulator.base_path
 
     @property
+    def script_url(self) -> str:
+        """The stand-in browser script, for ``PJPIXEL["SCRIPT_URL"]``."""
+        return self.origin + SCRIPT_PATH
+
+    @property
     def token_url(self) -> str | None:
         """The token endpoint on this server, when the emulator has one."""
         path = self.emulator.token_path
@@ -353,7 +362,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         emulator, args.host, args.port, timeout_sleep=args.timeout_sleep, verbose=args.verbose
     )
     server.start()
-    sys.stdout.write(f"pjpixel emulator: API at {server.url}, token at {server.token_url}\n")
+    sys.stdout.write(
+        f"pjpixel emulator: API at {server.url}, token at {server.token_url}, "
+        f"browser script at {server.script_url}\n"
+    )
     sys.stdout.flush()
     try:
         server.wait()
