@@ -82,6 +82,25 @@ COLUMNS = (
 )
 
 
+OURS_KEYS = (
+    "id",
+    "status",
+    "amount",
+    "amount_sent",
+    "currency",
+    "number_of_items",
+    "event_time",
+    "sent_at",
+)
+PRISJAKT_KEYS = ("id", "events", "amount", "currency", "number_of_items", "event_time")
+CSV_HEADER = (
+    "category",
+    "order_id",
+    *(f"ours_{key}" for key in OURS_KEYS),
+    *(f"prisjakt_{key}" for key in PRISJAKT_KEYS),
+)
+
+
 class NotSynced(PjpixelError):
     """No complete sync of Prisjakt's events holds the range: the comparison cannot be made."""
 
@@ -110,6 +129,16 @@ class Difference:
             "ours": self.ours,
             "prisjakt": self.prisjakt,
         }
+
+    def as_row(self) -> list[Any]:
+        """The cells of one CSV line, in the order of ``CSV_HEADER``."""
+        ours, prisjakt = self.ours or {}, self.prisjakt or {}
+        return [
+            self.category,
+            self.order_id,
+            *(ours.get(key) for key in OURS_KEYS),
+            *(prisjakt.get(key) for key in PRISJAKT_KEYS),
+        ]
 
 
 @dataclass
