@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django_pjpixel",
+    # Its delivery-health check is registered (3.x) or named in a view (4.x).
+    "health_check",
 ]
 
 MIDDLEWARE = [
