@@ -312,6 +312,17 @@ def _query(
     return _Query(ours, ours_params, unknown, [*range_params, *OPEN_STATUSES, *SENT_STATUSES])
 
 
+def describe(side: dict[str, Any] | None) -> str:
+    """One side of a difference in a few words (``1234 SEK, 2 items``), or ``-``."""
+    if side is None:
+        return "-"
+    amount = side.get("amount_sent", side.get("amount"))
+    text = f"{amount} {side.get('currency') or '?'}, {side.get('number_of_items')} items"
+    if side.get("events", 1) > 1:
+        text += f" ({side['events']} events)"
+    return text
+
+
 def _connection() -> BaseDatabaseWrapper:
     return connections[router.db_for_read(ConversionEvent)]
 

@@ -36,6 +36,7 @@ from django_pjpixel.reconciliation import (
     CSV_HEADER,
     NotSynced,
     Report,
+    describe,
     reconcile,
 )
 from django_pjpixel.views import day_range
@@ -123,14 +124,3 @@ class Command(BaseCommand):
             self.stdout.write(separator + json.dumps(difference.as_json()), ending="")
             separator = ", "
         self.stdout.write("]}" if separator == ", " else separator + "]}")
-
-
-def describe(side: dict[str, Any] | None) -> str:
-    """One side of a difference in a few words: ``1234 SEK, 2 items``, or ``-``."""
-    if side is None:
-        return "-"
-    amount = side.get("amount_sent", side.get("amount"))
-    text = f"{amount} {side.get('currency') or '?'}, {side.get('number_of_items')} items"
-    if side.get("events", 1) > 1:
-        text += f" ({side['events']} events)"
-    return text
