@@ -25,7 +25,8 @@ PLOT_HEIGHT = 120  # the tallest bar
 TOP = 14  # room for the highest value's label
 BOTTOM = 18  # room for the day labels
 LEFT = 4
-BAR = 6
+WIDTH = 480  # what a chart aims at: bars are wider when there are fewer days
+BAR = (3, 16)  # the narrowest and the widest bar
 GAP = 5  # between two days
 SERIES_LABELS = {OURS: gettext_lazy("This shop"), PRISJAKT: gettext_lazy("Prisjakt")}
 
@@ -71,7 +72,8 @@ def daily_chart(
     """Bars for each day, one per series (``(name, values by day)``), on one scale."""
     highest = max((value for _name, values in series for value in values), default=0)
     scale = PLOT_HEIGHT / float(highest) if highest else 0.0
-    group = len(series) * BAR + GAP
+    bar = bar_width(len(days), len(series))
+    group = len(series) * bar + GAP
     chart = Chart(
         title=title,
         width=LEFT + len(days) * group,
@@ -86,9 +88,9 @@ def daily_chart(
             height = round(float(values[index]) * scale)
             chart.bars.append(
                 Bar(
-                    x=left + offset * BAR,
+                    x=left + offset * bar,
                     y=chart.baseline - height,
-                    width=BAR - 1,
+                    width=bar - 1,
                     height=height,
                     series=name,
                     title=f"{day:%Y-%m-%d} {SERIES_LABELS.get(name, name)}: {show(values[index])}",
@@ -97,6 +99,12 @@ def daily_chart(
         if len(days) <= 31 or day.day in (1, 15):
             chart.ticks.append(Tick(left, f"{day:%d}"))
     return chart
+
+
+def bar_width(days: int, series: int) -> int:
+    """The width of one bar: the chart near ``WIDTH``, each bar within ``BAR``."""
+    narrowest, widest = BAR
+    return max(narrowest, min(widest, (WIDTH // max(days, 1) - GAP) // max(series, 1)))
 
 
 @dataclass

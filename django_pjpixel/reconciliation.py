@@ -317,7 +317,8 @@ def describe(side: dict[str, Any] | None) -> str:
     if side is None:
         return "-"
     amount = side.get("amount_sent", side.get("amount"))
-    text = f"{amount} {side.get('currency') or '?'}, {side.get('number_of_items')} items"
+    items = side.get("number_of_items")
+    text = f"{amount} {side.get('currency') or '?'}, {items} item{'' if items == 1 else 's'}"
     if side.get("events", 1) > 1:
         text += f" ({side['events']} events)"
     return text

@@ -80,7 +80,7 @@ def test_the_page_counts_and_links_every_difference(
     assert "450 SEK, 2 items" in rows[0][1]
     assert "=1+1" in rows[2][1]
     assert "/change/" not in rows[2][1]  # nothing of the shop's to link to
-    assert "Prisjakt's events synced" in page
+    assert "Prisjakt's events as synced: " in page
     assert 'class="pjpixel-category-amount_differs differs"' in page
     assert 'class="pjpixel-category-matched"' in page
 

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_pjpixel.charts import BAR, GAP, LEFT, PLOT_HEIGHT, TOP, daily_chart
+from django_pjpixel.charts import BAR, GAP, LEFT, PLOT_HEIGHT, TOP, bar_width, daily_chart
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.test_totals import week  # noqa: F401  (the fixture)
 
@@ -20,14 +20,16 @@ DAYS = [date(2025, 3, 1) + timedelta(days=n) for n in range(3)]
 
 def test_bars_share_one_scale() -> None:
     chart = daily_chart("Purchases", DAYS, [("ours", [2, 0, 4]), ("prisjakt", [1, 0, 4])])
-    assert chart.width == LEFT + 3 * (2 * BAR + GAP)
+    bar = bar_width(3, 2)
+    assert bar == BAR[1]  # three days: the widest bars
+    assert chart.width == LEFT + 3 * (2 * bar + GAP)
     assert chart.maximum == "4"
     heights = [bar.height for bar in chart.bars]
     assert heights == [PLOT_HEIGHT // 2, PLOT_HEIGHT // 4, 0, 0, PLOT_HEIGHT, PLOT_HEIGHT]
     tallest = chart.bars[4]
     assert tallest.y == TOP
     assert tallest.series == "ours"
-    assert chart.bars[5].x == tallest.x + BAR
+    assert chart.bars[5].x == tallest.x + bar
     assert chart.bars[1].title == "2025-03-01 Prisjakt: 1"
     assert [tick.label for tick in chart.ticks] == ["01", "02", "03"]
     assert chart.legend == [("ours", "This shop"), ("prisjakt", "Prisjakt")]
@@ -40,6 +42,8 @@ def test_an_empty_chart_and_a_long_one() -> None:
     days = [date(2025, 1, 1) + timedelta(days=n) for n in range(60)]
     long = daily_chart("Revenue", days, [("ours", [Decimal("1.5")] * 60)])
     assert [tick.label for tick in long.ticks] == ["01", "15", "01", "15", "01"]  # to 1 March
+    assert bar_width(60, 2) == BAR[0]  # sixty days: the narrowest
+    assert bar_width(30, 2) == (480 // 30 - GAP) // 2  # a month: in between
 
 
 @pytest.mark.django_db
