@@ -14,17 +14,9 @@ import sys
 import time
 from collections import Counter
 
+from benchmarks.children import current_rss_kib
+
 MAX_CALLS = 20
-
-
-def current_rss_kib() -> int | None:
-    """This process's resident set now (Linux), not its high-water mark."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            pages = int(statm.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def main() -> int:
