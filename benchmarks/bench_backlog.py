@@ -67,7 +67,7 @@ def run(report: Report, sizes: Sizes) -> None:
         f" {result['counts']}; rows now {statuses}"
     )
     print(
-        f"  peak RSS {peak_mb:.1f} MB (ru_maxrss, the whole run);"
+        f"  peak RSS {peak_mb:.1f} MB (VmHWM, the whole run);"
         f" resident once set up and connected: {idle_mb:.1f} MB"
     )
     if stats["by_method"].get("PATCH", 0) == 0:

@@ -1,9 +1,11 @@
 """A benchmark's worker as a process of its own, so its peak memory is its own.
 
 ``run_child(module, env)`` runs ``python -m <module>`` with the benchmark's
-environment, reads the JSON line it prints last, and takes its peak RSS from
-the kernel (``os.wait4``: the child's own ``ru_maxrss``, the same figure
-``RUSAGE_CHILDREN`` reports), so nothing of the parent counts.
+environment and reads the JSON line it prints last. Its peak RSS is the one
+the child reports as ``peak_rss_kib``, its ``VmHWM``: the high-water mark of
+its own memory since ``exec``. Not ``ru_maxrss`` (``os.wait4``): Linux carries
+that across ``fork`` and ``exec``, so a child of a parent holding 100 MB
+reports at least 100 MB however little it uses itself.
 """
 
 from __future__ import annotations
@@ -46,7 +48,20 @@ def run_child(
     lines = output.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"{module} exited with {proc.returncode}:\n{output[-4000:]}")
-    return json.loads(lines[-1]), int(usage.ru_maxrss), output
+    result = json.loads(lines[-1])
+    return result, int(result.get("peak_rss_kib") or usage.ru_maxrss), output
+
+
+def peak_rss_kib() -> int | None:
+    """This process's peak resident set since it was exec'd (Linux ``VmHWM``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def current_rss_kib() -> int | None:

@@ -14,7 +14,7 @@ import resource
 import sys
 import time
 
-from benchmarks.children import current_rss_kib
+from benchmarks.children import current_rss_kib, peak_rss_kib
 
 
 def main() -> int:
@@ -45,6 +45,7 @@ def main() -> int:
         "error": run.error,
         "seconds": seconds,
         "idle_rss_kib": idle_kib,
+        "peak_rss_kib": peak_rss_kib(),
     }
     sys.stdout.write(json.dumps(result) + "\n")
     return 0
