@@ -51,20 +51,7 @@ class PrisjaktEventAdmin(ModelAdmin):
     )
     list_filter = ("currency", "event_name", ("event_time", admin.DateFieldListFilter))
     search_fields = ("external_event_id", "id", "click_id")
-    readonly_fields = (
-        "id",
-        "pixel_id",
-        "click_id",
-        "external_event_id",
-        "event_name",
-        "event_time",
-        "amount",
-        "currency",
-        "number_of_items",
-        "data",
-        "first_seen",
-        "last_seen",
-    )
+    readonly_fields = tuple(field.name for field in PrisjaktEvent._meta.fields)
     list_per_page = 50
 
     def has_add_permission(self, request: HttpRequest) -> bool:

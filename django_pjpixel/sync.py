@@ -46,18 +46,11 @@ from django_pjpixel.models import PrisjaktEvent, PrisjaktSync
 
 logger = logging.getLogger(__name__)
 
-# Mirror fields an upsert rewrites (``first_seen`` stays as first written).
-UPDATED_FIELDS = (
-    "pixel_id",
-    "click_id",
-    "external_event_id",
-    "event_name",
-    "event_time",
-    "amount",
-    "currency",
-    "number_of_items",
-    "data",
-    "last_seen",
+# Mirror fields an upsert rewrites: all but the key and ``first_seen``.
+UPDATED_FIELDS = tuple(
+    field.name
+    for field in PrisjaktEvent._meta.concrete_fields
+    if field.name not in ("id", "first_seen")
 )
 MAX_AMOUNT = Decimal("1e12")  # what the mirror's amount column holds (14 digits, 2 decimals)
 

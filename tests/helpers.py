@@ -6,7 +6,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from django_pjpixel.models import ConversionEvent
+    from datetime import timedelta
+
+    from django_pjpixel.models import ConversionEvent, PrisjaktSync
 
 PIXEL_ID = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
@@ -45,3 +47,23 @@ def claim_due_one(**fields: Any) -> list[ConversionEvent]:
     claimed = claim_due(1)
     assert len(claimed) == 1
     return claimed
+
+
+def complete_sync(ago: timedelta | None = None) -> PrisjaktSync:
+    """The record of a complete sync of the last 7 days that finished ``ago`` (30 minutes)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_pjpixel.models import PrisjaktSync
+
+    when = timezone.now() - (ago if ago is not None else timedelta(minutes=30))
+    run: PrisjaktSync = PrisjaktSync.objects.create(
+        pixel_id=PIXEL_ID,
+        start=when - timedelta(days=7),
+        end=when,
+        started_at=when,
+        finished_at=when,
+        complete=True,
+    )
+    return run

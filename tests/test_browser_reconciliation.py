@@ -23,7 +23,7 @@ from django_pjpixel import sync
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.server import EmulatorServer
-from tests.browser import SCREENSHOTS, chromium
+from tests.browser import SCREENSHOTS, admin_page, chromium
 from tests.test_browser import CLICK, PIXEL, emulated_api  # noqa: F401  (the fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -80,13 +80,7 @@ def test_reconciliation_and_the_range_charts_in_a_browser(
     expect = pytest.importorskip("playwright.sync_api").expect
 
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1280, "height": 900}, accept_downloads=True)
-        page.set_default_timeout(15_000)
-        page.goto(f"{live_server.url}/admin/")
-        page.fill("#id_username", "admin")
-        page.fill("#id_password", "pw")
-        page.click("input[type=submit]")
-        expect(page.locator("#user-tools")).to_contain_text("admin")
+        page = admin_page(browser, live_server.url, accept_downloads=True)
 
         # From the outbox: the health band, and the way to the reconciliation page.
         page.goto(f"{live_server.url}/admin/django_pjpixel/conversionevent/")

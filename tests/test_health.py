@@ -15,7 +15,7 @@ from django_pjpixel.health import FailureStreak, delivery_health
 from django_pjpixel.models import ConversionEvent, PrisjaktSync
 from django_pjpixel.signals import post_send
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from tests.helpers import PIXEL_ID, make_event
+from tests.helpers import PIXEL_ID, complete_sync, make_event
 from tests.test_commands_admin import fails, run
 
 pytestmark = pytest.mark.django_db
@@ -23,21 +23,8 @@ pytestmark = pytest.mark.django_db
 Status = ConversionEvent.Status
 
 
-def synced(ago: timedelta = timedelta(minutes=30)) -> PrisjaktSync:
-    when = timezone.now() - ago
-    run: PrisjaktSync = PrisjaktSync.objects.create(
-        pixel_id=PIXEL_ID,
-        start=when - timedelta(days=7),
-        end=when,
-        started_at=when,
-        finished_at=when,
-        complete=True,
-    )
-    return run
-
-
 def test_healthy(pjpixel: dict[str, Any]) -> None:
-    sync = synced()
+    sync = complete_sync()
     sent = make_event("sent", status=Status.SENT, sent_at=timezone.now() - timedelta(minutes=5))
     make_event(
         "waiting", status=Status.PENDING, next_attempt_at=timezone.now() + timedelta(hours=1)
@@ -55,7 +42,7 @@ def test_healthy(pjpixel: dict[str, Any]) -> None:
 
 
 def test_an_event_due_too_long(pjpixel: dict[str, Any]) -> None:
-    synced()
+    complete_sync()
     now = timezone.now()
     make_event("new", created_at=now - timedelta(minutes=2))
     make_event(
@@ -79,7 +66,7 @@ def test_an_event_due_too_long(pjpixel: dict[str, Any]) -> None:
 
 
 def test_failures_and_dead_events_of_the_last_day(pjpixel: dict[str, Any]) -> None:
-    synced()
+    complete_sync()
     for index in range(11):
         make_event(f"failed-{index}", status=Status.FAILED)
     make_event("dead", status=Status.DEAD)
@@ -106,7 +93,7 @@ def test_the_sync_of_prisjakts_events(pjpixel: dict[str, Any]) -> None:
         complete=False,
     )
     assert "never been synced" in delivery_health().problems[0]
-    synced(timedelta(hours=4))
+    complete_sync(timedelta(hours=4))
     [problem] = delivery_health().problems
     assert problem.startswith("The last complete sync of Prisjakt's events was 4\xa0hours ago")
     assert "never" in delivery_health().lines()[4]
@@ -118,7 +105,7 @@ def test_pjpixel_check_health_exit_status(pjpixel_api: PrisjaktEmulator) -> None
     assert "never been synced" in err
     assert message == "Delivery to Prisjakt is unhealthy."
     assert pjpixel_api.requests == []  # no API call
-    synced()
+    complete_sync()
     out, err = run("pjpixel_check", "--health")
     assert "Delivery to Prisjakt is healthy." in out
     assert err == ""

@@ -7,32 +7,16 @@ that names its checks).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.test import Client
 from django.urls import path
-from django.utils import timezone
 from health_check.exceptions import ServiceUnavailable
 from health_check.views import HealthCheckView
 
 from django_pjpixel.healthcheck import Base, DeliveryHealthCheck, register
-from django_pjpixel.models import PrisjaktSync
-from tests.helpers import PIXEL_ID
+from tests.helpers import complete_sync
 
 DOTTED = "django_pjpixel.healthcheck.DeliveryHealthCheck"
-
-
-def synced() -> None:
-    now = timezone.now()
-    PrisjaktSync.objects.create(
-        pixel_id=PIXEL_ID,
-        start=now - timedelta(days=7),
-        end=now,
-        started_at=now,
-        finished_at=now,
-        complete=True,
-    )
 
 
 @pytest.mark.django_db
@@ -41,7 +25,7 @@ def test_the_check_fails_exactly_when_delivery_is_unhealthy() -> None:
     assert isinstance(check, Base)
     with pytest.raises(ServiceUnavailable, match="never been synced completely"):
         check.check_status()
-    synced()
+    complete_sync()
     check.check_status()
 
 
@@ -64,7 +48,7 @@ def test_the_package_view_reports_it(client: Client) -> None:
     [(name, status)] = response.json().items()
     assert "DeliveryHealthCheck" in name
     assert "never been synced completely" in status
-    synced()
+    complete_sync()
     response = client.get("/ht/?format=json")
     assert response.status_code == 200
     assert list(response.json().values()) == ["OK"]
