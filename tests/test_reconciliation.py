@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from decimal import Decimal
 from typing import Any
 
@@ -236,3 +237,25 @@ def test_differences_can_be_limited(shop: PrisjaktEmulator) -> None:
 def test_chunks_are_read_until_the_end(shop: PrisjaktEmulator, monkeypatch: Any) -> None:
     monkeypatch.setattr(reconciliation, "CHUNK", 3)
     assert len(list(reconcile(*day()).differences())) == 8
+
+
+def test_values_as_each_database_gives_them() -> None:
+    # PostgreSQL gives Decimals and aware datetimes; SQLite floats and text; MySQL naive UTC.
+    assert reconciliation._decimal(None) is None
+    assert reconciliation._number(None) is None
+    assert reconciliation._number(1234.0) == 1234
+    assert reconciliation._number(Decimal("12.5")) == "12.50"
+    when = reconciliation._datetime("2025-03-13 10:45:46.987000")
+    assert when == datetime(2025, 3, 13, 10, 45, 46, 987000, tzinfo=dt_timezone.utc)
+    assert reconciliation._datetime(None) is None
+    assert reconciliation._iso(None) is None
+
+
+def test_a_side_in_a_few_words() -> None:
+    assert reconciliation.describe(None) == "-"
+    assert reconciliation.describe(
+        {"amount": 2468, "currency": "SEK", "number_of_items": 1, "events": 2}
+    ) == ("2468 SEK, 1 item (2 events)")
+    assert reconciliation.describe({"amount_sent": 5, "currency": "", "number_of_items": 3}) == (
+        "5 ?, 3 items"
+    )

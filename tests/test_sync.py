@@ -245,3 +245,10 @@ def test_the_task_reports_what_it_did(pjpixel_api: PrisjaktEmulator) -> None:
     result = tasks.sync_events.apply().get()
     assert result["complete"] is False
     assert "401" in result["error"]
+
+
+def test_the_mirror_rows_say_what_they_are(pjpixel_api: PrisjaktEmulator) -> None:
+    seed(pjpixel_api, 1)
+    run = sync.sync_recent(1)
+    assert str(PrisjaktEvent.objects.get()) == "purchase order-0"
+    assert str(run).startswith(f"{PIXEL_ID} {run.start:%Y-%m-%d} to {run.end:%Y-%m-%d} (")

@@ -14,7 +14,7 @@ from django.utils import timezone
 from django_pjpixel import sync
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from django_pjpixel.totals import OURS, PRISJAKT, range_totals
+from django_pjpixel.totals import OURS, PRISJAKT, _as_date, range_totals
 from tests.helpers import make_event
 
 pytestmark = pytest.mark.django_db
@@ -85,3 +85,10 @@ def test_minor_units_are_shown_in_currency_units(week: date, pjpixel: dict[str, 
     pjpixel["AMOUNT_UNITS"] = "minor"
     sek = range_totals(week, week + timedelta(days=6)).currencies[0]
     assert sek.whole[PRISJAKT].revenue == Decimal("3.91")
+
+
+def test_days_as_each_database_gives_them() -> None:
+    assert _as_date(date(2025, 3, 1)) == date(2025, 3, 1)
+    assert _as_date(datetime(2025, 3, 1, 12)) == date(2025, 3, 1)
+    assert _as_date("2025-03-01") == date(2025, 3, 1)
+    assert _as_date(None) is None
