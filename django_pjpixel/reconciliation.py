@@ -161,7 +161,7 @@ class Report:
     def differences(self, limit: int | None = None) -> Iterator[Difference]:
         """The orders in a difference category, by category then time (one query, chunked)."""
         connection = _connection()
-        sql, params = _query(connection, self.start, self.end, self.cutoff).differences(limit)
+        sql, params = _query(connection, self).differences(limit)
         with connection.chunked_cursor() as cursor:
             cursor.execute(sql, params)
             while rows := cursor.fetchmany(CHUNK):
@@ -198,7 +198,7 @@ def reconcile(start: datetime, end: datetime, *, pixel_id: str | None = None) ->
         )
     report = Report(start, end, run, dict.fromkeys(CATEGORIES, 0))
     connection = _connection()
-    sql, params = _query(connection, start, end, report.cutoff).counts()
+    sql, params = _query(connection, report).counts()
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         for category, count in cursor.fetchall():
@@ -236,9 +236,9 @@ class _Query:
         return sql, params
 
 
-def _query(
-    connection: BaseDatabaseWrapper, start: datetime, end: datetime, cutoff: datetime
-) -> _Query:
+def _query(connection: BaseDatabaseWrapper, report: Report) -> _Query:
+    """The comparison of ``report``'s range, for the pixel of the sync it rests on."""
+    start, end, cutoff = report.start, report.end, report.cutoff
     q = connection.ops.quote_name
 
     def col(model: type[ConversionEvent | PrisjaktEvent], alias: str, name: str) -> str:
@@ -253,7 +253,7 @@ def _query(
     def when(value: datetime) -> Any:
         return connection.ops.adapt_datetimefield_value(value)
 
-    pixel = pjpixel_settings.PIXEL_ID
+    pixel = report.sync.pixel_id
     scale = 100 if pjpixel_settings.AMOUNT_UNITS == "minor" else 1
     ledger, mirror = q(ConversionEvent._meta.db_table), q(PrisjaktEvent._meta.db_table)
     in_range = f"{m('pixel_id')} = %s AND {m('event_time')} >= %s AND {m('event_time')} <= %s"

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from django_pjpixel import reconciliation, sync
-from django_pjpixel.models import ConversionEvent
+from django_pjpixel.models import ConversionEvent, PrisjaktSync
 from django_pjpixel.reconciliation import NotSynced, reconcile
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import CLICK, make_event
@@ -259,3 +259,22 @@ def test_a_side_in_a_few_words() -> None:
     assert reconciliation.describe({"amount_sent": 5, "currency": "", "number_of_items": 3}) == (
         "5 ?, 3 items"
     )
+
+
+def test_another_pixel_is_compared_on_its_own(shop: PrisjaktEmulator) -> None:
+    now = timezone.now()
+    make_event("no-1", pixel_id="market-no", status=Status.SENT, sent_at=now - 2 * HOUR)
+    PrisjaktSync.objects.create(
+        pixel_id="market-no",
+        start=now - timedelta(days=7),
+        end=now,
+        started_at=now,
+        finished_at=now,
+        complete=True,
+    )
+    report = reconcile(*day(), pixel_id="market-no")
+    assert report.counts == {
+        **dict.fromkeys(reconciliation.CATEGORIES, 0),
+        "missing_at_prisjakt": 1,
+    }
+    assert [d.order_id for d in report.differences()] == ["no-1"]
