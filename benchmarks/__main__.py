@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("middleware", "checkout", "throughput", "backlog")
+BENCHMARKS = ("middleware", "checkout", "throughput", "backlog", "sync", "reconcile")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -20,7 +20,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="django-pjpixel benchmarks, each against a baseline measured in the same run.",
     )
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="fewer rounds, a 2,000-event backlog")
+    size.add_argument(
+        "--quick", action="store_true", help="fewer rounds, a fifth of the events and orders"
+    )
     size.add_argument(
         "--smoke", action="store_true", help="a tiny size, only to see that everything runs"
     )
@@ -123,6 +125,14 @@ def run_one(name: str) -> Callable[..., None]:
         from benchmarks import bench_delivery
 
         return bench_delivery.run
+    if name == "sync":
+        from benchmarks import bench_sync
+
+        return bench_sync.run
+    if name == "reconcile":
+        from benchmarks import bench_reconcile
+
+        return bench_reconcile.run
     from benchmarks import bench_backlog
 
     return bench_backlog.run

@@ -1,32 +1,25 @@
 """A backlog of due events (an outage's worth) drained by one worker process.
 
-The worker is a subprocess (``python -m benchmarks.drain``) calling
-``deliver_due()`` until nothing is due; its peak RSS comes from the kernel
-(``os.wait4``: the child's own ``ru_maxrss``, the same figure
-``RUSAGE_CHILDREN`` reports), so nothing of this process counts. The
+The worker is a subprocess (``python -m benchmarks.drain``, run by
+``children.run_child``) calling ``deliver_due()`` until nothing is due; its
+peak RSS is its own, from the kernel. The
 emulator answers at 0 ms with the real API's rate limit (10,000 requests an
 hour per client).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import threading
-from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db.models import Count
 
 from benchmarks.bench_delivery import make_events
+from benchmarks.children import run_child
 from benchmarks.emulator import EmulatorProcess
 from benchmarks.harness import Report, Row, Sizes
 from django_pjpixel.models import FINAL_STATUSES, ConversionEvent
 
-ROOT = Path(__file__).resolve().parent.parent
 RATE_LIMIT = 10_000
 TARGET_REQUEST_SHARE = 0.01
 TARGET_RSS_MB = 150.0
@@ -36,29 +29,7 @@ PREFIX = "backlog"
 
 def _drain(api_url: str) -> tuple[dict[str, Any], int, str]:
     """The drain subprocess's JSON result, its peak RSS in KiB, and its output."""
-    env = {**os.environ, "PJPIXEL_BENCH_API_URL": api_url, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.drain"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    timer = threading.Timer(TIMEOUT, proc.kill)
-    timer.start()
-    try:
-        assert proc.stdout is not None
-        output = proc.stdout.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-    finally:
-        timer.cancel()
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    proc.stdout.close()
-    lines = output.strip().splitlines()
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the drain exited with {proc.returncode}:\n{output[-4000:]}")
-    return json.loads(lines[-1]), int(usage.ru_maxrss), output
+    return run_child("benchmarks.drain", {"PJPIXEL_BENCH_API_URL": api_url}, timeout=TIMEOUT)
 
 
 def run(report: Report, sizes: Sizes) -> None:
@@ -96,7 +67,7 @@ def run(report: Report, sizes: Sizes) -> None:
         f" {result['counts']}; rows now {statuses}"
     )
     print(
-        f"  peak RSS {peak_mb:.1f} MB (ru_maxrss, the whole run);"
+        f"  peak RSS {peak_mb:.1f} MB (VmHWM, the whole run);"
         f" resident once set up and connected: {idle_mb:.1f} MB"
     )
     if stats["by_method"].get("PATCH", 0) == 0:

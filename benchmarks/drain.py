@@ -2,7 +2,7 @@
 
 Run by ``bench_backlog`` with the benchmark's environment; prints one JSON
 line: the outcomes, the seconds ``deliver_due`` took, and this process's
-RSS once set up and connected, and its peak RSS (``ru_maxrss``), in KiB.
+RSS once set up and connected, and its peak RSS (``VmHWM``; ``ru_maxrss`` too), in KiB.
 """
 
 from __future__ import annotations
@@ -14,17 +14,9 @@ import sys
 import time
 from collections import Counter
 
+from benchmarks.children import current_rss_kib, peak_rss_kib
+
 MAX_CALLS = 20
-
-
-def current_rss_kib() -> int | None:
-    """This process's resident set now (Linux), not its high-water mark."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as statm:
-            pages = int(statm.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return pages * os.sysconf("SC_PAGE_SIZE") // 1024
 
 
 def main() -> int:
@@ -52,6 +44,7 @@ def main() -> int:
         "seconds": seconds,
         "calls": calls,
         "idle_rss_kib": idle_kib,
+        "peak_rss_kib": peak_rss_kib(),
         "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
     sys.stdout.write(json.dumps(result) + "\n")

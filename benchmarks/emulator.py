@@ -2,7 +2,9 @@
 
 A process of its own so that the emulator's Python does not share the
 benchmarked process's interpreter lock, as the real API would not. The
-benchmark drives it through a pipe: ``set_latency``, ``reset``, ``stats``.
+benchmark drives it through a pipe: ``set_latency``, ``reset``, ``stats``,
+``configure`` (its listing's page size, unstable pages) and ``seed`` (events
+stored without a request, for the sync benchmark).
 ``EmulatorServer`` keeps HTTP/1.1 connections alive, as the real API's front
 end does.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from multiprocessing.connection import Connection
 from types import TracebackType
 from typing import Any
@@ -48,17 +51,43 @@ def _serve(
             elif command == "reset":
                 emulator.reset()
                 conn.send(None)
+            elif command == "configure":
+                for name, value in dict(argument).items():
+                    setattr(emulator, name, value)
+                conn.send(None)
+            elif command == "seed":
+                conn.send(_seed(emulator, pixel_id, *argument))
             elif command == "stats":
                 requests = emulator.requests
+                pages = Counter(
+                    tuple(sorted(r.query.items())) for r in requests if r.method == "GET"
+                )
                 conn.send(
                     {
                         "requests": len(requests),
                         "by_method": dict(Counter(r.method for r in requests)),
                         "by_status": dict(Counter(str(r.status) for r in requests)),
                         "events": len(emulator.events),
+                        "most_fetches_of_one_page": max(pages.values(), default=0),
                     }
                 )
     conn.close()
+
+
+def _seed(emulator: PrisjaktEmulator, pixel_id: str, count: int, days: float) -> int:
+    """``count`` purchases spread evenly over the last ``days`` days, newest a minute ago."""
+    now = datetime.now(timezone.utc) - timedelta(minutes=1)
+    step = timedelta(days=days) / max(count, 1)
+    for index in range(count):
+        emulator.add_event(
+            pixel_id,
+            event_time=now - index * step,
+            external_event_id=f"sync-{index}",
+            amount=100 + index % 900,
+            number_of_items=1 + index % 4,
+            signed_click_id=f"239cd31f-9d43-4cb4-b8dc-{index:012x}_1b05fa7f1c34d125",
+        )
+    return len(emulator.events)
 
 
 class EmulatorProcess:
@@ -116,6 +145,14 @@ class EmulatorProcess:
 
     def reset(self) -> None:
         self._ask("reset")
+
+    def configure(self, **settings: object) -> None:
+        """Set attributes of the emulator (``page_size``, ``unstable_pages``, ...)."""
+        self._ask("configure", settings)
+
+    def seed(self, count: int, days: float) -> int:
+        """Store ``count`` events over the last ``days`` days; the events it now holds."""
+        return int(self._ask("seed", (count, days)))
 
     def stats(self) -> dict[str, Any]:
         result: dict[str, Any] = self._ask("stats")

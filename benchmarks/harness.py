@@ -30,6 +30,9 @@ class Sizes:
     concurrency: int
     session_cycles: int
     backlog_events: int
+    sync_small: int
+    sync_events: int
+    reconcile_orders: int
 
 
 FULL = Sizes(
@@ -43,6 +46,9 @@ FULL = Sizes(
     concurrency=8,
     session_cycles=800,
     backlog_events=10_000,
+    sync_small=10_000,
+    sync_events=100_000,
+    reconcile_orders=100_000,
 )
 QUICK = Sizes(
     name="quick",
@@ -55,6 +61,9 @@ QUICK = Sizes(
     concurrency=8,
     session_cycles=300,
     backlog_events=2_000,
+    sync_small=2_000,
+    sync_events=20_000,
+    reconcile_orders=20_000,
 )
 SMOKE = Sizes(
     name="smoke",
@@ -67,6 +76,9 @@ SMOKE = Sizes(
     concurrency=4,
     session_cycles=4,
     backlog_events=50,
+    sync_small=50,
+    sync_events=500,
+    reconcile_orders=300,
 )
 SIZES = {sizes.name: sizes for sizes in (FULL, QUICK, SMOKE)}
 

@@ -25,7 +25,8 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_pjpixel import publisher, views
+from django_pjpixel import mirror_admin, publisher, views
+from django_pjpixel.health import delivery_health
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
 
 Status = ConversionEvent.Status
@@ -238,6 +239,10 @@ class ConversionEventAdmin(ModelAdmin):
             **(extra_context or {}),
             "status_counts": self.status_counts(),
             "events_url": reverse("admin:django_pjpixel_prisjakt_events"),
+            "health": delivery_health(),
+            "reconciliation_url": reverse("admin:django_pjpixel_reconciliation")
+            if mirror_admin.may_reconcile(request)
+            else None,
         }
         return super().changelist_view(request, extra_context=context)
 

@@ -40,6 +40,10 @@ _NUMBERS: dict[str, tuple[float, float | None]] = {
     "MAX_PAGES": (1, None),
     "RATE_LIMIT_RESERVE": (0, None),
     "RATE_LIMIT_MAX_WAIT": (0, 300),
+    "SYNC_DAYS": (1, 3650),
+    "HEALTH_MAX_FAILED": (0, None),
+    "HEALTH_MAX_DEAD": (0, None),
+    "FAILURE_STREAK": (1, None),
 }
 _INTEGERS = {
     "MAX_RESPONSE_BYTES",
@@ -50,8 +54,19 @@ _INTEGERS = {
     "DELIVER_DUE_LIMIT",
     "MAX_PAGES",
     "RATE_LIMIT_RESERVE",
+    "SYNC_DAYS",
+    "HEALTH_MAX_FAILED",
+    "HEALTH_MAX_DEAD",
+    "FAILURE_STREAK",
 }
-_DURATIONS = ("ATTRIBUTION_WINDOW", "MAX_AGE", "RETENTION")
+_DURATIONS = (
+    "ATTRIBUTION_WINDOW",
+    "MAX_AGE",
+    "RETENTION",
+    "RECONCILE_GRACE",
+    "HEALTH_MAX_DUE_AGE",
+    "HEALTH_MAX_SYNC_AGE",
+)
 _CHOICES = {
     "AUTH": ("headers", "oauth2"),
     "AMOUNT_UNITS": ("major", "minor"),

@@ -80,6 +80,18 @@ DEFAULTS: dict[str, Any] = {
     "OSCAR_AMOUNT": "total_incl_tax",
     "OSCAR_PAID_STATUSES": (),
     "OSCAR_CANCELLED_STATUSES": (),
+    # The mirror of Prisjakt's events: days sync_events lists back from now, and how
+    # long after sending an event Prisjakt's listing may lack it before it counts missing.
+    "SYNC_DAYS": 7,
+    "RECONCILE_GRACE": timedelta(hours=1),
+    # Delivery health: beyond these the admin shows a warning band and
+    # `pjpixel_check --health` exits 1.
+    "HEALTH_MAX_DUE_AGE": timedelta(minutes=15),
+    "HEALTH_MAX_FAILED": 10,
+    "HEALTH_MAX_DEAD": 0,
+    "HEALTH_MAX_SYNC_AGE": timedelta(hours=3),
+    # Consecutive failed deliveries in one process before one ERROR is logged.
+    "FAILURE_STREAK": 5,
 }
 
 
@@ -238,6 +250,34 @@ class PjpixelSettings:
     @property
     def MAX_PAGES(self) -> int:
         return int(self.get("MAX_PAGES"))
+
+    @property
+    def SYNC_DAYS(self) -> int:
+        return int(self.get("SYNC_DAYS"))
+
+    @property
+    def RECONCILE_GRACE(self) -> timedelta:
+        return _as_timedelta(self.get("RECONCILE_GRACE"))
+
+    @property
+    def HEALTH_MAX_DUE_AGE(self) -> timedelta:
+        return _as_timedelta(self.get("HEALTH_MAX_DUE_AGE"))
+
+    @property
+    def HEALTH_MAX_FAILED(self) -> int:
+        return int(self.get("HEALTH_MAX_FAILED"))
+
+    @property
+    def HEALTH_MAX_DEAD(self) -> int:
+        return int(self.get("HEALTH_MAX_DEAD"))
+
+    @property
+    def HEALTH_MAX_SYNC_AGE(self) -> timedelta:
+        return _as_timedelta(self.get("HEALTH_MAX_SYNC_AGE"))
+
+    @property
+    def FAILURE_STREAK(self) -> int:
+        return int(self.get("FAILURE_STREAK"))
 
     @property
     def OSCAR_AMOUNT(self) -> str:

@@ -108,3 +108,77 @@ class OrderClick(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id} ← {self.click_id[:12]}…"
+
+
+class PrisjaktEvent(models.Model):
+    """An event as Prisjakt's listing showed it: the shop's mirror of Prisjakt's record.
+
+    Filled by ``sync`` from ``GET /pixels/{pixel}/events`` [seed]; the key is
+    Prisjakt's own event id (a UUID [docs]). ``amount`` is as listed, in the
+    API's units (``AMOUNT_UNITS``: whole units by default [open]); fields the
+    listing left out or gave in the wrong type are empty, and ``data`` keeps
+    the listed object whole. ``first_seen`` is the sync that first listed it,
+    ``last_seen`` the latest; a complete sync of a range removes the events of
+    that range it no longer lists.
+    """
+
+    id = models.CharField(_("Prisjakt event id"), max_length=64, primary_key=True)
+    pixel_id = models.CharField(_("pixel id"), max_length=64)
+    click_id = models.CharField(_("click id"), max_length=128, blank=True, db_index=True)
+    external_event_id = models.CharField(
+        _("external event id"), max_length=100, blank=True, help_text=_("The shop's order id.")
+    )
+    event_name = models.CharField(_("event name"), max_length=32, blank=True)
+    event_time = models.DateTimeField(_("event time"), null=True, blank=True)
+    amount = models.DecimalField(
+        _("amount"), max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    number_of_items = models.BigIntegerField(_("number of items"), null=True, blank=True)
+    data = models.JSONField(_("event as listed"), default=dict, blank=True)
+    first_seen = models.DateTimeField(_("first seen"))
+    last_seen = models.DateTimeField(_("last seen"))
+
+    class Meta:
+        verbose_name = _("event at Prisjakt")
+        verbose_name_plural = _("events at Prisjakt")
+        ordering = ("-event_time", "id")
+        indexes = [
+            # Reconciliation and the range totals: one pixel's events in a time range,
+            # joined to the ledger by external event id.
+            models.Index(fields=("pixel_id", "event_time"), name="pjpixel_mirror_time"),
+            models.Index(fields=("pixel_id", "external_event_id"), name="pjpixel_mirror_external"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_name} {self.external_event_id or self.id}"
+
+
+class PrisjaktSync(models.Model):
+    """One run of ``sync``: the range it listed, when, and whether it saw all of it.
+
+    ``complete`` is False when the run stopped early (the page cap, an error);
+    only a complete run vouches that an event missing from the mirror is
+    missing at Prisjakt.
+    """
+
+    pixel_id = models.CharField(_("pixel id"), max_length=64)
+    start = models.DateTimeField(_("from"))
+    end = models.DateTimeField(_("to"))
+    started_at = models.DateTimeField(_("started at"))
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    complete = models.BooleanField(_("complete"), default=False)
+    pages = models.PositiveIntegerField(_("pages"), default=0)
+    events = models.PositiveIntegerField(_("events"), default=0)
+    error = models.CharField(_("error"), max_length=300, blank=True)
+
+    class Meta:
+        verbose_name = _("sync of Prisjakt's events")
+        verbose_name_plural = _("syncs of Prisjakt's events")
+        ordering = ("-started_at", "-pk")
+        indexes = [
+            models.Index(fields=("pixel_id", "complete", "started_at"), name="pjpixel_sync_last"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pixel_id} {self.start:%Y-%m-%d} to {self.end:%Y-%m-%d} ({self.started_at})"

@@ -23,7 +23,7 @@ from django.db.models import Q
 
 from django_pjpixel import times
 from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.models import FINAL_STATUSES, ConversionEvent, OrderClick
+from django_pjpixel.models import FINAL_STATUSES, ConversionEvent, OrderClick, PrisjaktEvent
 
 PURGE_BATCH = 1000
 ERASED_REASON = "click id erased"
@@ -64,6 +64,9 @@ CLICK_COLUMNS: tuple[ClickColumn, ...] = (
         },
     ),
     ClickColumn(OrderClick, "click_id", "order_id", "created_at", delete_row=True),
+    # The mirror of Prisjakt's listing. A later sync of an old range lists the
+    # click id again; the next purge erases it again.
+    ClickColumn(PrisjaktEvent, "click_id", "external_event_id", "first_seen"),
 )
 
 

@@ -1,4 +1,4 @@
-"""Celery tasks: thin wrappers over ``delivery``, ``backlog`` and ``retention``.
+"""Celery tasks: thin wrappers over ``delivery``, ``backlog``, ``sync`` and ``retention``.
 
 ``deliver_event(event_pk)`` is queued when an order's transaction commits; its
 message carries the row's primary key only. A transient failure is retried
@@ -15,20 +15,23 @@ later retries, and everything whose publish failed, are sent by the periodic
         },
     }
 
-or run ``manage.py pjpixel_deliver`` from cron instead. ``purge`` erases
+or run ``manage.py pjpixel_deliver`` from cron instead. ``sync_events`` mirrors
+Prisjakt's events of the last ``SYNC_DAYS`` days; beat it every hour. ``purge`` erases
 click ids past ``PJPIXEL["RETENTION"]``; run it daily.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from celery import Task, shared_task
 from celery.exceptions import MaxRetriesExceededError
 from django.utils import timezone
 
-from django_pjpixel import backlog, delivery, retention
+from django_pjpixel import backlog, delivery, retention, sync
 from django_pjpixel.conf import DEFAULTS, pjpixel_settings
+from django_pjpixel.exceptions import PjpixelConfigurationError, PrisjaktAPIError
 
 logger = logging.getLogger("django_pjpixel.delivery")
 
@@ -65,6 +68,20 @@ def deliver_event(self: Task[[int], str], event_pk: int) -> str:
 def deliver_due(limit: int | None = None) -> dict[str, int]:
     """Send every ``ConversionEvent`` that is due; counts per outcome."""
     return backlog.deliver_due(limit)
+
+
+@shared_task(ignore_result=True)
+def sync_events(days: int | None = None) -> dict[str, Any]:
+    """Mirror Prisjakt's events of the last ``days`` (default ``SYNC_DAYS``); what it did.
+
+    A run the API refused is logged and reported, not raised: the next run tries again.
+    """
+    try:
+        run = sync.sync_recent(days)
+    except (PrisjaktAPIError, PjpixelConfigurationError) as err:
+        sync.logger.warning("pjpixel: the sync of Prisjakt's events failed: %s", err)
+        return {"complete": False, "error": str(err)}
+    return {"complete": run.complete, "pages": run.pages, "events": run.events, "error": run.error}
 
 
 @shared_task(ignore_result=True)

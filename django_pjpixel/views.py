@@ -30,6 +30,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from django_pjpixel import times
+from django_pjpixel.charts import range_context
 from django_pjpixel.client import get_client
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
@@ -326,6 +327,7 @@ def prisjakt_events_view(model_admin: ModelAdmin[Any], request: HttpRequest) -> 
         messages.error(request, gettext("No events were fetched: correct the dates below."))
         return _render(model_admin, request, context)
     cleaned = form.cleaned_data
+    context.update(range_context(cleaned["from"], cleaned["to"]))  # the mirror: no API call
     number = cleaned.get("page") or 1
     try:
         page = get_client().list_events(start=cleaned["start"], end=cleaned["end"], page=number)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from tests import services
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page
 
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps calling hosts this
@@ -42,3 +42,17 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def admin_page(browser: Browser, base_url: str, **options: object) -> Page:
+    """A page logged in to the admin as ``admin``/``pw``, as a person logs in."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 900}, **options)  # type: ignore[arg-type]
+    page.set_default_timeout(15_000)
+    page.goto(f"{base_url}/admin/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "pw")
+    page.click("input[type=submit]")
+    expect(page.locator("#user-tools")).to_contain_text("admin")
+    return page

@@ -16,7 +16,9 @@ from zoneinfo import ZoneInfo
 from django_pjpixel.payloads import purchase_payload
 
 if TYPE_CHECKING:
-    from django_pjpixel.models import ConversionEvent
+    from datetime import timedelta
+
+    from django_pjpixel.models import ConversionEvent, PrisjaktSync
 
 PIXEL_ID = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
@@ -136,3 +138,23 @@ def api_settings(api_url: str, **extra: Any) -> dict[str, Any]:
         "API_URL": api_url,
         **extra,
     }
+
+
+def complete_sync(ago: timedelta | None = None) -> PrisjaktSync:
+    """The record of a complete sync of the last 7 days that finished ``ago`` (30 minutes)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_pjpixel.models import PrisjaktSync
+
+    when = timezone.now() - (ago if ago is not None else timedelta(minutes=30))
+    run: PrisjaktSync = PrisjaktSync.objects.create(
+        pixel_id=PIXEL_ID,
+        start=when - timedelta(days=7),
+        end=when,
+        started_at=when,
+        finished_at=when,
+        complete=True,
+    )
+    return run

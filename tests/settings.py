@@ -36,6 +36,8 @@ INSTALLED_APPS = [
     "django_pjpixel",
     # For the ready consent hook of django_pjpixel.consent (tests/test_consent.py).
     "cookie_consent",
+    # Its delivery-health check is registered (3.x) or named in a view (4.x).
+    "health_check",
 ]
 
 MIDDLEWARE = [

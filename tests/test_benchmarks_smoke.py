@@ -24,6 +24,11 @@ ROWS = (
     "delivery: reused session",
     "backlog drain: API requests",
     "backlog drain: peak RSS",
+    "sync: API requests",
+    "sync: peak RSS",
+    "sync: wall time",
+    "reconciliation: queries",
+    "reconciliation: time",
 )
 
 

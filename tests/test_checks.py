@@ -97,6 +97,11 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "E007 COOKIE_NAME semicolon": (pjpixel(COOKIE_NAME="a;b"), ["E007"]),
     "E007 COOKIE_NAME not a string": (pjpixel(COOKIE_NAME=7), ["E007"]),
     "E007 RETENTION": (pjpixel(RETENTION="90 days"), ["E007"]),
+    "E007 sync days zero": (pjpixel(SYNC_DAYS=0), ["E007"]),
+    "E007 grace negative": (pjpixel(RECONCILE_GRACE=timedelta(hours=-1)), ["E007"]),
+    "E007 due age string": (pjpixel(HEALTH_MAX_DUE_AGE="15 minutes"), ["E007"]),
+    "E007 failed negative": (pjpixel(HEALTH_MAX_FAILED=-1), ["E007"]),
+    "E007 streak zero": (pjpixel(FAILURE_STREAK=0), ["E007"]),
     # E008: a currency Prisjakt does not accept
     "E008": (pjpixel(DEFAULT_CURRENCY="USD"), ["E008"]),
     "E008 lower case": (pjpixel(DEFAULT_CURRENCY="sek"), ["E008"]),

@@ -226,11 +226,11 @@ def test_events_json_empty(pjpixel_api: PrisjaktEmulator) -> None:
 
 
 def test_events_csv_odd_values(pjpixel_api: PrisjaktEmulator) -> None:
-    from django_pjpixel.management.commands.pjpixel_events import _cell
+    from django_pjpixel.exports import safe_cell  # the cells of pjpixel_events' CSV
 
-    assert _cell(None) == ""
-    assert _cell({"a": 1}) == '{"a": 1}'
-    assert _cell(3) == "3"
+    assert safe_cell(None) == ""
+    assert safe_cell({"a": 1}) == '{"a": 1}'
+    assert safe_cell(3) == "3"
     out, _err = run("pjpixel_events", *today_args())
     assert out.splitlines()[0].startswith("id,click_id")
 

@@ -45,7 +45,7 @@ def order() -> None:
 @pytest.mark.usefixtures("order")
 def test_erase_an_order_prints_the_rows_per_table() -> None:
     assert run("--order", "ORD-1") == (
-        "conversion events: 1\nclicks attached to orders: 1\nErased.\n"
+        "conversion events: 1\nclicks attached to orders: 1\nevents at Prisjakt: 0\nErased.\n"
     )
     assert ConversionEvent.objects.get(order_id="ORD-1").click_id == ""
     assert ConversionEvent.objects.get(order_id="ORD-2").click_id == CLICK
@@ -54,7 +54,9 @@ def test_erase_an_order_prints_the_rows_per_table() -> None:
 
 @pytest.mark.usefixtures("order")
 def test_erase_a_click() -> None:
-    assert run("--click", CLICK) == "conversion events: 2\nclicks attached to orders: 1\nErased.\n"
+    assert run("--click", CLICK) == (
+        "conversion events: 2\nclicks attached to orders: 1\nevents at Prisjakt: 0\nErased.\n"
+    )
     assert set(ConversionEvent.objects.values_list("click_id", flat=True)) == {""}
 
 

@@ -152,3 +152,15 @@ def test_values_are_coerced() -> None:
     assert pjpixel_settings.CONSENT == "shop.consent.allowed"
     assert pjpixel_settings.ENABLED is False
     assert pjpixel_settings.CLIENT_ID == ""
+
+
+def test_mirror_and_health_defaults() -> None:
+    conf = pjpixel_settings
+    assert conf.SYNC_DAYS == 7
+    assert timedelta(hours=1) == conf.RECONCILE_GRACE
+    assert timedelta(minutes=15) == conf.HEALTH_MAX_DUE_AGE
+    assert (conf.HEALTH_MAX_FAILED, conf.HEALTH_MAX_DEAD, conf.FAILURE_STREAK) == (10, 0, 5)
+    assert timedelta(hours=3) == conf.HEALTH_MAX_SYNC_AGE
+    with override_settings(PJPIXEL={"RECONCILE_GRACE": 60, "HEALTH_MAX_SYNC_AGE": 7200}):
+        assert timedelta(minutes=1) == conf.RECONCILE_GRACE
+        assert timedelta(hours=2) == conf.HEALTH_MAX_SYNC_AGE

@@ -1,7 +1,8 @@
 """Test helpers: an emulator of the Prisjakt Click & Conversion API.
 
 - ``emulator.PrisjaktEmulator``: the API's documented behaviour, in memory,
-  built on ``clock``, ``model``, ``wire``, ``faults`` and ``routes``;
+  built on ``clock``, ``model``, ``wire``, ``faults``, ``routes`` and
+  ``divergence``;
 - ``responses_adapter.EmulatorMock``: the emulator behind ``requests``;
 - ``server.EmulatorServer`` and ``python -m django_pjpixel.testing.server``:
   the emulator over real HTTP, with its ``admin_path``, and the stand-in for

@@ -17,7 +17,9 @@ Its parts stand in modules of their own, each importing only those before it
   problem bodies, the record of a request);
 - ``faults.py``: the faults put in front of it (``script()`` steps,
   ``fail_ratio``) and what they answer;
-- ``routes.py``: its endpoints, the token endpoint and authentication.
+- ``routes.py``: its endpoints, the token endpoint and authentication;
+- ``divergence.py``: changes to its record that no request makes (an event
+  lost, restated or recorded from elsewhere), for reconciliation tests.
 
 This module ties them together behind one lock: a request meets the faults,
 then the rate limit, then the routes. Choices for the points the API notes
@@ -41,6 +43,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django_pjpixel.testing.clock import Clock, ManualClock, format_time, parse_iso_time, utc_now
+from django_pjpixel.testing.divergence import RecordDivergence
 from django_pjpixel.testing.faults import (
     TRANSPORT_FAULTS,
     ScriptStep,
@@ -105,13 +108,16 @@ DEFAULT_BASE_URL = "https://api.pj.nu/click-conversion"
 DEFAULT_TOKEN_URL = "https://auth.pj.nu/oauth2/token"
 
 
-class PrisjaktEmulator:
+class PrisjaktEmulator(RecordDivergence):
     """The Prisjakt Click & Conversion API in memory; safe to share between threads.
 
     Inspect ``events``, ``requests`` and ``clicks``; seed with ``add_event``,
     ``add_click``, ``add_pixel``, ``add_client``, ``add_shop``; inject faults
-    with ``latency``, ``script([...])`` and ``fail_ratio``; ``reset()`` clears
-    the state (not the configuration).
+    with ``latency``, ``script([...])`` and ``fail_ratio``; make Prisjakt's
+    record differ from what was sent with ``drop_event``, ``change_event`` and
+    ``add_foreign_event`` (``divergence.py``); list ``page_size`` events a page
+    (``unstable_pages``: repeat one at the top of the next); ``reset()``
+    clears the state (not the configuration).
     """
 
     def __init__(

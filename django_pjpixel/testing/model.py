@@ -30,6 +30,7 @@ import math
 import re
 import secrets
 import uuid
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -119,6 +120,27 @@ class Event:
         }
 
 
+@dataclass(frozen=True)
+class Listing:
+    """A pixel's events within a time range, counted from the newest (later stored first
+    on a tie) [docs: "newest events first"]; ``ordered`` is every event of the pixel,
+    oldest first, of which ``lo:hi`` are in the range."""
+
+    ordered: list[Event]
+    lo: int
+    hi: int
+
+    def __len__(self) -> int:
+        return self.hi - self.lo
+
+    def newest(self, start: int, stop: int) -> list[Event]:
+        """The ``start``-th to the ``stop - 1``-th newest events of the range."""
+        start, stop = max(start, 0), min(stop, len(self))
+        if stop <= start:
+            return []
+        return self.ordered[self.hi - stop : self.hi - start][::-1]
+
+
 @dataclass
 class Client:
     """An API client: its secret and its roles, of ``admin``, ``shop_user``,
@@ -149,9 +171,18 @@ class ApiState:
         self.tokens: dict[str, tuple[str, datetime]] = {}
         self.windows: dict[str, tuple[float, int]] = {}
         self._seq = 0
+        # Each pixel's events sorted by time, kept until the events change (``changed``):
+        # a listing of 100,000 events then costs a bisection per page, not a sort.
+        self._sorted: dict[str, tuple[int, list[Event], list[tuple[datetime, int]]]] = {}
+        self._version = 0
+
+    def changed(self) -> None:
+        """Say that ``events`` changed (added, removed, or an event's time or data)."""
+        self._version += 1
 
     def clear(self) -> None:
         """Forget events, clicks, tokens and rate windows (not pixels, shops, clients)."""
+        self.changed()
         self.events.clear()
         self.clicks.clear()
         self.tokens.clear()
@@ -164,6 +195,36 @@ class ApiState:
         return dict(click)
 
     # -- events ----------------------------------------------------------------
+
+    def listing(self, pixel: str, start: datetime, end: datetime) -> Listing:
+        """The pixel's events whose time is within ``start`` to ``end``, both included."""
+        cached = self._sorted.get(pixel)
+        if cached is None or cached[0] != self._version:
+            ordered = sorted(
+                (e for e in self.events if e.pixel_id == pixel), key=lambda e: (e.when, e.seq)
+            )
+            cached = (self._version, ordered, [(e.when, e.seq) for e in ordered])
+            self._sorted[pixel] = cached
+        _, ordered, keys = cached
+        lo = bisect_left(keys, (start, -1))
+        hi = bisect_right(keys, (end, math.inf))
+        return Listing(ordered, lo, max(lo, hi))
+
+    def find(self, external: str | None, event_id: str | None, pixel: str | None) -> Event:
+        """The newest stored event with this ``external_event_id`` or ``id`` (of ``pixel``)."""
+        for event in reversed(self.events):
+            if (
+                (pixel is None or event.pixel_id == pixel)
+                and (external is None or event.external_event_id == external)
+                and (event_id is None or event.id == event_id)
+            ):
+                return event
+        raise LookupError(f"no event with external_event_id={external!r}, id={event_id!r}")
+
+    def remove(self, event: Event) -> None:
+        """Forget one stored event."""
+        self.events.remove(event)
+        self.changed()
 
     def recent(self, pixel: str, external: str) -> Event | None:
         """The pixel's event with this ``external_event_id`` within the last 30 days [docs]."""
@@ -195,10 +256,12 @@ class ApiState:
         )
         self.fill(event, payload)
         self.events.append(event)
+        self.changed()
         return event
 
     def fill(self, event: Event, payload: Mapping[str, Any]) -> None:
         """Set ``event``'s fields from a body, recording its click."""
+        self.changed()
         event.event_name = payload["event_name"]
         event.event_time = payload["event_time"]
         event.when = parse_iso_time(payload["event_time"]) or self.clock()

@@ -253,21 +253,13 @@ class Router:
             }
         if errors:
             raise validation_problem(errors)
-        chosen = sorted(
-            (
-                e
-                for e in self.state.events
-                if e.pixel_id == pixel and bounds["from"] <= e.when <= bounds["to"]
-            ),
-            key=lambda e: (e.when, e.seq),
-            reverse=True,
-        )
+        chosen = self.state.listing(pixel, bounds["from"], bounds["to"])
         size = max(1, self.settings.page_size)
         last = max(1, math.ceil(len(chosen) / size))
         start = (page - 1) * size
-        items = chosen[start : start + size]
+        items = chosen.newest(start, start + size)
         if self.settings.unstable_pages and page > 1 and items:
-            items = [chosen[start - 1], *items]
+            items = [*chosen.newest(start - 1, start), *items]
         listed = [e.as_json() for e in items]
         body: Any = (
             listed

@@ -124,6 +124,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "django_pjpixel.tasks.deliver_due",
         "schedule": float(os.environ.get("DEMO_DELIVER_DUE_SECONDS", "15")),
     },
+    # What a shop runs every hour; the demo every minute, so its reconciliation is current.
+    "pjpixel-sync-events": {
+        "task": "django_pjpixel.tasks.sync_events",
+        "schedule": 60.0,
+    },
 }
 
 # The fake payment provider signs its webhook with this shared token.

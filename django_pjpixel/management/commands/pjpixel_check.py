@@ -4,7 +4,9 @@ Counts the outbox's failed events (purchases the shop reported with a bad
 value among them: those never reach Prisjakt), then reaches the API with the
 configured credentials, tells who they are and their roles, whether the pixel
 exists and whether it can be written; exit status 0 when the credentials and
-the pixel are in order, 1 otherwise.
+the pixel are in order, 1 otherwise. ``--health`` instead summarises
+delivery (``health.delivery_health``, the outbox admin's summary), exit
+status 1 when it is unhealthy.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
@@ -26,6 +28,7 @@ from django_pjpixel.exceptions import (
     PrisjaktConnectionError,
     PrisjaktTimeout,
 )
+from django_pjpixel.health import delivery_health
 from django_pjpixel.logtext import one_line
 from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
 
@@ -33,7 +36,15 @@ from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
 class Command(BaseCommand):
     help = "Check the Prisjakt credentials and pixel: who they are, roles, pixel, writable."
 
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--health", action="store_true", help="summarise delivery health instead (no API call)"
+        )
+
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["health"]:
+            self.check_health()
+            return
         conf = pjpixel_settings
         self.stdout.write(_("API: %(url)s") % {"url": conf.API_URL})
         self.stdout.write(_("Pixel: %(pixel)s") % {"pixel": conf.PIXEL_ID or "-"})
@@ -90,6 +101,16 @@ class Command(BaseCommand):
                 )
             )
         return True
+
+    def check_health(self) -> None:
+        health = delivery_health()
+        for line in health.lines():
+            self.stdout.write(line)
+        for problem in health.problems:
+            self.stderr.write(problem)
+        if not health.healthy:
+            raise CommandError(_("Delivery to Prisjakt is unhealthy."))
+        self.stdout.write(self.style.SUCCESS(_("Delivery to Prisjakt is healthy.")))
 
     def check_credentials(self, client: PrisjaktClient) -> list[str] | None:
         """The roles of the credentials; None when the API would not say."""

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from django_pjpixel.client import get_client
 from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, PrisjaktAPIError
+from django_pjpixel.exports import safe_cell
 from django_pjpixel.management.commands.pjpixel_check import describe
 from django_pjpixel.views import DATE_FORMAT, check_days
 
@@ -72,8 +73,8 @@ class Command(BaseCommand):
         for event in events:
             data = event.get("data") if isinstance(event.get("data"), dict) else {}
             writer.writerow(
-                [_cell(event.get(name)) for name in CSV_COLUMNS[:5]]
-                + [_cell(data.get(name)) for name in CSV_COLUMNS[5:]]
+                [safe_cell(event.get(name)) for name in CSV_COLUMNS[:5]]
+                + [safe_cell(data.get(name)) for name in CSV_COLUMNS[5:]]
             )
             self.flush(buffer)
         self.flush(buffer)
@@ -91,9 +92,3 @@ class Command(BaseCommand):
         self.stdout.flush()
         buffer.seek(0)
         buffer.truncate()
-
-
-def _cell(value: Any) -> str:
-    if value is None or isinstance(value, (dict, list)):
-        return "" if value is None else json.dumps(value, ensure_ascii=False)
-    return str(value)

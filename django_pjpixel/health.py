@@ -1,0 +1,213 @@
+"""Is delivery to Prisjakt healthy? What ops watch, read in two queries.
+
+``delivery_health()`` summarises the outbox and the mirror: how long the
+oldest due event has waited for a sender, how many events failed or were
+given up in the last 24 hours, the last successful send, the last complete
+sync of Prisjakt's events; and, against the ``HEALTH_MAX_*`` settings, what is
+wrong. The outbox changelist shows it (a warning band when unhealthy),
+``pjpixel_check --health`` prints it with an exit status, and
+``healthcheck.DeliveryHealthCheck`` gives it to django-health-check.
+
+``failure_streak`` is a ``post_send`` receiver (connected in ``apps.py``):
+after ``FAILURE_STREAK`` failed attempts in a row in one process it logs one
+error, and again only after a success has ended the streak.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Case, Count, Max, Min, Q, When
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+from django.utils.timesince import timesince
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+
+from django_pjpixel.conf import pjpixel_settings
+from django_pjpixel.models import ConversionEvent, PrisjaktSync
+from django_pjpixel.outbox import due_filter
+from django_pjpixel.sync import last_sync
+
+logger = logging.getLogger(__name__)
+
+Status = ConversionEvent.Status
+DAY = timedelta(hours=24)
+DELIVERED = frozenset({str(Status.SENT), str(Status.DUPLICATE)})
+GIVEN_UP = frozenset({str(Status.FAILED), str(Status.DEAD)})
+RETRYING = str(Status.PENDING)
+
+
+@dataclass(frozen=True)
+class DeliveryHealth:
+    """The summary at ``checked_at``; ``problems`` is empty when delivery is healthy.
+
+    ``due``: events a sender may claim now; ``due_since``: since when the
+    oldest of them has been due (its retry time, its lease's end, or its
+    creation); ``failed`` and ``dead``: events that ended so in the last 24
+    hours; ``last_sent_at``: the latest ``sent_at`` (``sent`` or
+    ``duplicate``); ``last_sync``: the latest complete ``PrisjaktSync``.
+    """
+
+    checked_at: datetime
+    due: int
+    due_since: datetime | None
+    failed: int
+    dead: int
+    last_sent_at: datetime | None
+    last_sync: PrisjaktSync | None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    @property
+    def due_age(self) -> timedelta | None:
+        return None if self.due_since is None else self.checked_at - self.due_since
+
+    def lines(self) -> list[str]:
+        """The summary as ``label: value`` lines, for a terminal."""
+        never = _("never")
+        return [
+            _("Due events: %(count)d") % {"count": self.due},
+            _("Oldest due for: %(age)s") % {"age": _age(self.due_since, self.checked_at)},
+            _("Failed in the last 24 hours: %(count)d") % {"count": self.failed},
+            _("Given up in the last 24 hours: %(count)d") % {"count": self.dead},
+            _("Last successful send: %(when)s") % {"when": _when(self.last_sent_at) or never},
+            _("Last complete sync of Prisjakt's events: %(when)s")
+            % {"when": _when(self.last_sync.finished_at if self.last_sync else None) or never},
+        ]
+
+
+def delivery_health(now: datetime | None = None) -> DeliveryHealth:
+    """The outbox's and the mirror's state now, and what is wrong with it."""
+    now = timezone.now() if now is None else now
+    since = Case(
+        When(status=Status.SENDING, then=Coalesce("leased_until", "created_at")),
+        default=Coalesce("next_attempt_at", "created_at"),
+    )
+    recent = Q(updated_at__gte=now - DAY)
+    totals = ConversionEvent.objects.aggregate(
+        due=Count("pk", filter=due_filter(now)),
+        due_since=Min(since, filter=due_filter(now)),
+        failed=Count("pk", filter=recent & Q(status=Status.FAILED)),
+        dead=Count("pk", filter=recent & Q(status=Status.DEAD)),
+        last_sent_at=Max("sent_at", filter=Q(status__in=DELIVERED)),
+    )
+    health = DeliveryHealth(checked_at=now, last_sync=last_sync(), **totals)
+    health.problems.extend(_problems(health))
+    return health
+
+
+def _problems(health: DeliveryHealth) -> list[str]:
+    conf = pjpixel_settings
+    now = health.checked_at
+    problems = []
+    if health.due_age is not None and health.due_age > conf.HEALTH_MAX_DUE_AGE:
+        problems.append(
+            _(
+                "An event has waited %(age)s for delivery (the limit is %(limit)s): "
+                "is deliver_due running, and can Prisjakt be reached?"
+            )
+            % {
+                "age": _age(health.due_since, now),
+                "limit": _span(conf.HEALTH_MAX_DUE_AGE),
+            }
+        )
+    if health.failed > conf.HEALTH_MAX_FAILED:
+        problems.append(
+            ngettext(
+                "%(count)d event failed in the last 24 hours (the limit is %(limit)d).",
+                "%(count)d events failed in the last 24 hours (the limit is %(limit)d).",
+                health.failed,
+            )
+            % {"count": health.failed, "limit": conf.HEALTH_MAX_FAILED}
+        )
+    if health.dead > conf.HEALTH_MAX_DEAD:
+        problems.append(
+            ngettext(
+                "%(count)d event was given up in the last 24 hours (the limit is %(limit)d).",
+                "%(count)d events were given up in the last 24 hours (the limit is %(limit)d).",
+                health.dead,
+            )
+            % {"count": health.dead, "limit": conf.HEALTH_MAX_DEAD}
+        )
+    synced = health.last_sync.finished_at if health.last_sync else None
+    if synced is None:
+        problems.append(
+            _(
+                "Prisjakt's events have never been synced completely: schedule "
+                "django_pjpixel.tasks.sync_events, or run manage.py pjpixel_sync."
+            )
+        )
+    elif now - synced > conf.HEALTH_MAX_SYNC_AGE:
+        problems.append(
+            _(
+                "The last complete sync of Prisjakt's events was %(age)s ago "
+                "(the limit is %(limit)s)."
+            )
+            % {"age": _age(synced, now), "limit": _span(conf.HEALTH_MAX_SYNC_AGE)}
+        )
+    return problems
+
+
+def _age(since: datetime | None, now: datetime) -> str:
+    return "-" if since is None else timesince(since, now)
+
+
+def _span(length: timedelta) -> str:
+    now = timezone.now()
+    return timesince(now - length, now)
+
+
+def _when(value: datetime | None) -> str | None:
+    return None if value is None else f"{timezone.localtime(value):%Y-%m-%d %H:%M}"
+
+
+class FailureStreak:
+    """``post_send`` receiver: one error after ``FAILURE_STREAK`` failed attempts in a row.
+
+    A failed attempt is one that ended ``failed`` or ``dead``, or back to
+    ``pending`` with an error (a transient answer); ``sent`` or ``duplicate``
+    ends the streak; a ``skipped`` event is neither. Counted per process.
+    It also stamps ``updated_at`` on an event that ended ``failed`` or
+    ``dead``, which the outbox's own writes leave as it was, so the health
+    summary can count the last 24 hours.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __call__(
+        self, sender: Any, event: ConversionEvent, status: str, error: Any = None, **kwargs: Any
+    ) -> None:
+        if status in DELIVERED:
+            with self._lock:
+                self.count = 0
+            return
+        if status not in GIVEN_UP and not (status == RETRYING and error is not None):
+            return
+        if status in GIVEN_UP:
+            ConversionEvent.objects.filter(pk=event.pk).update(updated_at=timezone.now())
+        with self._lock:
+            self.count += 1
+            reached = self.count == pjpixel_settings.FAILURE_STREAK
+        if reached:
+            logger.error(
+                "pjpixel: %d deliveries to Prisjakt failed in a row; the last, order %s (%s): %s",
+                pjpixel_settings.FAILURE_STREAK,
+                event.order_id,
+                status,
+                error if error is not None else event.problem_title,
+                extra={"pjpixel_event": event.pk, "order_id": event.order_id, "status": status},
+            )
+
+
+failure_streak = FailureStreak()
+FAILURE_STREAK_UID = "django_pjpixel.health.failure_streak"
