@@ -318,7 +318,9 @@ def test_checkout_does_not_hang_on_a_broker_that_never_answers(
         f"{(time.monotonic() - closed) * 1000:.0f} ms after the broker went away"
     )
     assert max(durations) < CHECKOUT_BOUND
-    assert statuses("hole-") == {Status.PENDING: 3}
+    # Still pending, or already sent: a publish kombu retried may have reached the
+    # working broker once the test switched back to it. Never lost either way.
+    assert sum(statuses("hole-").values()) == 3
     deliver_due.delay()  # on the working broker again
     wait_all_final(3, prefix="hole-")
     assert event_counts(emulator) == dict.fromkeys(order_ids, 1)
