@@ -4,7 +4,7 @@
 
 - within a total ``Deadline``: (connect, read) timeouts bound each socket
   operation only, so a server trickling a byte a second would hold a request
-  for ever; a timer shuts the request's socket down when the deadline passes
+  for ever; a watchdog thread shuts the request's socket down when the deadline passes
   (``BoundedAdapter`` tells it which socket), and the body is read in chunks
   between which the deadline is checked;
 - within ``cap`` bytes, before and after decompression: the body is streamed
@@ -22,6 +22,9 @@ requests', whose locals carry the request's headers and form.
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import os
 import socket
 import threading
 import time
@@ -229,12 +232,11 @@ class _Watch:
 
     def __init__(self, deadline: Deadline) -> None:
         self.fired = False
+        self.stopped = False
         self._connections: list[Any] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(max(deadline.remaining(), 0.0), self._fire)
-        self._timer.daemon = True
-        self._timer.start()
         _current.watch = self
+        _watchdog.watch(self, deadline.end)
 
     def add(self, connection: Any) -> None:
         with self._lock:
@@ -244,15 +246,70 @@ class _Watch:
 
     def stop(self) -> None:
         _current.watch = None
-        self._timer.cancel()
         with self._lock:
+            self.stopped = True
             self._connections.clear()
 
-    def _fire(self) -> None:
+    def fire(self) -> None:
         with self._lock:
+            if self.stopped:
+                return
             self.fired = True
             for connection in self._connections:
                 _shut(connection)
+
+
+class _Watchdog:
+    """One daemon thread per process that fires the watches whose deadline passed.
+
+    A thread per request (``threading.Timer``) cost more than the request to a
+    fast API; this one sleeps until the earliest deadline. A stopped watch
+    stays queued until its deadline comes round, then is dropped.
+    """
+
+    def __init__(self) -> None:
+        self.forget()
+
+    def forget(self) -> None:
+        """A new, empty watchdog: also in a forked child, where the thread is gone."""
+        self._cond = threading.Condition()
+        self._queue: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, watch: _Watch, end: float) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="pjpixel-deadlines", daemon=True
+                )
+                self._thread.start()
+            heapq.heappush(self._queue, (end, next(self._order), watch))
+            if self._queue[0][2] is watch:  # earlier than what the thread waits for
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                due = self._next_due()
+            due.fire()
+
+    def _next_due(self) -> _Watch:
+        while True:
+            while self._queue and self._queue[0][2].stopped:
+                heapq.heappop(self._queue)
+            if not self._queue:
+                self._cond.wait()
+                continue
+            left = self._queue[0][0] - time.monotonic()
+            if left <= 0:
+                return heapq.heappop(self._queue)[2]
+            self._cond.wait(left)
+
+
+_watchdog = _Watchdog()
+if hasattr(os, "register_at_fork"):  # POSIX; Windows does not fork
+    os.register_at_fork(after_in_child=_watchdog.forget)
 
 
 def _shut(connection: Any) -> None:

@@ -20,7 +20,7 @@ import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from django_pjpixel.client import get_client
+from django_pjpixel.client import PrisjaktClient, get_client
 from django_pjpixel.delivery import deliver_event
 from django_pjpixel.exceptions import (
     PrisjaktAnswerTooLarge,
@@ -31,7 +31,7 @@ from django_pjpixel.exceptions import (
 )
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.transport import Deadline, _Inflater, bounded_session, exchange
-from tests.helpers import api_settings, make_event
+from tests.helpers import api_settings, forked, make_event, seed_payload
 
 SECRET = "s3cr3t-never-shown"
 MB = 1024 * 1024
@@ -255,6 +255,33 @@ def test_a_trickling_server_is_cut_off_at_the_deadline(where: str) -> None:
     assert "deadline" in str(outcome.error)
     row = ConversionEvent.objects.get(pk=event.pk)
     assert row.status == Status.PENDING  # retried later, as any timeout
+
+
+def test_a_deadline_is_kept_in_a_forked_child_too() -> None:
+    # One watchdog thread per process keeps the deadlines; a fork does not copy it.
+    with RawServer(trickling("head")) as server:
+        client = PrisjaktClient()
+
+        def child() -> None:
+            with (
+                override_settings(PJPIXEL=settings_for(server, REQUEST_DEADLINE=1)),
+                pytest.raises(PrisjaktTimeout, match="deadline"),
+            ):
+                PrisjaktClient().create_event(seed_payload())
+
+        wait = forked(child)
+        assert wait(15) == ""
+        client.close()
+
+
+def test_requests_share_one_deadline_thread() -> None:
+    body = b'{"id": "e-1"}'
+    with api_at(sending("201 Created", body, {"Content-Length": str(len(body))})):
+        client = PrisjaktClient()
+        for _ in range(20):
+            client.create_event(seed_payload())
+    names = [thread.name for thread in threading.enumerate()]
+    assert names.count("pjpixel-deadlines") == 1
 
 
 def test_a_deadline_already_passed_sends_nothing() -> None:
