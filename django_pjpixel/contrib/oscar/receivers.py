@@ -19,10 +19,9 @@ from functools import cache
 from typing import Any
 
 import django_pjpixel
-from django_pjpixel.attribution import attach_click
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.purchases import track_purchase
+from django_pjpixel.purchases import attach_click, track_purchase
 
 logger = logging.getLogger(__name__)
 
