@@ -146,7 +146,7 @@ def record_chunk(events: list[ConversionEvent], result: SendResult) -> list[Outc
     return outcomes
 
 
-def announce(result: SendResult, written: Written) -> list[Outcome]:
+def announce(result: SendResult, written: Written[ConversionEvent]) -> list[Outcome]:
     """Log the outcome of each row ``written`` (or that its lease was lost); ``post_send`` each."""
     error = result if isinstance(result, Exception) else None
     status = str(written.fields["status"])
