@@ -7,10 +7,13 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.contrib import admin
 from django.contrib.auth.models import Permission, User
+from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django.urls import reverse
 
+from django_pjpixel.admin_restatements import restate_view
 from django_pjpixel.backlog import deliver_due
 from django_pjpixel.models import ConversionEvent, Restatement
 from django_pjpixel.restatements import NEVER_REPORTED, restate_purchase
@@ -214,3 +217,13 @@ def test_restate_with_its_permission_and_a_csrf_token(pjpixel_api: PrisjaktEmula
     done = restate(client, event, apply="yes", amount="10", csrfmiddlewaretoken=token[1])
     assert done.status_code == 200
     assert Restatement.objects.get().api_amount == 10
+
+
+def test_the_action_checks_the_permission_itself(rf: Any) -> None:
+    event = sent()
+    request = rf.post("/", {"apply": "yes", "amount": "0"})
+    request.user = User.objects.create_user("operator", is_staff=True)
+    model_admin = admin.site._registry[ConversionEvent]
+    with pytest.raises(PermissionDenied):
+        restate_view(model_admin, request, ConversionEvent.objects.filter(pk=event.pk))
+    assert Restatement.objects.count() == 0

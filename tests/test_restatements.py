@@ -210,6 +210,44 @@ def test_a_restatement_waits_while_its_event_is_being_sent(
     assert deliver_due() == {"restatement sent": 1}  # a 409: Prisjakt has it
 
 
+def test_an_event_claimed_as_it_is_restated_is_patched_after_it_is_sent(
+    pjpixel_api: PrisjaktEmulator,
+) -> None:
+    # Where the database takes no row lock (SQLite), the event may be claimed between
+    # the restatement's read of it and its write: the restatement then waits its turn.
+    event = make_event(api_amount=1234)
+    stale = ConversionEvent.objects.get(pk=event.pk)
+    ConversionEvent.objects.filter(pk=event.pk).update(status=EventStatus.SENDING, attempts=1)
+    with mock.patch("django_pjpixel.restatements._event_of", return_value=stale):
+        row = restate_purchase(order_id="order-1", amount=0, number_of_items=0)
+    assert row is not None
+    assert row.status == Status.PENDING
+    assert not ConversionEvent.objects.get().is_restated
+    ConversionEvent.objects.filter(pk=event.pk).update(status=EventStatus.SENT)
+    assert deliver_due() == {"restatement sent": 1}
+
+
+def test_a_restatement_may_change_the_currency(
+    pay: Callable[..., ConversionEvent], pjpixel_api: PrisjaktEmulator
+) -> None:
+    pay()
+    restate_purchase(order_id="order-1", amount=100, currency="eur", reason="re-invoiced")
+    assert deliver_due() == {"restatement sent": 1}
+    assert listed() == {"order-1": {"amount": 100, "currency": "EUR", "number_of_items": 4}}
+    assert ConversionEvent.objects.get().current_currency == "EUR"
+
+
+def test_an_event_stored_with_a_value_that_cannot_be_sent_fails_its_restatement(
+    pjpixel_api: PrisjaktEmulator,
+) -> None:
+    make_event(status=EventStatus.SENT, click_id="not a click id")
+    restate_purchase(order_id="order-1", amount=0)
+    assert deliver_due() == {"restatement failed": 1}
+    row = Restatement.objects.get()
+    assert list(row.field_errors) == ["signed_click_id"]
+    assert pjpixel_api.requests == []
+
+
 # -- several restatements of one order -------------------------------------------
 
 
