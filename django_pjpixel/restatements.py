@@ -179,9 +179,7 @@ def _record(restated: Restated, reason: str) -> Restatement:
                 row.status = PENDING  # claimed meanwhile: Prisjakt may get it first
         row.save(using=alias)
         if row.status in (APPLIED, PENDING):
-            Restatement.objects.using(alias).filter(
-                event=event, status=Status.PENDING, pk__lt=row.pk
-            ).update(status=Status.SUPERSEDED, skip_reason=SUPERSEDED)
+            _supersede(event, row, alias)
     _log_recorded(row)
     return row
 
@@ -232,6 +230,17 @@ def _decide(event: ConversionEvent, now: datetime) -> tuple[str, str]:
     if oldest <= window_start(now):
         return UNSENDABLE, TOO_OLD
     return PENDING, ""
+
+
+def _supersede(event: ConversionEvent | None, row: Restatement, alias: str) -> None:
+    """Older restatements of the order still waiting are never sent after ``row``."""
+    rows = Restatement.objects.using(alias)
+    # Read first, then updated by key: an UPDATE scanning the table would wait on rows
+    # other refunds are inserting (InnoDB), while they wait on it.
+    older = rows.filter(event=event, status=Status.PENDING, pk__lt=row.pk)
+    rows.filter(pk__in=list(older.values_list("pk", flat=True)), status=Status.PENDING).update(
+        status=Status.SUPERSEDED, skip_reason=SUPERSEDED
+    )
 
 
 def _apply(row: Restatement, event: ConversionEvent, now: datetime, alias: str) -> bool:
