@@ -20,7 +20,7 @@ from django_pjpixel.restatements import NEVER_REPORTED, restate_purchase
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import make_event
 
-pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+pytestmark = pytest.mark.django_db
 
 CHANGELIST = "admin:django_pjpixel_conversionevent_changelist"
 Status = Restatement.Status
