@@ -6,10 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "attach_click", "track_purchase"]
+__all__ = [
+    "__version__",
+    "attach_click",
+    "connect_restatement_signal",
+    "restate_purchase",
+    "track_purchase",
+]
 
 if TYPE_CHECKING:
     from django_pjpixel.purchases import attach_click, track_purchase
+    from django_pjpixel.restatements import connect_restatement_signal, restate_purchase
 
 
 def __getattr__(name: str) -> Any:
@@ -19,4 +26,8 @@ def __getattr__(name: str) -> Any:
         from django_pjpixel import purchases
 
         return getattr(purchases, name)
+    if name in {"connect_restatement_signal", "restate_purchase"}:
+        from django_pjpixel import restatements
+
+        return getattr(restatements, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

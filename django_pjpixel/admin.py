@@ -1,7 +1,8 @@
 """The outbox in the admin, read-only, and the "Prisjakt events" view beside it.
 
 Rows are never edited by hand: the change permission only unlocks the
-"send now" and "retry" actions, which hand rows back to delivery.
+"send now" and "retry" actions, which hand rows back to delivery. An
+event's restatements (``admin_restatements``) show on its page.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_pjpixel import mirror_admin, publisher, views
+from django_pjpixel.admin_restatements import (
+    RESTATE_PERMISSION,
+    RestatedFilter,
+    RestatementInline,
+    restate_view,
+)
 from django_pjpixel.health import delivery_health
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
 
@@ -64,13 +71,19 @@ class ConversionEventAdmin(ModelAdmin):
     list_display = (
         "order_id",
         "amount_with_currency",
+        "current_amount",
         "short_click_id",
         "status_badge",
         "attempts",
         "last_answer",
         "sent_at",
     )
-    list_filter = ("status", "currency", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "status",
+        "currency",
+        RestatedFilter,
+        ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("order_id", "request_id")
     fieldsets = (
         (
@@ -80,6 +93,7 @@ class ConversionEventAdmin(ModelAdmin):
                     "order_id",
                     ("amount", "currency"),
                     "number_of_items",
+                    "current_amount",
                     "event_name",
                     "event_time",
                     "pixel_id",
@@ -118,7 +132,8 @@ class ConversionEventAdmin(ModelAdmin):
         ),
     )
     readonly_fields = flatten_fieldsets(fieldsets)
-    actions = ("send_now", "retry")
+    inlines = (RestatementInline,)
+    actions = ("send_now", "retry", "restate")
     list_per_page = 50
     change_list_template = "admin/django_pjpixel/conversionevent/change_list.html"
 
@@ -142,6 +157,15 @@ class ConversionEventAdmin(ModelAdmin):
     @admin.display(description=_("amount"), ordering="amount")
     def amount_with_currency(self, obj: ConversionEvent) -> str:
         return f"{formats.localize(obj.amount)} {obj.currency}"
+
+    @admin.display(description=_("amount now"), ordering="restated_amount")
+    def current_amount(self, obj: ConversionEvent) -> str:
+        """After a refund or cancellation: what the purchase counts at now (else empty)."""
+        if not obj.is_restated:
+            return self.get_empty_value_display()
+        items = obj.current_number_of_items
+        amount = f"{formats.localize(obj.current_amount)} {obj.current_currency}"
+        return f"{amount}, " + ngettext("%d item", "%d items", items) % items
 
     @admin.display(description=_("click id"), ordering="click_id")
     def short_click_id(self, obj: ConversionEvent) -> str | SafeString:
@@ -269,6 +293,15 @@ class ConversionEventAdmin(ModelAdmin):
                 messages.WARNING,
             )
         self._hand_back(request, queryset.exclude(REPORTED_INVALID), RETRY_STATUSES)
+
+    @admin.action(description=_("Restate… (refund or cancellation)"), permissions=("restate",))
+    def restate(
+        self, request: HttpRequest, queryset: QuerySet[ConversionEvent]
+    ) -> TemplateResponse | None:
+        return restate_view(self, request, queryset)
+
+    def has_restate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(RESTATE_PERMISSION)
 
     def _hand_back(
         self,

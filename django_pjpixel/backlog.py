@@ -7,6 +7,8 @@ was lost, its sender died) counts each event once. A refused batch (400) is
 sent again one ``POST`` per row, so each row gets its own outcome;
 credentials that may not ``PATCH`` (403) get ``POST``s for the rest of the
 run. A transient failure returns the chunk to ``pending`` on one schedule.
+The restatements that are due (``restating``) follow the purchases, in
+``PATCH`` batches of their own (a refused batch: one ``PATCH`` per row).
 The run keeps ``RATE_LIMIT_RESERVE`` requests of the rate-limit window
 unused (for the checkouts' own ``POST``s): at the reserve it waits for the
 reset when that is at most ``RATE_LIMIT_MAX_WAIT`` seconds away, else it
@@ -20,21 +22,23 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic
 
 from django.db.models import Q
 from django.utils import timezone
 
+from django_pjpixel import restating
 from django_pjpixel.auth import BATCH_ROLES
 from django_pjpixel.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.delivery import patch, post, prepare, record_chunk, record_outcome
-from django_pjpixel.exceptions import PrisjaktAPIError, RateLimit
-from django_pjpixel.models import ConversionEvent
-from django_pjpixel.outbox import Outcome, SendResult, claim_due, is_transient, release
+from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, RateLimit
+from django_pjpixel.models import ConversionEvent, Restatement
+from django_pjpixel.outbox import Outcome, Row, SendResult, claim_due, is_transient, release
+from django_pjpixel.signals import Cancel
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +51,44 @@ PATCH_NOT_ALLOWED = frozenset({403, 405})
 MAX_FAILED_BATCHES = 2
 
 
+@dataclass(frozen=True)
+class _Rows(Generic[Row]):
+    """What a run sends, and how: purchases (``ConversionEvent``), or restatements."""
+
+    counted_as: str  # the prefix of their counts
+    claim: Callable[[int, datetime], list[Row]]
+    prepare: Callable[[Row], dict[str, Any] | Cancel | InvalidInput]
+    send_one: Callable[[dict[str, Any]], SendResult]
+    record_one: Callable[[Row, SendResult], Outcome]
+    record_chunk: Callable[[list[Row], SendResult], list[Outcome]]
+    answers_for_all: frozenset[int]  # batch answers recorded for every row
+
+
+PURCHASES = _Rows[ConversionEvent](
+    "",
+    lambda limit, cutoff: claim_due(limit, cutoff=cutoff),
+    prepare,
+    lambda payload: post(payload),  # looked up when called, as patch is
+    record_outcome,
+    record_chunk,
+    BATCH_ANSWERS_FOR_ALL,
+)
+# Only a PATCH restates an event: credentials that may not PATCH fail every row.
+RESTATEMENTS = _Rows[Restatement](
+    "restatement ",
+    restating.claim,
+    restating.prepare,
+    restating.patch_one,
+    restating.record_one,
+    restating.record_chunk,
+    BATCH_ANSWERS_FOR_ALL | PATCH_NOT_ALLOWED,
+)
+
+
 def deliver_due(limit: int | None = None) -> dict[str, int]:
     """Send every row that is due, up to ``limit`` (``DELIVER_DUE_LIMIT``); counts per outcome.
+
+    Purchases first, then restatements (counted as ``"restatement <status>"``).
 
     Rows are claimed a chunk at a time (memory stays flat however large the
     backlog), so concurrent runs (and tasks) share the work without sending a
@@ -71,20 +111,28 @@ def deliver_due(limit: int | None = None) -> dict[str, int]:
         )
         return {}
     run = _Run(batches=conf.BATCH_SIZE > 1)
-    done = 0
-    while done < limit and not run.stopped:
-        size = conf.BATCH_SIZE if run.batches else chunk_size()
-        chunk = claim_due(min(size, limit - done), cutoff=started)
-        if not chunk:
-            break
-        _send_chunk(run, chunk)
-        done += len(chunk)
+    done = _drain(run, PURCHASES, limit, started)
+    _drain(run, RESTATEMENTS, limit - done, started)
     if run.resume_at is not None:
         _defer_due(run.resume_at, run.rate_limit)
     counts = dict(run.counts)
     if counts:
         logger.info("pjpixel: deliver_due %s", counts, extra={"counts": counts})
     return counts
+
+
+def _drain(run: _Run, rows: _Rows[Row], limit: int, cutoff: datetime) -> int:
+    """Send ``rows`` due by ``cutoff``, a chunk at a time, up to ``limit``; how many it took."""
+    run.batches = pjpixel_settings.BATCH_SIZE > 1
+    done = 0
+    while done < limit and not run.stopped:
+        size = pjpixel_settings.BATCH_SIZE if run.batches else chunk_size()
+        chunk = rows.claim(min(size, limit - done), cutoff)
+        if not chunk:
+            break
+        _send_chunk(run, rows, chunk)
+        done += len(chunk)
+    return done
 
 
 def chunk_size() -> int:
@@ -104,21 +152,22 @@ def _worst_request() -> float:
 class _Run:
     """The state of one ``deliver_due`` run."""
 
-    batches: bool  # False once the credentials may not PATCH
+    batches: bool  # False once the credentials may not PATCH (purchases: one POST each)
     counts: Counter[str] = field(default_factory=Counter)
     failed_batches: int = 0  # transient batch failures in a row
     stopped: bool = False
     resume_at: datetime | None = None  # the rate limit: nothing more before then
     rate_limit: RateLimit | None = None  # the last one that made the run stop
 
-    def count(self, outcomes: Iterable[Outcome]) -> None:
-        self.counts.update(outcome.status for outcome in outcomes)
+    def count(self, outcomes: Iterable[Outcome], prefix: str = "") -> None:
+        self.counts.update(prefix + outcome.status for outcome in outcomes)
 
 
-class _Lease:
+class _Lease(Generic[Row]):
     """A claimed chunk's lease, renewed before a request that could outlast it."""
 
-    def __init__(self, chunk: list[ConversionEvent]) -> None:
+    def __init__(self, chunk: list[Row]) -> None:
+        self.model: type[Row] = type(chunk[0])
         self.token = chunk[0].lease_token
         self.pks = [event.pk for event in chunk]
         ends = [event.leased_until for event in chunk if event.leased_until is not None]
@@ -129,32 +178,32 @@ class _Lease:
         if now + timedelta(seconds=_worst_request()) <= self.until:
             return
         self.until = now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS)
-        ConversionEvent.objects.filter(
+        self.model.objects.filter(
             pk__in=self.pks, status=Status.SENDING, lease_token=self.token
         ).update(leased_until=self.until)
 
 
-def _send_chunk(run: _Run, chunk: list[ConversionEvent]) -> None:
+def _send_chunk(run: _Run, rows: _Rows[Row], chunk: list[Row]) -> None:
     """Prepare each row (``pre_send``), then send the rest in one batch or one by one."""
     lease = _Lease(chunk)
-    ready: list[tuple[ConversionEvent, dict[str, Any]]] = []
+    ready: list[tuple[Row, dict[str, Any]]] = []
     for event in chunk:
-        prepared = prepare(event)
+        prepared = rows.prepare(event)
         if isinstance(prepared, dict):
             ready.append((event, prepared))
         else:
-            run.count([record_outcome(event, prepared)])
+            run.count([rows.record_one(event, prepared)], rows.counted_as)
     if not ready:
         return
     if not run.batches:
-        _send_singly(run, ready, lease)
+        _send_singly(run, rows, ready, lease)
         return
     lease.keep()
     result = patch([payload for _, payload in ready])
     events = [event for event, _ in ready]
     status = result.status if isinstance(result, (ApiResult, PrisjaktAPIError)) else None
     if is_transient(result):
-        run.count(record_chunk(events, result))
+        run.count(rows.record_chunk(events, result), rows.counted_as)
         run.failed_batches += 1
         if run.failed_batches >= MAX_FAILED_BATCHES:
             logger.warning(
@@ -167,8 +216,8 @@ def _send_chunk(run: _Run, chunk: list[ConversionEvent]) -> None:
         _pace(run, result)
         return
     run.failed_batches = 0
-    if status is not None and (200 <= status < 300 or status in BATCH_ANSWERS_FOR_ALL):
-        run.count(record_chunk(events, result))
+    if status is not None and (200 <= status < 300 or status in rows.answers_for_all):
+        run.count(rows.record_chunk(events, result), rows.counted_as)
         _pace(run, result)
         return
     if status in PATCH_NOT_ALLOWED:
@@ -188,19 +237,19 @@ def _send_chunk(run: _Run, chunk: list[ConversionEvent]) -> None:
             result,
         )
     _pace(run, result)
-    _send_singly(run, ready, lease)
+    _send_singly(run, rows, ready, lease)
 
 
 def _send_singly(
-    run: _Run, ready: list[tuple[ConversionEvent, dict[str, Any]]], lease: _Lease
+    run: _Run, rows: _Rows[Row], ready: list[tuple[Row, dict[str, Any]]], lease: _Lease[Row]
 ) -> None:
     for index, (event, payload) in enumerate(ready):
         if run.stopped:
             release([event for event, _ in ready[index:]], run.resume_at)
             return
         lease.keep()
-        result = post(payload)
-        run.count([record_outcome(event, result)])
+        result = rows.send_one(payload)
+        run.count([rows.record_one(event, result)], rows.counted_as)
         _pace(run, result)
 
 
@@ -267,9 +316,13 @@ def _pace(run: _Run, result: SendResult) -> None:
 
 def _defer_due(until: datetime, rate_limit: RateLimit | None) -> None:
     """Make what is due wait for the rate limit's reset (rows, and this process's runs)."""
-    deferred = ConversionEvent.objects.filter(
-        Q(status=Status.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=until))
-    ).update(next_attempt_at=until)
+    due = Q(status=Status.PENDING) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=until)
+    )
+    deferred = sum(
+        model.objects.filter(due).update(next_attempt_at=until)
+        for model in (ConversionEvent, Restatement)
+    )
     with _pauses_lock:
         _pauses[_pause_key()] = until
     logger.warning(

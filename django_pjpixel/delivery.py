@@ -25,7 +25,7 @@ from django_pjpixel.exceptions import (
     PrisjaktAuthError,
 )
 from django_pjpixel.logtext import one_line
-from django_pjpixel.models import ConversionEvent
+from django_pjpixel.models import ConversionEvent, Restatement
 from django_pjpixel.outbox import (
     NOT_DUE,
     STALE,
@@ -66,14 +66,23 @@ def deliver_event(event_pk: int, *, now: datetime | None = None) -> Outcome:
     return Outcome(NOT_DUE, retry_at=retry_at)
 
 
-def build_payload(event: ConversionEvent) -> dict[str, Any]:
-    """The row's create-event body; ``data.amount`` is the one rounded when it was recorded."""
+def build_payload(event: ConversionEvent, restated: Restatement | None = None) -> dict[str, Any]:
+    """The row's create-event body, with its current values or those ``restated`` holds.
+
+    ``data.amount`` is the one rounded when the purchase (or restatement) was recorded.
+    """
+    if restated is None:
+        amount, api_amount = event.current_amount, event.current_api_amount
+        currency, items = event.current_currency, event.current_number_of_items
+    else:
+        amount, api_amount = restated.amount, restated.api_amount
+        currency, items = restated.currency, restated.number_of_items
     return purchase_payload(
         external_event_id=event.order_id,
-        amount=event.amount,
-        api_amount=event.api_amount,
-        currency=event.currency,
-        number_of_items=event.number_of_items,
+        amount=amount,
+        api_amount=api_amount,
+        currency=currency,
+        number_of_items=items,
         event_time=times.aware(event.event_time),
         signed_click_id=event.click_id or None,
         event_name=event.event_name,
@@ -146,7 +155,7 @@ def record_chunk(events: list[ConversionEvent], result: SendResult) -> list[Outc
     return outcomes
 
 
-def announce(result: SendResult, written: Written) -> list[Outcome]:
+def announce(result: SendResult, written: Written[ConversionEvent]) -> list[Outcome]:
     """Log the outcome of each row ``written`` (or that its lease was lost); ``post_send`` each."""
     error = result if isinstance(result, Exception) else None
     status = str(written.fields["status"])

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from decimal import Decimal
+
 from django.db import models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -60,6 +63,18 @@ class ConversionEvent(models.Model):
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    # The values the purchase counts at now, after a refund or cancellation: the last
+    # restatement Prisjakt accepted, or one taken before the event was sent. Null: never
+    # restated. Read them through ``current_*`` (or ``CURRENT_API_AMOUNT`` in a query).
+    restated_amount = models.DecimalField(
+        _("restated amount"), max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    restated_api_amount = models.BigIntegerField(_("restated amount sent"), null=True, blank=True)
+    restated_number_of_items = models.PositiveIntegerField(
+        _("restated number of items"), null=True, blank=True
+    )
+    restated_currency = models.CharField(_("restated currency"), max_length=3, blank=True)
+    restated_at = models.DateTimeField(_("restated at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("conversion event")
@@ -84,6 +99,29 @@ class ConversionEvent(models.Model):
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    @property
+    def is_restated(self) -> bool:
+        return self.restated_at is not None
+
+    @property
+    def current_amount(self) -> Decimal:
+        return self.restated_amount if self.restated_amount is not None else self.amount
+
+    @property
+    def current_api_amount(self) -> int | None:
+        """``data.amount`` as Prisjakt has it now (None: an older row, sent from ``amount``)."""
+        restated = self.restated_api_amount
+        return restated if restated is not None else self.api_amount
+
+    @property
+    def current_number_of_items(self) -> int:
+        restated = self.restated_number_of_items
+        return restated if restated is not None else self.number_of_items
+
+    @property
+    def current_currency(self) -> str:
+        return self.restated_currency or self.currency
+
 
 FINAL_STATUSES: frozenset[str] = frozenset({"sent", "duplicate", "failed", "skipped", "dead"})
 # The problem title of a row recorded for a purchase the shop reported with a bad value.
@@ -92,6 +130,90 @@ INVALID_PURCHASE = "Invalid purchase"
 # amount of 0, an escaped order id), so it is never sent as it is; a new report
 # of the order with valid values replaces it.
 REPORTED_INVALID = models.Q(status="failed", problem_title=INVALID_PURCHASE, attempts=0)
+
+
+# A purchase's ``data.amount`` as Prisjakt has it now, in a query (``current_api_amount``).
+CURRENT_API_AMOUNT = Coalesce("restated_api_amount", "api_amount")
+
+
+class Restatement(models.Model):
+    """A refund or cancellation of a reported purchase: one change, in the ledger and the outbox.
+
+    Sent to Prisjakt as the many-events ``PATCH`` of the event (its ``external_event_id``,
+    ``event_time`` and click, the new ``data``), claimed, leased and retried as events are;
+    the outcome fields mean what they mean on ``ConversionEvent``.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        DEAD = "dead", _("Gave up")
+        APPLIED = "applied", _("Taken before sending")
+        SUPERSEDED = "superseded", _("Superseded")
+        UNSENDABLE = "unsendable", _("Not sendable")
+
+    event = models.ForeignKey(
+        ConversionEvent,
+        verbose_name=_("conversion event"),
+        related_name="restatements",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+    )
+    pixel_id = models.CharField(_("pixel id"), max_length=64)
+    order_id = models.CharField(_("order id"), max_length=100)
+    reason = models.CharField(_("reason"), max_length=200, blank=True)
+    old_amount = models.DecimalField(
+        _("old amount"), max_digits=14, decimal_places=2, null=True, blank=True
+    )
+    old_api_amount = models.BigIntegerField(_("old amount sent"), null=True, blank=True)
+    old_number_of_items = models.PositiveIntegerField(
+        _("old number of items"), null=True, blank=True
+    )
+    old_currency = models.CharField(_("old currency"), max_length=3, blank=True)
+    amount = models.DecimalField(_("new amount"), max_digits=14, decimal_places=2)
+    api_amount = models.BigIntegerField(_("new amount sent"), null=True, blank=True)
+    number_of_items = models.PositiveIntegerField(_("new number of items"))
+    currency = models.CharField(_("new currency"), max_length=3)
+
+    status = models.CharField(
+        _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
+    )
+    skip_reason = models.CharField(_("why not sent"), max_length=200, blank=True)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    leased_until = models.DateTimeField(_("leased until"), null=True, blank=True)
+    lease_token = models.UUIDField(_("lease token"), null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(
+        _("last HTTP status"), null=True, blank=True
+    )
+    problem_type = models.CharField(_("problem type"), max_length=200, blank=True)
+    problem_title = models.CharField(_("problem title"), max_length=300, blank=True)
+    problem_detail = models.TextField(_("problem detail"), blank=True)
+    field_errors = models.JSONField(_("field errors"), default=dict, blank=True)
+    request_id = models.CharField(_("request id"), max_length=100, blank=True)
+    remote_event_id = models.CharField(_("Prisjakt event id"), max_length=64, blank=True)
+    created_at = models.DateTimeField(_("restated at"), default=timezone.now)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("restatement")
+        verbose_name_plural = _("restatements")
+        ordering = ("-created_at", "-pk")
+        indexes = [
+            models.Index(fields=("status", "next_attempt_at"), name="pjpixel_restatement_due"),
+            models.Index(fields=("status", "leased_until"), name="pjpixel_restatement_leases"),
+        ]
+
+    def __str__(self) -> str:
+        return f"restatement of {self.order_id} ({self.status})"
+
+
+# The problem title of a restatement the shop reported with a bad value (a ``failed`` row).
+INVALID_RESTATEMENT = "Invalid restatement"
 
 
 class OrderClick(models.Model):

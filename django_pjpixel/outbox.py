@@ -13,8 +13,9 @@ puts the row back to ``pending`` at ``now + max(full-jitter backoff,
 Retry-After or rate-limit reset)``; after ``MAX_ATTEMPTS`` attempts, or once
 the row is older than ``MAX_AGE``, it is ``dead`` instead.
 
-This module writes rows only; ``delivery`` sends them and announces what
-was written (the log line and ``post_send``).
+The same machine runs ``Restatement`` rows (``claim_due(model=...)``; the
+others take the model of the rows they are given). This module writes rows
+only; ``delivery`` and ``restating`` send them and announce what was written.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, Generic, TypeVar, cast
 
 from django.db import connections, router, transaction
 from django.db.models import F, Q, QuerySet
@@ -33,10 +34,12 @@ from django.utils import timezone
 from django_pjpixel.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, PrisjaktConflict
-from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
+from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent, Restatement
 from django_pjpixel.signals import Cancel
 
 Status = ConversionEvent.Status
+# An outbox row: the two models share the fields this module reads and writes.
+Row = TypeVar("Row", ConversionEvent, Restatement)
 SendResult = ApiResult | Cancel | Exception
 # Outcomes that are not a status of the row.
 NOT_DUE = "not_due"  # someone else has it, it is final, or its time has not come
@@ -53,13 +56,13 @@ class Outcome:
 
 
 @dataclass(frozen=True)
-class Written:
+class Written(Generic[Row]):
     """The fields written to some rows of a claim (``rows``), and when they are due again."""
 
     fields: dict[str, Any]
-    rows: list[ConversionEvent]
+    rows: list[Row]
     retry_at: datetime | None
-    stale: list[ConversionEvent]  # rows whose lease was taken over: nothing written
+    stale: list[Row]  # rows whose lease was taken over: nothing written
 
 
 # -- claiming ----------------------------------------------------------------
@@ -80,8 +83,9 @@ def claim_due(
     now: datetime | None = None,
     cutoff: datetime | None = None,
     only: Q | None = None,
-) -> list[ConversionEvent]:
-    """Lease up to ``limit`` due rows (oldest first) to this caller; returns them.
+    model: type[Row] = ConversionEvent,  # type: ignore[assignment]  # the usual rows
+) -> list[Row]:
+    """Lease up to ``limit`` due rows of ``model`` (oldest first) to this caller; returns them.
 
     Concurrent callers never get the same row: locked rows are skipped, and
     the claiming ``UPDATE`` repeats the due condition. ``cutoff`` limits
@@ -93,15 +97,15 @@ def claim_due(
         due &= only
     token = uuid.uuid4()
     leased_until = now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS)
-    alias = router.db_for_write(ConversionEvent)
+    alias = router.db_for_write(model)
     with transaction.atomic(using=alias):
-        candidates = ConversionEvent.objects.using(alias).filter(due).order_by("pk")
+        candidates = model.objects.using(alias).filter(due).order_by("pk")
         if connections[alias].features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         rows = list(candidates[:limit])
         if not rows:
             return []
-        claimed = ConversionEvent.objects.using(alias).filter(due, pk__in=[row.pk for row in rows])
+        claimed = model.objects.using(alias).filter(due, pk__in=[row.pk for row in rows])
         count = claimed.update(
             status=Status.SENDING,
             leased_until=leased_until,
@@ -112,7 +116,7 @@ def claim_due(
             # Without SKIP LOCKED (SQLite) another sender may have taken some
             # of them in between: read back which rows this lease holds.
             return list(
-                ConversionEvent.objects.using(alias)
+                model.objects.using(alias)
                 .filter(pk__in=[row.pk for row in rows], lease_token=token)
                 .order_by("pk")
             )
@@ -187,18 +191,20 @@ def _update_returning(
 # -- outcomes ----------------------------------------------------------------
 
 
-def write_outcome(event: ConversionEvent, result: SendResult, *, now: datetime) -> Written:
+def write_outcome(event: Row, result: SendResult, *, now: datetime) -> Written[Row]:
     """Write what sending ``event`` got, if its lease is still ours."""
     fields, retry_at = outcome_fields(event, result, now)
-    updated = ConversionEvent.objects.filter(
-        pk=event.pk, status=Status.SENDING, lease_token=event.lease_token
-    ).update(leased_until=None, lease_token=None, **fields)
+    updated = (
+        type(event)
+        .objects.filter(pk=event.pk, status=Status.SENDING, lease_token=event.lease_token)
+        .update(leased_until=None, lease_token=None, **fields)
+    )
     if not updated:
         return Written(fields, [], retry_at, stale=[event])
     return Written(fields, [event], retry_at, stale=[])
 
 
-def write_chunk(events: list[ConversionEvent], result: SendResult) -> list[Written]:
+def write_chunk(events: list[Row], result: SendResult) -> list[Written[Row]]:
     """Write one answer for every row of a chunk whose lease is still ours.
 
     A transient answer puts the chunk back on one schedule (the backoff of
@@ -206,7 +212,8 @@ def write_chunk(events: list[ConversionEvent], result: SendResult) -> list[Writt
     ``MAX_ATTEMPTS`` or ``MAX_AGE`` are ``dead`` instead.
     """
     now = timezone.now()
-    groups: list[tuple[dict[str, Any], list[ConversionEvent], datetime | None]] = []
+    model = type(events[0])
+    groups: list[tuple[dict[str, Any], list[Row], datetime | None]] = []
     if is_transient(result):
         api_error = result if isinstance(result, PrisjaktAPIError) else None
         retry_after = api_error.retry_after if api_error is not None else None
@@ -225,9 +232,9 @@ def write_chunk(events: list[ConversionEvent], result: SendResult) -> list[Writt
     else:
         answer, _ = outcome_fields(events[0], result, now)  # not retried: no retry time
         groups.append((answer, events, None))
-    alias = router.db_for_write(ConversionEvent)
+    alias = router.db_for_write(model)
     with transaction.atomic(using=alias):
-        mine = ConversionEvent.objects.using(alias).filter(
+        mine = model.objects.using(alias).filter(
             pk__in=[event.pk for event in events],
             status=Status.SENDING,
             lease_token=events[0].lease_token,
@@ -238,7 +245,7 @@ def write_chunk(events: list[ConversionEvent], result: SendResult) -> list[Writt
         for fields, members, _ in groups:
             pks = [event.pk for event in members if event.pk in ours]
             if pks:
-                ConversionEvent.objects.using(alias).filter(pk__in=pks).update(
+                model.objects.using(alias).filter(pk__in=pks).update(
                     leased_until=None, lease_token=None, **fields
                 )
     return [
@@ -260,9 +267,9 @@ def is_transient(result: SendResult) -> bool:
     return True  # a configuration error or a bug, kept pending as for one event
 
 
-def release(events: list[ConversionEvent], until: datetime | None) -> None:
+def release(events: list[Row], until: datetime | None) -> None:
     """Give back claimed rows that were not sent: due again at ``until``, the attempt undone."""
-    ConversionEvent.objects.filter(
+    type(events[0]).objects.filter(
         pk__in=[event.pk for event in events],
         status=Status.SENDING,
         lease_token=events[0].lease_token,
@@ -276,7 +283,7 @@ def release(events: list[ConversionEvent], until: datetime | None) -> None:
 
 
 def outcome_fields(
-    event: ConversionEvent, result: SendResult, now: datetime
+    event: Row, result: SendResult, now: datetime
 ) -> tuple[dict[str, Any], datetime | None]:
     if isinstance(result, ApiResult):
         return _sent(result.status, result.request_id, result.data, now), None
@@ -337,7 +344,7 @@ def problem_fields(error: PrisjaktAPIError | None, title: str = "") -> dict[str,
 
 
 def _transient(
-    event: ConversionEvent,
+    event: Row,
     now: datetime,
     retry_after: float | None,
     error: PrisjaktAPIError | None,
@@ -349,7 +356,7 @@ def _transient(
     return {**problem, "status": Status.PENDING, "next_attempt_at": retry_at}, retry_at
 
 
-def given_up(event: ConversionEvent, now: datetime) -> bool:
+def given_up(event: Row, now: datetime) -> bool:
     conf = pjpixel_settings
     return event.attempts >= conf.MAX_ATTEMPTS or now - event.created_at >= conf.MAX_AGE
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import UUID
 
 from django.db import IntegrityError, router, transaction
@@ -32,7 +32,13 @@ from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent, OrderClick
 from django_pjpixel.payloads import EVENT_NAME_PURCHASE
-from django_pjpixel.validation import Purchase, check_purchase, invalid_values, order_id_text
+from django_pjpixel.validation import (
+    Purchase,
+    bad_call,
+    check_purchase,
+    invalid_values,
+    order_id_text,
+)
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -57,6 +63,7 @@ REPORTED_FIELDS = ("order_id", "amount", "currency", "number_of_items", "event_t
 OrderId = str | int | UUID
 Amount = Decimal | int | float | str
 OrderMapper = Callable[..., Mapping[str, Any] | None]
+Recorded = TypeVar("Recorded")
 
 
 def track_purchase(
@@ -180,25 +187,39 @@ def connect_order_signal(
     strongly referenced by the signal).
     """
 
-    def receiver(sender: object, **kwargs: Any) -> ConversionEvent | None:
+    receiver = mapped_receiver(mapper, partial(_track_fields, strict=True), "order")
+    signal.connect(receiver, sender=sender, weak=False, dispatch_uid=dispatch_uid)
+    return receiver
+
+
+def mapped_receiver(
+    mapper: OrderMapper, record: Callable[[object, dict[Any, Any]], Recorded], what: str
+) -> Callable[..., Recorded | None]:
+    """A receiver recording ``mapper(sender, **kwargs)`` with ``record(sender, fields)``.
+
+    Never raises into the shop: a mapper that fails or returns something
+    other than a mapping (or None: ignore this sending) is logged at ERROR.
+    """
+
+    def receiver(sender: object, **kwargs: Any) -> Recorded | None:
         kwargs.pop("signal", None)
         try:
             fields = mapper(sender, **kwargs)
         except Exception:
-            logger.exception("pjpixel: the order mapper %r failed; nothing recorded", mapper)
+            logger.exception("pjpixel: the %s mapper %r failed; nothing recorded", what, mapper)
             return None
         if fields is None:
             return None
         if not isinstance(fields, Mapping):
             logger.error(
-                "pjpixel: the order mapper %r returned %s, not a mapping; nothing recorded",
+                "pjpixel: the %s mapper %r returned %s, not a mapping; nothing recorded",
+                what,
                 mapper,
                 type(fields).__name__,
             )
             return None
-        return _track_fields(sender, dict(fields), strict=True)
+        return record(sender, dict(fields))
 
-    signal.connect(receiver, sender=sender, weak=False, dispatch_uid=dispatch_uid)
     return receiver
 
 
@@ -206,17 +227,12 @@ def _track_fields(
     sender: object, fields: dict[Any, Any], *, strict: bool = False
 ) -> ConversionEvent | None:
     """``track_purchase(**fields)``; missing or unknown fields make a ``failed`` row."""
-    missing = [name for name in REQUIRED_FIELDS if name not in fields]
-    unknown = sorted(map(str, set(fields) - PURCHASE_FIELDS)) if strict else []
-    if not (missing or unknown):
+    known = PURCHASE_FIELDS if strict else None
+    err = bad_call(fields, REQUIRED_FIELDS, known, "track_purchase")
+    if err is None:
         return track_purchase(sender=sender, **fields)
     if not pjpixel_settings.ENABLED:
         return None
-    err = (
-        InvalidInput(missing[0], "is required")
-        if missing
-        else InvalidInput(unknown[0], "is not an argument of track_purchase")
-    )
     reported = {name: fields[name] for name in REPORTED_FIELDS if name in fields}
     try:
         return _record_invalid(err, reported, times.now(), sender)

@@ -1,8 +1,9 @@
 """The signals of django-pjpixel: the objects only, each with its arguments.
 
 Receivers and helpers live where their work is: ``purchases`` (the
-``order_completed`` receiver, ``track_purchase``, ``connect_order_signal``)
-and ``delivery`` (which sends ``pre_send`` and ``post_send``).
+``order_completed`` receiver, ``track_purchase``, ``connect_order_signal``),
+``restatements`` (``connect_restatement_signal``) and ``delivery`` (which
+sends ``pre_send`` and ``post_send``).
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from django.dispatch import Signal
 
 if TYPE_CHECKING:
     from django_pjpixel.purchases import connect_order_signal, track_purchase
+    from django_pjpixel.restatements import connect_restatement_signal
 
 __all__ = [
     "Cancel",
     "connect_order_signal",
+    "connect_restatement_signal",
     "order_completed",
     "post_send",
     "pre_send",
@@ -54,4 +57,8 @@ def __getattr__(name: str) -> Any:
         from django_pjpixel import purchases
 
         return getattr(purchases, name)
+    if name == "connect_restatement_signal":
+        from django_pjpixel import restatements
+
+        return restatements.connect_restatement_signal
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

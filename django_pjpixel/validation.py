@@ -27,7 +27,13 @@ from django_pjpixel import times
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import INVALID_PURCHASE
-from django_pjpixel.payloads import MAX_EXTERNAL_EVENT_ID, purchase_payload
+from django_pjpixel.payloads import (
+    MAX_EXTERNAL_EVENT_ID,
+    purchase_payload,
+    to_api_amount,
+    validate_currency,
+    validate_items,
+)
 
 _CENT = Decimal("0.01")
 _MAX_STORED_AMOUNT = Decimal("1e12")  # ConversionEvent.amount: 14 digits, 2 decimals
@@ -73,12 +79,50 @@ def check_purchase(
     )
     return Purchase(
         order_id=text,
-        amount=Decimal(str(amount)).quantize(_CENT, rounding=ROUND_HALF_UP),
+        amount=_cents(amount),
         api_amount=payload["data"]["amount"],
         currency=payload["data"]["currency"],
         number_of_items=payload["data"]["number_of_items"],
         event_time=when,
     )
+
+
+@dataclass(frozen=True)
+class Restated:
+    """A refund or cancellation as stored and sent; None: the value is kept as it was."""
+
+    order_id: str
+    amount: Decimal
+    api_amount: int
+    number_of_items: int | None
+    currency: str | None
+
+
+def check_restatement(
+    *, order_id: object, amount: object, number_of_items: object, currency: object
+) -> Restated:
+    """The restatement the shop reported, by the purchase's rules; ``InvalidInput`` if not."""
+    text = order_id_text(order_id)
+    api_amount = to_api_amount(amount)
+    items = None if number_of_items is None else validate_items(number_of_items)
+    code = None if currency is None else validate_currency(currency)
+    return Restated(text, _cents(amount), api_amount, items, code)
+
+
+def reason_text(value: object) -> str:
+    """A reason the shop gave, as kept: text, control characters escaped, 200 at most."""
+    return _escaped(value if isinstance(value, str) else _text(value))[:_SHOWN]
+
+
+def bad_call(
+    fields: Mapping[Any, Any], required: tuple[str, ...], known: frozenset[str] | None, name: str
+) -> InvalidInput | None:
+    """Arguments a shop's mapper gave ``name``: the first missing, else unknown, one; or None."""
+    missing = [field for field in required if field not in fields]
+    if missing:
+        return InvalidInput(missing[0], "is required")
+    unknown = sorted(map(str, set(fields) - known)) if known is not None else []
+    return InvalidInput(unknown[0], f"is not an argument of {name}") if unknown else None
 
 
 def order_id_text(value: object) -> str:
@@ -156,6 +200,11 @@ def invalid_values(err: InvalidInput, reported: Mapping[str, Any], now: datetime
         "field_errors": {err.field: error},
         "created_at": times.as_django(now),
     }
+
+
+def _cents(amount: object) -> Decimal:
+    """A valid amount to the cent, for display (``to_api_amount`` makes the one sent)."""
+    return Decimal(str(amount)).quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
 def _is_control(char: str) -> bool:

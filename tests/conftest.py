@@ -34,6 +34,16 @@ def _publishes_done() -> Iterator[None]:
     flush_publishes(10)
 
 
+@pytest.fixture(autouse=True)
+def _no_rate_limit_pause() -> Iterator[None]:
+    """A stop of ``deliver_due`` for the rate limit is kept by the process: not between tests."""
+    from django_pjpixel import backlog
+
+    backlog._pauses.clear()
+    yield
+    backlog._pauses.clear()
+
+
 @pytest.fixture
 def pjpixel(settings: Any) -> dict[str, Any]:
     """``settings.PJPIXEL`` to change for one test (a fresh copy)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -60,14 +59,6 @@ def statuses() -> dict[str, int]:
 
 def methods(api: PrisjaktEmulator) -> list[str]:
     return [request.method for request in api.requests]
-
-
-@pytest.fixture(autouse=True)
-def no_pause() -> Iterator[None]:
-    """A stop for the rate limit is remembered by the process: not from one test to the next."""
-    backlog._pauses.clear()
-    yield
-    backlog._pauses.clear()
 
 
 # -- batches -------------------------------------------------------------------

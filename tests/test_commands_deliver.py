@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.restatements import restate_purchase
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 
 pytestmark = pytest.mark.django_db
@@ -74,6 +75,20 @@ def test_exits_1_when_an_event_failed_permanently(pjpixel_api: PrisjaktEmulator)
         call_command("pjpixel_deliver", stdout=out)
     assert info.value.returncode == 1
     assert out.getvalue() == "sent: 1\nfailed: 1\n"
+
+
+def test_restatements_are_counted_and_their_failures_exit_1(
+    pjpixel_api: PrisjaktEmulator,
+) -> None:
+    for order_id in ("a", "b"):
+        make_event(order_id, status=ConversionEvent.Status.SENT, attempts=1)
+        restate_purchase(order_id=order_id, amount=0, number_of_items=0)
+    pjpixel_api.script([400, 204, 400], method="PATCH")
+    out = StringIO()
+    with pytest.raises(CommandError, match=r"^1 restatement\(s\) failed permanently") as info:
+        call_command("pjpixel_deliver", stdout=out)
+    assert info.value.returncode == 1
+    assert out.getvalue() == "restatement failed: 1\nrestatement sent: 1\n"
 
 
 def test_help_documents_the_exit_status() -> None:

@@ -229,6 +229,11 @@ def emulator_events(api_url: str) -> list[dict[str, object]]:
     return events
 
 
+def event_data(api_url: str, order_id: str) -> Any:
+    [event] = [e for e in emulator_events(api_url) if e["external_event_id"] == order_id]
+    return event["data"]
+
+
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.celery_worker
@@ -285,3 +290,28 @@ def test_browser_landing_checkout_payment_shows_in_the_admin(demo: Demo) -> None
         expect(prisjakt_row).to_have_count(1)
         expect(prisjakt_row).to_contain_text(landing["click"].split("_")[0])
         page.screenshot(path=SCREENSHOTS / "demo-6-admin-prisjakt-events.png", full_page=True)
+
+        # Staff cancel the order in the shop's own admin: Prisjakt gets amount 0.
+        page.goto(shop + "admin/shop/order/")
+        page.check(f'input[name="_selected_action"][value="{order_id}"]')
+        page.select_option('select[name="action"]', "cancel")
+        page.click('button[name="index"]')
+        expect(page.locator(".messagelist")).to_contain_text(f"Order {order_id}: cancelled")
+        deadline = time.monotonic() + 45  # deliver_due runs every 15 s in the demo
+        while event_data(api_url, order_id)["amount"] != 0:
+            assert time.monotonic() < deadline, "deliver_due did not restate:\n" + demo.output
+            time.sleep(0.3)
+        assert event_data(api_url, order_id) == {
+            "amount": 0,
+            "currency": "SEK",
+            "number_of_items": 0,
+        }
+        page.goto(shop + "admin/django_pjpixel/conversionevent/?restated=yes")
+        restated_row = page.locator("#result_list tr").filter(
+            has=page.get_by_text(order_id, exact=True)
+        )
+        expect(restated_row).to_contain_text("0.00 SEK, 0 items")
+        restated_row.get_by_role("link", name=order_id, exact=True).click()
+        expect(page.locator(".inline-group")).to_contain_text("cancelled by staff")
+        expect(page.locator(".inline-group")).to_contain_text("Sent")
+        page.screenshot(path=SCREENSHOTS / "demo-7-admin-restated.png", full_page=True)

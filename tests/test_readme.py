@@ -124,6 +124,7 @@ def test_readme_keeps_its_first_screen_and_sections() -> None:
         "## Requirements",
         "## Install into your shop",
         "## Report a paid order",
+        "## Refunds and cancellations",
         "## Consent",
         "## The admin",
         "## Testing your shop",
@@ -205,6 +206,11 @@ attach_click(landing, "10043")
 order = SimpleNamespace(pk=10043, total=Decimal("289.00"), currency="SEK", number_of_items=2)
 with transaction.atomic():
     order_paid.send(sender=Order, order=order)
+
+# What beat's deliver_due does: the README's refund of order 10041 reaches Prisjakt.
+from django_pjpixel.tasks import deliver_due
+
+print(deliver_due())
 """
 
 
@@ -309,7 +315,8 @@ def test_readme_install_snippets_work_in_a_fresh_project(tmp_path: Path) -> None
 
     by_order = {event["external_event_id"]: event for event in events}
     assert len(events) == len(by_order) == 3, events
-    assert by_order["10041"]["data"] == {"amount": 1234, "currency": "SEK", "number_of_items": 4}
+    # Paid at 1234 SEK for 4 items, then two came back.
+    assert by_order["10041"]["data"] == {"amount": 617, "currency": "SEK", "number_of_items": 2}
     assert by_order["10042"]["data"]["amount"] == 3990
     assert by_order["10043"]["data"] == {"amount": 289, "currency": "SEK", "number_of_items": 2}
     assert by_order["10043"]["click_id"] == "239cd31f-9d43-4cb4-b8dc-2057fe18c289"

@@ -30,6 +30,7 @@ from django_pjpixel.exceptions import (
     PrisjaktValidationError,
 )
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.transport import Deadline, _Inflater, bounded_session, exchange
 from tests.helpers import api_settings, forked, make_event, seed_payload
 
@@ -274,12 +275,11 @@ def test_a_deadline_is_kept_in_a_forked_child_too() -> None:
         client.close()
 
 
-def test_requests_share_one_deadline_thread() -> None:
-    body = b'{"id": "e-1"}'
-    with api_at(sending("201 Created", body, {"Content-Length": str(len(body))})):
-        client = PrisjaktClient()
-        for _ in range(20):
-            client.create_event(seed_payload())
+def test_requests_share_one_deadline_thread(pjpixel_api: PrisjaktEmulator) -> None:
+    client = PrisjaktClient()
+    for index in range(20):
+        client.create_event(seed_payload(external_event_id=f"order-{index}"))
+    assert len(pjpixel_api.events) == 20
     names = [thread.name for thread in threading.enumerate()]
     assert names.count("pjpixel-deadlines") == 1
 

@@ -24,6 +24,8 @@ class Order(models.Model):
     class Status(models.TextChoices):
         UNPAID = "unpaid", "Unpaid"
         PAID = "paid", "Paid"
+        REFUNDED = "refunded", "Half refunded"
+        CANCELLED = "cancelled", "Cancelled"
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.UNPAID)
     total = models.DecimalField(max_digits=12, decimal_places=2, default=Decimal("0"))

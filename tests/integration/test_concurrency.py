@@ -7,8 +7,10 @@ another's locks (no deadlock). Four threads call ``deliver_event`` for the
 same 300 rows at once (a message delivered twice, a retry racing
 ``deliver_due``): the single-row claim, one conditional ``UPDATE`` (with
 ``RETURNING`` on PostgreSQL, read back by its lease token on MariaDB), must
-let one of them through per row. On MariaDB the outbox's models are routed
-to the ``mariadb`` alias of the test settings.
+let one of them through per row. Restatements take the same claims: each is
+sent once, and an order's restatements reach Prisjakt in the order they were
+made, however the shop's writes and the senders interleave. On MariaDB the
+outbox's models are routed to the ``mariadb`` alias of the test settings.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from django.db import connections
 
 from django_pjpixel.backlog import deliver_due
 from django_pjpixel.delivery import deliver_event
-from django_pjpixel.models import ConversionEvent
+from django_pjpixel.models import ConversionEvent, Restatement
 from django_pjpixel.outbox import NOT_DUE
+from django_pjpixel.restatements import restate_purchase
 from tests.integration.faults_harness import due_rows
 from tests.integration.harness import RecordingEmulator, event_counts, times_sent
 
@@ -149,3 +152,108 @@ def test_four_threads_delivering_the_same_rows_send_each_once(
     assert set(sent.values()) == {1}
     rows = ConversionEvent.objects.all()
     assert set(rows.values_list("status", "attempts")) == {("sent", 1)}
+
+
+def restated_at_prisjakt(emulator: RecordingEmulator, count: int, prefix: str) -> list[str]:
+    """``count`` purchases Prisjakt has (sent, and in the emulator); their order ids."""
+    rows = due_rows(count, prefix)
+    ConversionEvent.objects.filter(pk__in=[row.pk for row in rows]).update(
+        status="sent", attempts=1, next_attempt_at=None
+    )
+    for row in rows:
+        emulator.add_event(external_event_id=row.order_id, amount=100, signed_click_id=row.click_id)
+    return [row.order_id for row in rows]
+
+
+@pytest.mark.django_db(transaction=True, databases=ALIASES)
+def test_four_concurrent_deliver_due_runs_send_each_restatement_once(
+    claims_db: str, emulator: RecordingEmulator, pjpixel_settings: dict[str, Any]
+) -> None:
+    orders = restated_at_prisjakt(emulator, 400, "refund")
+    for order_id in orders:
+        restate_purchase(order_id=order_id, amount=0, number_of_items=0)
+    barrier = threading.Barrier(SENDERS)
+    errors: list[BaseException] = []
+
+    def sender() -> None:
+        try:
+            barrier.wait(timeout=10)
+            deliver_due()
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=sender, daemon=True) for _ in range(SENDERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE)
+    assert not any(thread.is_alive() for thread in threads), "a deliver_due run never finished"
+    assert errors == []
+    sent = times_sent(emulator)
+    assert sent == Counter(dict.fromkeys(orders, 1))
+    assert {event["data"]["amount"] for event in emulator.events} == {0}
+    assert event_counts(emulator) == dict.fromkeys(orders, 1)
+    assert set(Restatement.objects.values_list("status", "attempts")) == {("sent", 1)}
+
+
+@pytest.mark.django_db(transaction=True, databases=ALIASES)
+def test_refunds_racing_deliver_due_end_at_each_order_s_last_restatement(
+    claims_db: str, emulator: RecordingEmulator, pjpixel_settings: dict[str, Any]
+) -> None:
+    """Shops restate while senders run: Prisjakt gets each order's restatements in order."""
+    orders = restated_at_prisjakt(emulator, 40, "race")
+    writing = threading.Event()
+    writing.set()
+    errors: list[BaseException] = []
+
+    def shop(seed: int) -> None:
+        try:
+            for step in range(5):
+                for order_id in random.Random(seed + step).sample(orders, len(orders)):
+                    restate_purchase(order_id=order_id, amount=seed * 100 + step)
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            connections.close_all()
+
+    def sender() -> None:
+        try:
+            while writing.is_set():
+                deliver_due()
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            connections.close_all()
+
+    shops = [threading.Thread(target=shop, args=(i + 1,), daemon=True) for i in range(3)]
+    senders = [threading.Thread(target=sender, daemon=True) for _ in range(2)]
+    for thread in shops + senders:
+        thread.start()
+    for thread in shops:
+        thread.join(DEADLINE)
+    writing.clear()
+    for thread in senders:
+        thread.join(DEADLINE)
+    assert not any(thread.is_alive() for thread in shops + senders)
+    assert errors == []
+    deliver_due()
+
+    rows = Restatement.objects.order_by("pk")
+    assert rows.count() == 3 * 5 * len(orders)  # every refund recorded, none lost to a lock
+    last = {row.order_id: row for row in rows}
+    assert {row.status for row in last.values()} == {"sent"}
+    listed = {event["external_event_id"]: event["data"]["amount"] for event in emulator.events}
+    assert listed == {order_id: row.api_amount for order_id, row in last.items()}
+    pk_of = {(row.order_id, row.api_amount): row.pk for row in rows}
+    for order_id in orders:  # the PATCHes of one order follow the order of its restatements
+        patched = [
+            pk_of[order_id, event["data"]["amount"]]
+            for request in emulator.requests
+            if request.method == "PATCH" and request.status == 204
+            for event in request.json
+            if event["external_event_id"] == order_id
+        ]
+        assert patched == sorted(patched), order_id
+        assert patched[-1] == last[order_id].pk

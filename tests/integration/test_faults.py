@@ -27,7 +27,7 @@ from django.conf import settings as django_settings
 from django.db import connection, connections
 from django.utils import timezone
 
-from django_pjpixel import backlog, delivery
+from django_pjpixel import delivery
 from django_pjpixel.backlog import deliver_due
 from django_pjpixel.models import FINAL_STATUSES, ConversionEvent
 from django_pjpixel.tasks import deliver_due as deliver_due_task
@@ -84,13 +84,6 @@ def pjpixel(settings: Settings, pjpixel_settings: dict[str, Any]) -> dict[str, A
     value = dict(pjpixel_settings)
     settings.PJPIXEL = value
     return value
-
-
-@pytest.fixture(autouse=True)
-def no_pause() -> Any:
-    backlog._pauses.clear()
-    yield
-    backlog._pauses.clear()
 
 
 def final_count(prefix: str) -> int:

@@ -13,9 +13,10 @@ from oscar.core.loading import get_class
 from oscar.core.prices import Price
 from oscar.test import factories
 
-import django_pjpixel
+from django_pjpixel.backlog import deliver_due
+from django_pjpixel.contrib.oscar import receivers
 from django_pjpixel.contrib.oscar.receivers import order_cancelled
-from django_pjpixel.models import ConversionEvent
+from django_pjpixel.models import ConversionEvent, Restatement
 from tests.helpers import CLICK
 from tests.oscar.shop import buy, land
 
@@ -115,45 +116,40 @@ def test_a_cancelled_order_is_restated_as_nothing(
     pjpixel: dict[str, Any],
     pjpixel_api: Any,
     delivered: Any,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    restated: list[dict[str, Any]] = []
-
-    def restate_purchase(**kwargs: Any) -> str:  # stands in for the restatements issue's
-        restated.append(kwargs)
-        return "restatement"
-
-    monkeypatch.setattr(django_pjpixel, "restate_purchase", restate_purchase, raising=False)
     pjpixel.update(BANK_TRANSFER)
     headphones, _cable = products
     land(client, headphones)
     with delivered():
-        order = buy(client, [(headphones, 1)])
+        order = buy(client, [(headphones, 2)])
         set_status(admin_client, order, "Paid")
     set_status(admin_client, order, "Cancelled")
 
-    assert restated == [
-        {
-            "order_id": str(order.number),
-            "amount": 0,
-            "number_of_items": 0,
-            "reason": "Oscar order status 'Cancelled'",
-        }
-    ]
+    restatement = Restatement.objects.get()
+    assert (restatement.order_id, restatement.status, restatement.reason) == (
+        str(order.number),
+        "pending",
+        "Oscar order status 'Cancelled'",
+    )
+    assert (restatement.old_api_amount, restatement.api_amount) == (299, 0)  # 2 x 149.50
+    assert deliver_due() == {"restatement sent": 1}
+    (event,) = pjpixel_api.events
+    assert event["external_event_id"] == order.number
+    assert event["data"] == {"amount": 0, "currency": "NOK", "number_of_items": 0}
+    assert [request.method for request in pjpixel_api.requests] == ["POST", "PATCH"]
+    assert ConversionEvent.objects.get().current_api_amount == 0
 
 
 def test_a_cancelled_order_that_prisjakt_never_had_is_not_restated(
-    admin_client: Client, pjpixel: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    admin_client: Client, pjpixel: dict[str, Any], pjpixel_api: Any
 ) -> None:
-    restated: list[dict[str, Any]] = []
-    monkeypatch.setattr(
-        django_pjpixel, "restate_purchase", lambda **kw: restated.append(kw), raising=False
-    )
     pjpixel["OSCAR_CANCELLED_STATUSES"] = ["Cancelled"]
     order = factories.create_order()  # placed without a click: skipped
     set_status(admin_client, order, "Cancelled")
     assert ConversionEvent.objects.get().status == "skipped"
-    assert restated == []
+    assert Restatement.objects.count() == 0
+    assert deliver_due() == {}
+    assert pjpixel_api.requests == []
 
 
 def test_a_failing_restatement_is_logged_and_the_status_still_changes(
@@ -163,9 +159,9 @@ def test_a_failing_restatement_is_logged_and_the_status_still_changes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     def broken(**kwargs: Any) -> None:
-        raise RuntimeError("Prisjakt refused")
+        raise RuntimeError("a bug")
 
-    monkeypatch.setattr(django_pjpixel, "restate_purchase", broken, raising=False)
+    monkeypatch.setattr(receivers, "restate_purchase", broken)
     pjpixel["OSCAR_CANCELLED_STATUSES"] = ["Cancelled"]
     order = factories.create_order()
     ConversionEvent.objects.filter(order_id=str(order.number)).update(status="sent")
@@ -174,37 +170,14 @@ def test_a_failing_restatement_is_logged_and_the_status_still_changes(
     assert f"could not restate cancelled Oscar order {order.number}" in caplog.text
 
 
-def test_without_restate_purchase_cancellations_are_warned_about_once(
-    admin_client: Client,
-    pjpixel: dict[str, Any],
-    no_restate_purchase: None,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    pjpixel["OSCAR_CANCELLED_STATUSES"] = ["Cancelled"]
-    first, second = factories.create_order(), factories.create_order()
-    with caplog.at_level(logging.WARNING, "django_pjpixel"):
-        set_status(admin_client, first, "Cancelled")
-        set_status(admin_client, second, "Cancelled")
-    warnings = [r for r in caplog.records if "cancellations are not reported" in r.getMessage()]
-    assert len(warnings) == 1
-    assert warnings[0].levelno == logging.WARNING
-
-
-def test_order_cancelled_is_the_hook_a_shop_can_call(
-    pjpixel: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(
-        django_pjpixel, "restate_purchase", lambda **kw: ("restated", kw), raising=False
-    )
+def test_order_cancelled_is_the_hook_a_shop_can_call(pjpixel: dict[str, Any]) -> None:
     order = factories.create_order()
     ConversionEvent.objects.filter(order_id=str(order.number)).update(status="sent")
-    result = order_cancelled(order)
-    assert result == (
-        "restated",
-        {
-            "order_id": str(order.number),
-            "amount": 0,
-            "number_of_items": 0,
-            "reason": "Oscar order status 'Pending'",
-        },
+    restatement = order_cancelled(order)
+    assert restatement is not None
+    assert (restatement.order_id, restatement.api_amount, restatement.number_of_items) == (
+        str(order.number),
+        0,
+        0,
     )
+    assert (restatement.status, restatement.reason) == ("pending", "Oscar order status 'Pending'")

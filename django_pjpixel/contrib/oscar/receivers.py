@@ -15,13 +15,12 @@ whatever happens to its report. Errors are logged.
 from __future__ import annotations
 
 import logging
-from functools import cache
 from typing import Any
 
-import django_pjpixel
 from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.models import ConversionEvent
+from django_pjpixel.models import ConversionEvent, Restatement
 from django_pjpixel.purchases import attach_click, track_purchase
+from django_pjpixel.restatements import restate_purchase
 
 logger = logging.getLogger(__name__)
 
@@ -91,19 +90,14 @@ def report_order(order: Any) -> ConversionEvent | None:
         return None
 
 
-def order_cancelled(order: Any) -> Any:
+def order_cancelled(order: Any) -> Restatement | None:
     """A cancelled Oscar order: restate its purchase at Prisjakt as nothing.
 
     Calls ``django_pjpixel.restate_purchase(order_id=..., amount=0,
     number_of_items=0, reason=...)`` for an order that was reported with a
-    click. Where this version of django-pjpixel has no ``restate_purchase``,
-    a warning says once per process that cancellations are not reported.
-    Returns what ``restate_purchase`` returns, or None.
+    click (an order never reported, or skipped, Prisjakt never had). Returns
+    the ``Restatement``, or None.
     """
-    restate = getattr(django_pjpixel, "restate_purchase", None)
-    if restate is None:
-        _warn_cancellations_not_reported()
-        return None
     order_id = str(order.number)
     reported = (
         ConversionEvent.objects.filter(order_id=order_id)
@@ -113,7 +107,7 @@ def order_cancelled(order: Any) -> Any:
     if not reported:
         return None
     try:
-        return restate(
+        return restate_purchase(
             order_id=order_id,
             amount=0,
             number_of_items=0,
@@ -122,12 +116,3 @@ def order_cancelled(order: Any) -> Any:
     except Exception:
         logger.exception("pjpixel: could not restate cancelled Oscar order %s", order_id)
         return None
-
-
-@cache
-def _warn_cancellations_not_reported() -> None:
-    logger.warning(
-        "pjpixel: an Oscar order reached one of PJPIXEL['OSCAR_CANCELLED_STATUSES'], but "
-        "this version of django-pjpixel has no restate_purchase: cancellations are not "
-        "reported to Prisjakt yet, which keeps counting those orders"
-    )

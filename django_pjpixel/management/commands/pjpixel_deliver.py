@@ -1,4 +1,4 @@
-"""``manage.py pjpixel_deliver``: send every conversion event that is due (for cron)."""
+"""``manage.py pjpixel_deliver``: send every conversion event (and restatement) due (for cron)."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ class Command(BaseCommand):
     help = (
         "Send the Prisjakt conversion events that are due (new ones whose queueing "
         "failed, retries whose time has come, expired leases) and print how many "
-        "ended in each state. Exits with status 1 when an event failed permanently "
-        "(failed or dead) in this run, so cron or monitoring notices; events left "
+        "ended in each state, then the restatements (refunds, cancellations) that are "
+        "due. Exits with status 1 when an event or a restatement failed permanently "
+        "(failed or dead) in this run, so cron or monitoring notices; rows left "
         "pending for a later retry do not count as a failure."
     )
 
@@ -42,9 +43,10 @@ class Command(BaseCommand):
         for name in order:
             if counts.get(name):
                 self.stdout.write(f"{name}: {counts[name]}")
-        permanent = sum(counts.get(status, 0) for status in PERMANENT)
-        if permanent:
-            raise CommandError(
-                f"{permanent} event(s) failed permanently; see the conversion events in the admin",
-                returncode=1,
-            )
+        failures = [
+            f"{count} {what}(s) failed permanently; see the {what}s in the admin"
+            for what, prefix in (("event", ""), ("restatement", "restatement "))
+            if (count := sum(counts.get(prefix + status, 0) for status in PERMANENT))
+        ]
+        if failures:
+            raise CommandError("; ".join(failures), returncode=1)
