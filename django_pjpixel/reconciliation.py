@@ -6,9 +6,9 @@ time is within ``start`` to ``end``, joined on the order id, which every event
 carries as its ``external_event_id`` [seed]. Per order:
 
 - ``matched``: sent (``sent``/``duplicate``) and listed once, with the same
-  amount, number of items and currency. The amount is compared as sent: the
-  order's amount rounded half-up to whole units (``AMOUNT_UNITS = "minor"``:
-  times 100), as ``client.to_api_amount`` sends it; the API's amount is an
+  amount, number of items and currency. The amount is compared as sent
+  (``api_amount``, rounded once from the shop's value), or as restated when
+  Prisjakt accepted a refund or cancellation (``restated_*``); the API's amount is an
   integer [docs] in units the API leaves [open].
 - ``amount_differs``: listed, but the amount, items or currency differ, or
   Prisjakt lists the order more than once (its amounts and items summed).
@@ -258,20 +258,28 @@ def _query(connection: BaseDatabaseWrapper, report: Report) -> _Query:
     ledger, mirror = q(ConversionEvent._meta.db_table), q(PrisjaktEvent._meta.db_table)
     in_range = f"{m('pixel_id')} = %s AND {m('event_time')} >= %s AND {m('event_time')} <= %s"
     range_params = [pixel, when(start), when(end)]
-    sent = f"ROUND({c('amount')} * {scale})"
+    # What Prisjakt should have now: the restated values where a refund or a
+    # cancellation was accepted, else what was sent (rows recorded before
+    # api_amount was kept: their amount rounded as it was sent then).
+    sent = (
+        f"COALESCE({c('restated_api_amount')}, {c('api_amount')}, ROUND({c('amount')} * {scale}))"
+    )
+    items = f"COALESCE({c('restated_number_of_items')}, {c('number_of_items')})"
+    currency = f"COALESCE(NULLIF({c('restated_currency')}, ''), {c('currency')})"
+    amount = f"COALESCE({c('restated_amount')}, {c('amount')})"
     category = (
         f"CASE WHEN {c('status')} IN (%s, %s) THEN '{PENDING}' "
         f"WHEN listed.n IS NULL THEN CASE WHEN COALESCE({c('sent_at')}, {c('created_at')}) <= %s "
         f"THEN '{MISSING_AT_PRISJAKT}' ELSE '{PENDING}' END "
-        f"WHEN listed.n = 1 AND listed.amount = {sent} AND listed.items = {c('number_of_items')} "
-        f"AND listed.currency = {c('currency')} AND listed.currency_max = {c('currency')} "
+        f"WHEN listed.n = 1 AND listed.amount = {sent} AND listed.items = {items} "
+        f"AND listed.currency = {currency} AND listed.currency_max = {currency} "
         f"THEN '{MATCHED}' ELSE '{AMOUNT_DIFFERS}' END"
     )
     ours = (
         f"SELECT {category} AS category, {c('order_id')} AS order_id, {c('id')} AS ours_id, "  # noqa: S608
-        f"{c('status')} AS ours_status, {c('amount')} AS ours_amount, "
-        f"{sent} AS ours_sent_amount, {c('currency')} AS ours_currency, "
-        f"{c('number_of_items')} AS ours_items, {c('event_time')} AS ours_time, "
+        f"{c('status')} AS ours_status, {amount} AS ours_amount, "
+        f"{sent} AS ours_sent_amount, {currency} AS ours_currency, "
+        f"{items} AS ours_items, {c('event_time')} AS ours_time, "
         f"{c('sent_at')} AS ours_sent_at, listed.first_id AS pj_id, listed.n AS pj_events, "
         "listed.amount AS pj_amount, listed.currency AS pj_currency, "
         "listed.currency_max AS pj_currency_max, listed.items AS pj_items, "

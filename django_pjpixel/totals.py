@@ -18,8 +18,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, F, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from django_pjpixel.conf import pjpixel_settings
@@ -88,11 +88,15 @@ def range_totals(first: date, last: date, pixel_id: str | None = None) -> RangeT
         pixel_id=pixel, event_name="purchase", event_time__gte=start, event_time__lte=end
     )
     minor = pjpixel_settings.AMOUNT_UNITS == "minor"
-    sides = ((OURS, ours, Decimal(1)), (PRISJAKT, theirs, Decimal(100 if minor else 1)))
+    # Ours as the shop has it now: a refund or cancellation Prisjakt accepted counts.
+    sides = (
+        (OURS, ours, Coalesce("restated_amount", "amount"), Decimal(1)),
+        (PRISJAKT, theirs, F("amount"), Decimal(100 if minor else 1)),
+    )
     by_currency: dict[str, CurrencyTotals] = {}
     position = {day: number for number, day in enumerate(days)}
-    for side, queryset, divisor in sides:
-        for row in _per_day(queryset):
+    for side, queryset, amount, divisor in sides:
+        for row in _per_day(queryset, amount):
             day = _as_date(row["day"])
             number = None if day is None else position.get(day)
             if number is None:
@@ -105,12 +109,12 @@ def range_totals(first: date, last: date, pixel_id: str | None = None) -> RangeT
     return RangeTotals(first, last, days, sorted(by_currency.values(), key=_key), last_sync(pixel))
 
 
-def _per_day(queryset: QuerySet[Any]) -> Iterable[dict[str, Any]]:
+def _per_day(queryset: QuerySet[Any], amount: Any) -> Iterable[dict[str, Any]]:
     """Purchases and summed amount per local day and currency: one grouped query."""
     rows: Iterable[dict[str, Any]] = (
         queryset.annotate(day=TruncDate("event_time", tzinfo=timezone.get_current_timezone()))
         .values("day", "currency")
-        .annotate(n=Count("pk"), amount=Sum("amount"))
+        .annotate(n=Count("pk"), amount=Sum(amount))
         .order_by()
     )
     return rows

@@ -278,3 +278,33 @@ def test_another_pixel_is_compared_on_its_own(shop: PrisjaktEmulator) -> None:
         "missing_at_prisjakt": 1,
     }
     assert [d.order_id for d in report.differences()] == ["no-1"]
+
+
+def test_an_amount_is_compared_as_it_was_sent(pjpixel_api: PrisjaktEmulator) -> None:
+    # 1234.495 is kept as 1234.50 for display, but was sent once rounded: 1234.
+    from django_pjpixel.backlog import deliver_due
+    from django_pjpixel.purchases import track_purchase
+
+    track_purchase(
+        order_id="half", amount=Decimal("1234.495"), number_of_items=1, signed_click_id=CLICK
+    )
+    deliver_due()
+    assert [event["data"]["amount"] for event in pjpixel_api.events] == [1234]
+    sync.sync_recent(1)
+    assert reconcile(*day()).counts["matched"] == 1
+
+
+def test_a_restated_order_is_compared_as_restated(pjpixel_api: PrisjaktEmulator) -> None:
+    from django_pjpixel.backlog import deliver_due
+    from django_pjpixel.purchases import track_purchase
+    from django_pjpixel.restatements import restate_purchase
+
+    track_purchase(order_id="refund", amount=1000, number_of_items=2, signed_click_id=CLICK)
+    deliver_due()
+    restate_purchase(order_id="refund", amount=400, number_of_items=1, reason="one returned")
+    deliver_due()
+    assert [event["data"]["amount"] for event in pjpixel_api.events] == [400]
+    sync.sync_recent(1)
+    report = reconcile(*day())
+    assert report.counts["matched"] == 1
+    assert not report.differs

@@ -92,3 +92,15 @@ def test_days_as_each_database_gives_them() -> None:
     assert _as_date(datetime(2025, 3, 1, 12)) == date(2025, 3, 1)
     assert _as_date("2025-03-01") == date(2025, 3, 1)
     assert _as_date(None) is None
+
+
+def test_a_refund_accepted_by_prisjakt_counts_in_the_shops_revenue(week: date) -> None:
+    ConversionEvent.objects.filter(order_id=f"{week}-23").update(
+        restated_amount=Decimal("50.50"),
+        restated_api_amount=51,
+        restated_number_of_items=1,
+        restated_at=timezone.now(),
+    )
+    sek = range_totals(week, week + timedelta(days=6)).currencies[0]
+    assert sek.whole[OURS].revenue == Decimal("190.50")  # 100 + 50.50 + 40
+    assert sek.whole[OURS].purchases == 3  # a partial refund is still a purchase
