@@ -33,6 +33,7 @@ from django_pjpixel.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.delivery import patch, post, prepare, record_chunk, record_outcome
 from django_pjpixel.exceptions import PrisjaktAPIError, RateLimit
+from django_pjpixel.markets import Lane, lanes
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.outbox import Outcome, SendResult, claim_due, is_transient, release
 
@@ -57,34 +58,43 @@ def deliver_due(limit: int | None = None) -> dict[str, int]:
     A row that fails again in this run waits for its next attempt time; it is
     not retried in a loop. The run keeps its pace under the rate limit (see
     the module docstring); while a stop for the rate limit lasts, a run in the
-    same process sends nothing.
+    same process sends nothing. With several markets (``PJPIXEL["PIXELS"]``)
+    each market's rows are a run of their own (``markets.lanes``): its pixel
+    only, its client, its rate limit, and ``limit`` rows at most.
     """
-    conf = pjpixel_settings
-    limit = conf.DELIVER_DUE_LIMIT if limit is None else limit
+    limit = pjpixel_settings.DELIVER_DUE_LIMIT if limit is None else limit
     started = timezone.now()
-    paused = _paused_until(started)
+    counts: Counter[str] = Counter()
+    for lane in lanes():
+        counts.update(_deliver_lane(lane, limit, started))
+    totals = dict(counts)
+    if totals:
+        logger.info("pjpixel: deliver_due %s", totals, extra={"counts": totals})
+    return totals
+
+
+def _deliver_lane(lane: Lane, limit: int, started: datetime) -> Counter[str]:
+    conf = pjpixel_settings
+    paused = _paused_until(started, lane.pause_key)
     if paused is not None:
         logger.info(
             "pjpixel: deliver_due waits for the rate limit to reset at %s",
             paused.isoformat(),
             extra={"retry_at": paused.isoformat()},
         )
-        return {}
-    run = _Run(batches=conf.BATCH_SIZE > 1)
+        return Counter()
+    run = _Run(batches=conf.BATCH_SIZE > 1, lane=lane)
     done = 0
     while done < limit and not run.stopped:
         size = conf.BATCH_SIZE if run.batches else chunk_size()
-        chunk = claim_due(min(size, limit - done), cutoff=started)
+        chunk = claim_due(min(size, limit - done), cutoff=started, only=lane.rows)
         if not chunk:
             break
         _send_chunk(run, chunk)
         done += len(chunk)
     if run.resume_at is not None:
-        _defer_due(run.resume_at, run.rate_limit)
-    counts = dict(run.counts)
-    if counts:
-        logger.info("pjpixel: deliver_due %s", counts, extra={"counts": counts})
-    return counts
+        _defer_due(run.resume_at, run.rate_limit, lane)
+    return run.counts
 
 
 def chunk_size() -> int:
@@ -105,6 +115,7 @@ class _Run:
     """The state of one ``deliver_due`` run."""
 
     batches: bool  # False once the credentials may not PATCH
+    lane: Lane
     counts: Counter[str] = field(default_factory=Counter)
     failed_batches: int = 0  # transient batch failures in a row
     stopped: bool = False
@@ -150,7 +161,7 @@ def _send_chunk(run: _Run, chunk: list[ConversionEvent]) -> None:
         _send_singly(run, ready, lease)
         return
     lease.keep()
-    result = patch([payload for _, payload in ready])
+    result = patch([payload for _, payload in ready], ready[0][0].pixel_id)
     events = [event for event, _ in ready]
     status = result.status if isinstance(result, (ApiResult, PrisjaktAPIError)) else None
     if is_transient(result):
@@ -177,7 +188,7 @@ def _send_chunk(run: _Run, chunk: list[ConversionEvent]) -> None:
             "pjpixel: Prisjakt refused the many-events PATCH for client id %r (%s); "
             "this deliver_due run sends one POST per event instead. Give the client the "
             "%s role to send in batches, or set BATCH_SIZE to 1.",
-            pjpixel_settings.CLIENT_ID,
+            run.lane.client_id,
             result,
             " or ".join(BATCH_ROLES),
         )
@@ -199,7 +210,7 @@ def _send_singly(
             release([event for event, _ in ready[index:]], run.resume_at)
             return
         lease.keep()
-        result = post(payload)
+        result = post(payload, event.pixel_id)
         run.count([record_outcome(event, result)])
         _pace(run, result)
 
@@ -225,15 +236,11 @@ if hasattr(os, "register_at_fork"):  # POSIX; Windows does not fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _pause_key() -> tuple[str, str]:
-    return (pjpixel_settings.API_URL, pjpixel_settings.CLIENT_ID)
-
-
-def _paused_until(now: datetime) -> datetime | None:
+def _paused_until(now: datetime, key: tuple[str, str]) -> datetime | None:
     with _pauses_lock:
-        until = _pauses.get(_pause_key())
+        until = _pauses.get(key)
         if until is not None and until <= now:
-            del _pauses[_pause_key()]
+            del _pauses[key]
             return None
         return until
 
@@ -265,13 +272,16 @@ def _pace(run: _Run, result: SendResult) -> None:
     run.resume_at = timezone.now() + timedelta(seconds=wait)
 
 
-def _defer_due(until: datetime, rate_limit: RateLimit | None) -> None:
+def _defer_due(until: datetime, rate_limit: RateLimit | None, lane: Lane) -> None:
     """Make what is due wait for the rate limit's reset (rows, and this process's runs)."""
-    deferred = ConversionEvent.objects.filter(
-        Q(status=Status.PENDING) & (Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=until))
-    ).update(next_attempt_at=until)
+    due = Q(status=Status.PENDING) & (
+        Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=until)
+    )
+    if lane.waiting is not None:
+        due &= lane.waiting
+    deferred = ConversionEvent.objects.filter(due).update(next_attempt_at=until)
     with _pauses_lock:
-        _pauses[_pause_key()] = until
+        _pauses[lane.pause_key] = until
     logger.warning(
         "pjpixel: rate limit: %s of %s requests left in this window; deliver_due stops and "
         "%d due events wait until %s",

@@ -136,3 +136,29 @@ def api_settings(api_url: str, **extra: Any) -> dict[str, Any]:
         "API_URL": api_url,
         **extra,
     }
+
+
+# Three markets, each with a pixel and credentials of its own (tests of PJPIXEL["PIXELS"]).
+MARKETS: dict[str, dict[str, str]] = {
+    "se": {
+        "PIXEL_ID": "11111111-1111-4111-8111-111111111111",
+        "CLIENT_ID": "shop-se",
+        "CLIENT_SECRET": "se-s3cr3t-never-shown",
+    },
+    "no": {
+        "PIXEL_ID": "22222222-2222-4222-8222-222222222222",
+        "CLIENT_ID": "shop-no",
+        "CLIENT_SECRET": "no-s3cr3t-never-shown",
+    },
+    "dk": {
+        "PIXEL_ID": "33333333-3333-4333-8333-333333333333",
+        "CLIENT_ID": "shop-dk",
+        "CLIENT_SECRET": "dk-s3cr3t-never-shown",
+    },
+}
+
+
+def markets(*keys: str) -> dict[str, dict[str, str]]:
+    """``PJPIXEL["PIXELS"]`` for these markets of ``MARKETS`` (fresh copies)."""
+    return {key: dict(MARKETS[key]) for key in keys}
+
