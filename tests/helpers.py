@@ -10,8 +10,13 @@ import warnings
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from io import StringIO
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from django_pjpixel.payloads import purchase_payload
 
@@ -162,3 +167,14 @@ def markets(*keys: str) -> dict[str, dict[str, str]]:
     """``PJPIXEL["PIXELS"]`` for these markets of ``MARKETS`` (fresh copies)."""
     return {key: dict(MARKETS[key]) for key in keys}
 
+
+def check_command_output(expected: list[str]) -> str:
+    """``manage.py check``'s report under the current settings; it fails when an error
+    (``E...``) is among the ``expected`` ids, and only then."""
+    stdout, stderr = StringIO(), StringIO()
+    if any(code.startswith("E") for code in expected):
+        with pytest.raises(SystemCheckError) as excinfo:
+            call_command("check", stdout=stdout, stderr=stderr)
+        return str(excinfo.value)
+    call_command("check", stdout=stdout, stderr=stderr)
+    return stderr.getvalue()
