@@ -27,6 +27,7 @@ from django.utils.translation import ngettext
 
 from django_pjpixel import publisher, views
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
+from django_pjpixel.pixel_filter import PixelFilter
 
 Status = ConversionEvent.Status
 
@@ -69,7 +70,7 @@ class ConversionEventAdmin(ModelAdmin):
         "last_answer",
         "sent_at",
     )
-    list_filter = ("status", "currency", ("created_at", admin.DateFieldListFilter))
+    list_filter = ("status", "currency", PixelFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("order_id", "request_id")
     fieldsets = (
         (
