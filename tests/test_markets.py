@@ -14,7 +14,8 @@ from django.contrib.sessions.backends.db import SessionStore
 from django.db import transaction
 from django.dispatch import Signal
 from django.http import HttpRequest
-from django.test import RequestFactory
+from django.test import Client, RequestFactory
+from django.urls import reverse
 from django.utils import timezone
 
 from django_pjpixel import backlog, markets
@@ -493,6 +494,23 @@ def test_rows_of_a_pixel_no_market_has_wait_as_a_configuration_error(
     row = ConversionEvent.objects.get()
     assert (row.status, row.attempts) == (Status.PENDING, 1)
     assert f'No market of PJPIXEL["PIXELS"] has the pixel id {PIXEL_ID!r}' in row.problem_title
+
+
+# -- the admin -----------------------------------------------------------------------
+
+
+def test_the_prisjakt_events_view_lists_the_first_markets_pixel(
+    api: PrisjaktEmulator, admin_client: Client
+) -> None:
+    api.add_event(SE, external_event_id="order-se")
+    api.add_event(NO, external_event_id="order-no")
+    mine = make_event("order-se", pixel_id=SE)
+    html = admin_client.get(reverse("admin:django_pjpixel_prisjakt_events")).content.decode()
+    assert f"Pixel {SE}." in html
+    assert "order-se" in html
+    assert "order-no" not in html
+    assert reverse("admin:django_pjpixel_conversionevent_change", args=(mine.pk,)) in html
+    assert seen(api) == [("GET", f"/pixels/{SE}/events", "shop-se", 200)]
 
 
 # -- a single pixel, as before ----------------------------------------------------------
