@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.sessions.backends.db import SessionStore
@@ -18,7 +19,7 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from django_pjpixel import backlog, markets
+from django_pjpixel import backlog, markets, tasks
 from django_pjpixel.attribution import store_click
 from django_pjpixel.backlog import deliver_due
 from django_pjpixel.client import get_client
@@ -65,6 +66,14 @@ def no_pause() -> Iterator[None]:
     backlog._pauses.clear()
     yield
     backlog._pauses.clear()
+
+
+@pytest.fixture
+def published(inline_queue: None) -> Iterator[None]:
+    """Nothing may be published: the test's purchases must not reach delivery."""
+    with mock.patch.object(tasks.deliver_event, "apply_async") as apply_async:
+        yield
+    apply_async.assert_not_called()
 
 
 @pytest.fixture
@@ -212,6 +221,31 @@ def test_a_pixel_that_is_no_market_is_a_failed_row_naming_pixel(
     assert (row.status, row.pixel_id) == (Status.FAILED, markets.UNROUTED)
     assert row.field_errors == {"pixel": {"message": "'fi' is not a market (markets: se, no)"}}
     assert api.requests == []
+
+
+def test_a_market_without_its_pixel_id_takes_no_purchase(
+    shop: dict[str, Any], monkeypatch: pytest.MonkeyPatch, published: None
+) -> None:
+    monkeypatch.delenv("PJPIXEL_NO_PIXEL_ID", raising=False)
+    del shop["PIXELS"]["no"]["PIXEL_ID"]  # check E002 says so at deploy
+    pay(currency="NOK")
+    row = ConversionEvent.objects.get()
+    assert (row.status, row.pixel_id) == (Status.FAILED, markets.UNROUTED)
+    assert row.field_errors == {
+        "pixel": {"message": 'PJPIXEL["PIXELS"]["no"]["PIXEL_ID"] is not set'}
+    }
+
+
+def test_a_bad_value_in_a_currency_without_a_market_is_one_failed_row_of_no_market(
+    shop: dict[str, Any], published: None
+) -> None:
+    pay(currency="EUR", amount="lots")
+    row = ConversionEvent.objects.get()
+    assert (row.status, row.pixel_id, list(row.field_errors)) == (
+        Status.FAILED,
+        markets.UNROUTED,
+        ["amount"],
+    )
 
 
 def test_the_same_order_id_in_two_markets_is_two_rows(
