@@ -35,6 +35,7 @@ from django_pjpixel.admin_restatements import (
 )
 from django_pjpixel.health import delivery_health
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
+from django_pjpixel.pixel_filter import PixelFilter
 
 Status = ConversionEvent.Status
 
@@ -82,6 +83,7 @@ class ConversionEventAdmin(ModelAdmin):
         "status",
         "currency",
         RestatedFilter,
+        PixelFilter,
         ("created_at", admin.DateFieldListFilter),
     )
     search_fields = ("order_id", "request_id")

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Generic
+from typing import Any, Generic, overload
 
 from django.db.models import Q
 from django.utils import timezone
@@ -36,6 +36,7 @@ from django_pjpixel.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.delivery import patch, post, prepare, record_chunk, record_outcome
 from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, RateLimit
+from django_pjpixel.markets import Lane, lanes
 from django_pjpixel.models import ConversionEvent, Restatement
 from django_pjpixel.outbox import Outcome, Row, SendResult, claim_due, is_transient, release
 from django_pjpixel.signals import Cancel
@@ -56,9 +57,10 @@ class _Rows(Generic[Row]):
     """What a run sends, and how: purchases (``ConversionEvent``), or restatements."""
 
     counted_as: str  # the prefix of their counts
-    claim: Callable[[int, datetime], list[Row]]
+    claim: Callable[[int, datetime, Q | None], list[Row]]  # (limit, cutoff, the lane's rows)
+    pixel_of: Callable[[Row], str]
     prepare: Callable[[Row], dict[str, Any] | Cancel | InvalidInput]
-    send_one: Callable[[dict[str, Any]], SendResult]
+    send_one: Callable[[dict[str, Any], str], SendResult]  # (payload, pixel id)
     record_one: Callable[[Row, SendResult], Outcome]
     record_chunk: Callable[[list[Row], SendResult], list[Outcome]]
     answers_for_all: frozenset[int]  # batch answers recorded for every row
@@ -66,9 +68,10 @@ class _Rows(Generic[Row]):
 
 PURCHASES = _Rows[ConversionEvent](
     "",
-    lambda limit, cutoff: claim_due(limit, cutoff=cutoff),
+    lambda limit, cutoff, only: claim_due(limit, cutoff=cutoff, only=only),
+    lambda event: event.pixel_id,
     prepare,
-    lambda payload: post(payload),  # looked up when called, as patch is
+    lambda payload, pixel_id: post(payload, pixel_id),  # looked up when called, as patch is
     record_outcome,
     record_chunk,
     BATCH_ANSWERS_FOR_ALL,
@@ -76,7 +79,8 @@ PURCHASES = _Rows[ConversionEvent](
 # Only a PATCH restates an event: credentials that may not PATCH fail every row.
 RESTATEMENTS = _Rows[Restatement](
     "restatement ",
-    restating.claim,
+    lambda limit, cutoff, only: restating.claim(limit, cutoff, _of_events(only)),
+    lambda row: row.event.pixel_id if row.event is not None else "",
     restating.prepare,
     restating.patch_one,
     restating.record_one,
@@ -97,28 +101,37 @@ def deliver_due(limit: int | None = None) -> dict[str, int]:
     A row that fails again in this run waits for its next attempt time; it is
     not retried in a loop. The run keeps its pace under the rate limit (see
     the module docstring); while a stop for the rate limit lasts, a run in the
-    same process sends nothing.
+    same process sends nothing. With several markets (``PJPIXEL["PIXELS"]``)
+    each market's rows are a run of their own (``markets.lanes``): its pixel
+    only, its client, its rate limit, and ``limit`` rows at most.
     """
-    conf = pjpixel_settings
-    limit = conf.DELIVER_DUE_LIMIT if limit is None else limit
+    limit = pjpixel_settings.DELIVER_DUE_LIMIT if limit is None else limit
     started = timezone.now()
-    paused = _paused_until(started)
+    counts: Counter[str] = Counter()
+    for lane in lanes():
+        counts.update(_deliver_lane(lane, limit, started))
+    totals = dict(counts)
+    if totals:
+        logger.info("pjpixel: deliver_due %s", totals, extra={"counts": totals})
+    return totals
+
+
+def _deliver_lane(lane: Lane, limit: int, started: datetime) -> Counter[str]:
+    conf = pjpixel_settings
+    paused = _paused_until(started, lane.pause_key)
     if paused is not None:
         logger.info(
             "pjpixel: deliver_due waits for the rate limit to reset at %s",
             paused.isoformat(),
             extra={"retry_at": paused.isoformat()},
         )
-        return {}
-    run = _Run(batches=conf.BATCH_SIZE > 1)
+        return Counter()
+    run = _Run(batches=conf.BATCH_SIZE > 1, lane=lane)
     done = _drain(run, PURCHASES, limit, started)
     _drain(run, RESTATEMENTS, limit - done, started)
     if run.resume_at is not None:
-        _defer_due(run.resume_at, run.rate_limit)
-    counts = dict(run.counts)
-    if counts:
-        logger.info("pjpixel: deliver_due %s", counts, extra={"counts": counts})
-    return counts
+        _defer_due(run.resume_at, run.rate_limit, lane)
+    return run.counts
 
 
 def _drain(run: _Run, rows: _Rows[Row], limit: int, cutoff: datetime) -> int:
@@ -127,12 +140,33 @@ def _drain(run: _Run, rows: _Rows[Row], limit: int, cutoff: datetime) -> int:
     done = 0
     while done < limit and not run.stopped:
         size = pjpixel_settings.BATCH_SIZE if run.batches else chunk_size()
-        chunk = rows.claim(min(size, limit - done), cutoff)
+        chunk = rows.claim(min(size, limit - done), cutoff, run.lane.rows)
         if not chunk:
             break
         _send_chunk(run, rows, chunk)
         done += len(chunk)
     return done
+
+
+@overload
+def _of_events(rows: Q) -> Q: ...
+@overload
+def _of_events(rows: None) -> None: ...
+def _of_events(rows: Q | None) -> Q | None:
+    """A lane's condition on events (``pixel_id=...``) as one on their restatements."""
+    if rows is None:
+        return None
+    prefixed = Q()
+    prefixed.connector, prefixed.negated = rows.connector, rows.negated
+    prefixed.children = [_event_lookup(child) for child in rows.children]
+    return prefixed
+
+
+def _event_lookup(child: Any) -> Any:
+    if isinstance(child, Q):
+        return _of_events(child)
+    name, value = child
+    return (f"event__{name}", value)
 
 
 def chunk_size() -> int:
@@ -153,6 +187,7 @@ class _Run:
     """The state of one ``deliver_due`` run."""
 
     batches: bool  # False once the credentials may not PATCH (purchases: one POST each)
+    lane: Lane
     counts: Counter[str] = field(default_factory=Counter)
     failed_batches: int = 0  # transient batch failures in a row
     stopped: bool = False
@@ -199,7 +234,7 @@ def _send_chunk(run: _Run, rows: _Rows[Row], chunk: list[Row]) -> None:
         _send_singly(run, rows, ready, lease)
         return
     lease.keep()
-    result = patch([payload for _, payload in ready])
+    result = patch([payload for _, payload in ready], rows.pixel_of(ready[0][0]))
     events = [event for event, _ in ready]
     status = result.status if isinstance(result, (ApiResult, PrisjaktAPIError)) else None
     if is_transient(result):
@@ -226,7 +261,7 @@ def _send_chunk(run: _Run, rows: _Rows[Row], chunk: list[Row]) -> None:
             "pjpixel: Prisjakt refused the many-events PATCH for client id %r (%s); "
             "this deliver_due run sends one POST per event instead. Give the client the "
             "%s role to send in batches, or set BATCH_SIZE to 1.",
-            pjpixel_settings.CLIENT_ID,
+            run.lane.client_id,
             result,
             " or ".join(BATCH_ROLES),
         )
@@ -248,7 +283,7 @@ def _send_singly(
             release([event for event, _ in ready[index:]], run.resume_at)
             return
         lease.keep()
-        result = rows.send_one(payload)
+        result = rows.send_one(payload, rows.pixel_of(event))
         run.count([rows.record_one(event, result)], rows.counted_as)
         _pace(run, result)
 
@@ -274,15 +309,11 @@ if hasattr(os, "register_at_fork"):  # POSIX; Windows does not fork
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _pause_key() -> tuple[str, str]:
-    return (pjpixel_settings.API_URL, pjpixel_settings.CLIENT_ID)
-
-
-def _paused_until(now: datetime) -> datetime | None:
+def _paused_until(now: datetime, key: tuple[str, str]) -> datetime | None:
     with _pauses_lock:
-        until = _pauses.get(_pause_key())
+        until = _pauses.get(key)
         if until is not None and until <= now:
-            del _pauses[_pause_key()]
+            del _pauses[key]
             return None
         return until
 
@@ -314,17 +345,17 @@ def _pace(run: _Run, result: SendResult) -> None:
     run.resume_at = timezone.now() + timedelta(seconds=wait)
 
 
-def _defer_due(until: datetime, rate_limit: RateLimit | None) -> None:
+def _defer_due(until: datetime, rate_limit: RateLimit | None, lane: Lane) -> None:
     """Make what is due wait for the rate limit's reset (rows, and this process's runs)."""
     due = Q(status=Status.PENDING) & (
         Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lt=until)
     )
-    deferred = sum(
-        model.objects.filter(due).update(next_attempt_at=until)
-        for model in (ConversionEvent, Restatement)
-    )
+    events = due if lane.waiting is None else due & lane.waiting
+    restated = due if lane.waiting is None else due & _of_events(lane.waiting)
+    deferred = ConversionEvent.objects.filter(events).update(next_attempt_at=until)
+    deferred += Restatement.objects.filter(restated).update(next_attempt_at=until)
     with _pauses_lock:
-        _pauses[_pause_key()] = until
+        _pauses[lane.pause_key] = until
     logger.warning(
         "pjpixel: rate limit: %s of %s requests left in this window; deliver_due stops and "
         "%d due events wait until %s",

@@ -18,6 +18,7 @@ from django.db import router
 from django.utils.module_loading import import_string
 
 from django_pjpixel.conf import DEFAULTS, SUPPORTED_CURRENCIES, pjpixel_settings
+from django_pjpixel.markets import is_configured
 
 _MIDDLEWARE = "django_pjpixel.middleware.PjclidMiddleware"
 _SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
@@ -79,10 +80,6 @@ _SECRET_IN_CLEAR = "the client secret would travel unencrypted"
 SQLITE_MIN_TIMEOUT = 5
 
 
-def _hint_set(key: str, example: str) -> str:
-    return f'Set PJPIXEL = {{"{key}": {example}, ...}} in your settings.'
-
-
 def is_loopback(host: str | None) -> bool:
     if not host:
         return False
@@ -94,9 +91,15 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
-def _check_url(
-    key: str, value: Any, errors: list[CheckMessage], risk: str = _SECRET_IN_CLEAR
+def check_url(
+    key: str,
+    value: Any,
+    errors: list[CheckMessage],
+    name: str = "",
+    risk: str = _SECRET_IN_CLEAR,
 ) -> None:
+    """E005/E006 for the URL setting ``key`` (written ``name``, default ``PJPIXEL["key"]``)."""
+    name = name or f'PJPIXEL["{key}"]'
     try:
         parts = urlsplit(value) if isinstance(value, str) else None
     except ValueError:  # e.g. an unclosed IPv6 bracket
@@ -104,15 +107,15 @@ def _check_url(
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
         errors.append(
             Error(
-                f'PJPIXEL["{key}"] must be an absolute http(s) URL, not {value!r}.',
-                hint=_hint_set(key, repr(DEFAULTS[key])),
+                f"{name} must be an absolute http(s) URL, not {value!r}.",
+                hint=f"Set {name} to an absolute https URL, as {DEFAULTS[key]!r}.",
                 id="django_pjpixel.E005",
             )
         )
     elif parts.scheme != "https" and not is_loopback(parts.hostname):
         errors.append(
             Error(
-                f'PJPIXEL["{key}"] uses plain http to {parts.hostname}: {risk}.',
+                f"{name} uses plain http to {parts.hostname}: {risk}.",
                 hint="Use https; plain http is accepted only for a loopback emulator "
                 "(127.0.0.1, ::1, localhost).",
                 id="django_pjpixel.E006",
@@ -121,7 +124,7 @@ def _check_url(
     elif parts.username or parts.password:
         errors.append(
             Error(
-                f'PJPIXEL["{key}"] must not carry credentials in the URL.',
+                f"{name} must not carry credentials in the URL.",
                 hint='Put them in PJPIXEL["CLIENT_ID"] and PJPIXEL["CLIENT_SECRET"].',
                 id="django_pjpixel.E005",
             )
@@ -154,14 +157,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     enabled = raw.get("ENABLED", True)
     if not isinstance(enabled, bool):
         messages.append(_type_error("ENABLED", enabled, "True or False"))
-    elif enabled:
+    elif enabled and not is_configured():  # else each market's (market_checks)
         messages.extend(_check_credentials())
-    _check_url("API_URL", raw.get("API_URL", DEFAULTS["API_URL"]), messages)
+    check_url("API_URL", raw.get("API_URL", DEFAULTS["API_URL"]), messages)
     if raw.get("AUTH", "headers") == "oauth2":
-        _check_url("TOKEN_URL", raw.get("TOKEN_URL", DEFAULTS["TOKEN_URL"]), messages)
+        check_url("TOKEN_URL", raw.get("TOKEN_URL", DEFAULTS["TOKEN_URL"]), messages)
     if "SCRIPT_URL" in raw:
         risk = "anyone on the way could change the script the shop's pages run"
-        _check_url("SCRIPT_URL", raw["SCRIPT_URL"], messages, risk)
+        check_url("SCRIPT_URL", raw["SCRIPT_URL"], messages, risk=risk)
     cookie_name = raw.get("COOKIE_NAME", DEFAULTS["COOKIE_NAME"])
     if not isinstance(cookie_name, str) or not _COOKIE_NAME_RE.fullmatch(cookie_name):
         messages.append(_type_error("COOKIE_NAME", cookie_name, "a cookie name"))

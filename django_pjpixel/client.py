@@ -34,6 +34,7 @@ from django_pjpixel.exceptions import (
     PrisjaktAPIError,
     RateLimit,
 )
+from django_pjpixel.markets import market_of
 from django_pjpixel.pagination import EventPage, Pager, walk_events
 from django_pjpixel.payloads import (
     EVENT_NAME_PURCHASE,
@@ -357,32 +358,34 @@ if hasattr(os, "register_at_fork"):  # not on Windows
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def get_client() -> PrisjaktClient:
-    """This thread's ``PrisjaktClient`` for the current ``PJPIXEL`` settings.
+def get_client(pixel_id: str | None = None) -> PrisjaktClient:
+    """This thread's ``PrisjaktClient`` for the market of ``pixel_id`` (``markets.market_of``).
 
-    One per thread and process, each with its own session and connections;
-    rebuilt (and the old one closed) when a setting it was built from changes.
-    A forked child never uses its parent's (``os.register_at_fork``, and the
-    process id kept with the client, should a server fork without it).
+    Without ``PJPIXEL["PIXELS"]`` every pixel's is the single pixel's client;
+    ``pixel_id`` None is the first market's. One per market, thread and process,
+    each with its own session and connections; rebuilt (and the old one closed)
+    when a setting it was built from changes. A forked child never uses its
+    parent's (``os.register_at_fork``, and the process id kept with the client,
+    should a server fork without it).
     """
     conf = pjpixel_settings
+    market = market_of(pixel_id)
     key = (
-        conf.API_URL,
-        conf.PIXEL_ID,
-        conf.CLIENT_ID,
-        conf.CLIENT_SECRET,
-        conf.AUTH,
-        conf.TOKEN_URL,
+        *market.client_settings().values(),
         conf.TIMEOUT,
         conf.MAX_PAGES,
         conf.REQUEST_DEADLINE,
         conf.MAX_RESPONSE_BYTES,
         os.getpid(),
     )
-    cached: tuple[tuple[Any, ...], PrisjaktClient] | None = getattr(_local, "client", None)
+    clients: dict[str, tuple[tuple[Any, ...], PrisjaktClient]] | None
+    clients = getattr(_local, "clients", None)
+    if clients is None:
+        clients = _local.clients = {}
+    cached = clients.get(market.key)
     if cached is None or cached[0] != key:
         if cached is not None and cached[0][-1] == key[-1]:
             cached[1].close()
-        cached = (key, PrisjaktClient())
-        _local.client = cached
+        cached = (key, PrisjaktClient(**market.client_settings()))
+        clients[market.key] = cached
     return cached[1]

@@ -74,6 +74,19 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_RESERVE": 10,
     "RATE_LIMIT_MAX_WAIT": 5.0,
     "MAX_PAGES": 200,
+    # Several markets (markets.py): key -> {"PIXEL_ID", "CLIENT_ID", "CLIENT_SECRET", and
+    # optionally "API_URL", "AUTH", "TOKEN_URL"}; empty: the single pixel above. The
+    # router chooses a purchase's market; the default one by PIXEL_CURRENCIES.
+    "PIXELS": {},
+    "PIXEL_ROUTER": "django_pjpixel.markets.route_by_currency",
+    "PIXEL_CURRENCIES": {
+        "SEK": "se",
+        "NOK": "no",
+        "DKK": "dk",
+        "EUR": "fi",
+        "GBP": "uk",
+        "NZD": "nz",
+    },
     # The django-oscar adapter (django_pjpixel.contrib.oscar): which total of an Oscar
     # order is the amount, and the order statuses that mean "paid" (reported then, not
     # when the order is placed) and "cancelled".
@@ -278,6 +291,23 @@ class PjpixelSettings:
     @property
     def FAILURE_STREAK(self) -> int:
         return int(self.get("FAILURE_STREAK"))
+
+    @property
+    def PIXELS(self) -> dict[str, Any]:
+        """Market key to its settings; {} when unset or not a dict (the checks say so)."""
+        value = self.get("PIXELS")
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def PIXEL_ROUTER(self) -> str | Callable[..., Any]:
+        """A dotted path or a callable ``(purchase fields, request or None) -> market key``."""
+        router: str | Callable[..., Any] = self.get("PIXEL_ROUTER")
+        return router
+
+    @property
+    def PIXEL_CURRENCIES(self) -> dict[str, Any]:
+        value = self.get("PIXEL_CURRENCIES")
+        return value if isinstance(value, dict) else {}
 
     @property
     def OSCAR_AMOUNT(self) -> str:

@@ -17,7 +17,6 @@ from django.utils import timezone
 from django_pjpixel import times
 from django_pjpixel.auth import SEND_ROLES
 from django_pjpixel.client import get_client
-from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,
     PjpixelConfigurationError,
@@ -25,6 +24,7 @@ from django_pjpixel.exceptions import (
     PrisjaktAuthError,
 )
 from django_pjpixel.logtext import one_line
+from django_pjpixel.markets import market_of
 from django_pjpixel.models import ConversionEvent, Restatement
 from django_pjpixel.outbox import (
     NOT_DUE,
@@ -44,7 +44,6 @@ logger = logging.getLogger(__name__)
 Status = ConversionEvent.Status
 _DELIVERED = frozenset({str(Status.SENT), str(Status.DUPLICATE)})
 _SKIPPED, _FAILED, _DEAD = str(Status.SKIPPED), str(Status.FAILED), str(Status.DEAD)
-_CREDENTIALS_HINT = 'check PJPIXEL["CLIENT_ID"] and PJPIXEL["CLIENT_SECRET"]'
 _ROLE_HINT = "the client needs one of the roles " + ", ".join(SEND_ROLES) + " to send events"
 
 
@@ -94,7 +93,7 @@ def send_one(event: ConversionEvent) -> SendResult:
     prepared = prepare(event)
     if not isinstance(prepared, dict):
         return prepared
-    return post(prepared)
+    return post(prepared, event.pixel_id)
 
 
 def prepare(event: ConversionEvent) -> dict[str, Any] | Cancel | InvalidInput:
@@ -118,16 +117,17 @@ def prepare(event: ConversionEvent) -> dict[str, Any] | Cancel | InvalidInput:
     return payload
 
 
-def post(payload: dict[str, Any]) -> SendResult:
+def post(payload: dict[str, Any], pixel_id: str | None = None) -> SendResult:
+    """POST one event with the client of ``pixel_id``'s market."""
     try:
-        return get_client().create_event(payload)
+        return get_client(pixel_id).create_event(payload)
     except Exception as err:  # recorded as an outcome; unexpected ones are retried
         return err
 
 
-def patch(payloads: list[dict[str, Any]]) -> SendResult:
+def patch(payloads: list[dict[str, Any]], pixel_id: str | None = None) -> SendResult:
     try:
-        return get_client().create_events(payloads)
+        return get_client(pixel_id).create_events(payloads)
     except Exception as err:  # as in post
         return err
 
@@ -216,13 +216,14 @@ def _log_outcome(event: ConversionEvent, result: SendResult) -> None:
     elif status == _SKIPPED:
         logger.info("pjpixel: order %s skipped: %s", order, event.skip_reason, extra=extra)
     elif isinstance(result, PrisjaktAuthError):
+        market = market_of(event.pixel_id)
         logger.error(
             "pjpixel: Prisjakt refused the credentials of client id %r (HTTP %s) for order %s: "
             "%s: %s",
-            pjpixel_settings.CLIENT_ID,
+            market.client_id,
             result.status,
             order,
-            _ROLE_HINT if result.status == 403 else _CREDENTIALS_HINT,
+            _ROLE_HINT if result.status == 403 else market.credentials_hint,
             result,
             extra=extra,
         )

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -26,7 +27,7 @@ from uuid import UUID
 from django.db import IntegrityError, router, transaction
 from django.dispatch import Signal
 
-from django_pjpixel import publisher, times
+from django_pjpixel import markets, publisher, times
 from django_pjpixel.attribution import Click, keep_click_for_order, resolve_click
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
@@ -55,6 +56,7 @@ PURCHASE_FIELDS = frozenset(
         "event_time",
         "request",
         "signed_click_id",
+        "pixel",
     }
 )
 REQUIRED_FIELDS = ("order_id", "amount", "number_of_items")
@@ -75,6 +77,7 @@ def track_purchase(
     event_time: datetime | None = None,
     request: HttpRequest | None = None,
     signed_click_id: str | None = None,
+    pixel: str | None = None,
     sender: object = None,
 ) -> ConversionEvent | None:
     """Record a paid order for delivery to Prisjakt; returns its ``ConversionEvent``.
@@ -85,6 +88,9 @@ def track_purchase(
     one in ``request``'s click store; without one the row is stored ``skipped``
     with the reason. The same order tracked again returns the existing row;
     a ``skipped`` one becomes ``pending`` if this report brings a usable click.
+    With several markets (``PJPIXEL["PIXELS"]``) the row is the market's
+    ``pixel`` (a market key) names, else the one ``PIXEL_ROUTER`` chooses;
+    one per (pixel, order).
 
     ``order_id`` is a string, an int or a UUID (sent as its ``str``);
     ``event_time`` (default: now) is aware, or naive in ``TIME_ZONE`` under
@@ -107,8 +113,13 @@ def track_purchase(
         try:
             purchase = check_purchase(now=now, **reported)
         except InvalidInput as err:
-            return _record_invalid(err, reported, now, sender)
-        return _record(purchase, request, signed_click_id, now)
+            pixel_id = markets.pixel_of_invalid(reported, request, pixel)
+            return _record_invalid(err, reported, now, sender, pixel_id)
+        try:
+            pixel_id = markets.route(asdict(purchase), request, pixel).pixel_id
+        except InvalidInput as err:
+            return _record_invalid(err, reported, now, sender, markets.UNROUTED)
+        return _record(purchase, request, signed_click_id, now, pixel_id)
     except Exception:
         logger.exception(
             "pjpixel: could not record the purchase of order %r (sender %r)", order_id, sender
@@ -168,7 +179,7 @@ def connect_order_signal(
     ``mapper(sender, **kwargs)`` gets the signal's arguments and returns the
     keyword arguments of ``track_purchase`` (``order_id``, ``amount``,
     ``number_of_items``, optionally ``currency``, ``event_time``,
-    ``request``, ``signed_click_id``), or None to ignore this sending::
+    ``request``, ``signed_click_id``, ``pixel``), or None to ignore this sending::
 
         connect_order_signal(
             order_paid,
@@ -235,7 +246,8 @@ def _track_fields(
         return None
     reported = {name: fields[name] for name in REPORTED_FIELDS if name in fields}
     try:
-        return _record_invalid(err, reported, times.now(), sender)
+        pixel_id = markets.pixel_of_invalid(reported, None, fields.get("pixel"))
+        return _record_invalid(err, reported, times.now(), sender, pixel_id)
     except Exception:
         logger.exception("pjpixel: could not record the invalid purchase from %r", sender)
         return None
@@ -246,11 +258,12 @@ def _record(
     request: HttpRequest | None,
     signed_click_id: str | None,
     now: datetime,
+    pixel_id: str,
 ) -> ConversionEvent:
     Status = ConversionEvent.Status
     alias = router.db_for_write(ConversionEvent)
     lookup = {
-        "pixel_id": pjpixel_settings.PIXEL_ID,
+        "pixel_id": pixel_id,
         "order_id": purchase.order_id,
         "event_name": EVENT_NAME_PURCHASE,
     }
@@ -323,7 +336,7 @@ def _skipped_row(order_id: str, alias: str) -> ConversionEvent | None:
     row: ConversionEvent | None = (
         ConversionEvent.objects.using(alias)
         .filter(
-            pixel_id=pjpixel_settings.PIXEL_ID,
+            pixel_id__in=markets.pixel_ids(),
             order_id=order_id,
             event_name=EVENT_NAME_PURCHASE,
             status=ConversionEvent.Status.SKIPPED,
@@ -364,7 +377,7 @@ def _attribute(event: ConversionEvent, click: Click, alias: str) -> bool:
 
 
 def _record_invalid(
-    err: InvalidInput, reported: Mapping[str, Any], now: datetime, sender: object
+    err: InvalidInput, reported: Mapping[str, Any], now: datetime, sender: object, pixel_id: str
 ) -> ConversionEvent:
     """Log a purchase that cannot be sent, and keep it as a ``failed`` row the admin shows."""
     logger.error(
@@ -378,7 +391,7 @@ def _record_invalid(
     event: ConversionEvent
     with transaction.atomic(using=alias):
         event, _ = ConversionEvent.objects.using(alias).get_or_create(
-            pixel_id=pjpixel_settings.PIXEL_ID,
+            pixel_id=pixel_id,
             order_id=values.pop("order_id"),
             event_name=EVENT_NAME_PURCHASE,
             defaults={**values, "status": ConversionEvent.Status.FAILED},

@@ -29,7 +29,7 @@ from typing import Any
 from django.db import router, transaction
 from django.dispatch import Signal
 
-from django_pjpixel import times
+from django_pjpixel import markets, times
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import INVALID_RESTATEMENT, ConversionEvent, Restatement
@@ -161,7 +161,7 @@ def _record(restated: Restated, reason: str) -> Restatement:
         event = _event_of(restated.order_id, alias, lock=True)
         row = Restatement(
             event=event,
-            pixel_id=pjpixel_settings.PIXEL_ID,
+            pixel_id=event.pixel_id if event is not None else markets.market_of().pixel_id,
             order_id=restated.order_id,
             reason=reason,
             amount=restated.amount,
@@ -185,8 +185,9 @@ def _record(restated: Restated, reason: str) -> Restatement:
 
 
 def _event_of(order_id: str, alias: str, *, lock: bool = False) -> ConversionEvent | None:
+    # With several markets, the order's row in whichever market it went to.
     rows = ConversionEvent.objects.using(alias).filter(
-        pixel_id=pjpixel_settings.PIXEL_ID, order_id=order_id, event_name=EVENT_NAME_PURCHASE
+        pixel_id__in=markets.pixel_ids(), order_id=order_id, event_name=EVENT_NAME_PURCHASE
     )
     # Locked until the refund commits: two restatements of one order are written in turn.
     event: ConversionEvent | None = (rows.select_for_update() if lock else rows).first()

@@ -57,11 +57,13 @@ LIVE = (Status.APPLIED, Status.PENDING, Status.SENDING, Status.SENT)
 _SENT, _PENDING = str(Status.SENT), str(Status.PENDING)
 
 
-def claim(limit: int, cutoff: datetime) -> list[Restatement]:
-    """Lease up to ``limit`` restatements that may be sent now (due by ``cutoff``)."""
+def claim(limit: int, cutoff: datetime, only: Q | None = None) -> list[Restatement]:
+    """Lease up to ``limit`` restatements that may be sent now (due by ``cutoff``;
+    ``only``: of these rows, e.g. one market's events)."""
     now = timezone.now()
     settle(now)
-    pks = list(sendable(now, cutoff).values_list("pk", flat=True)[:limit])
+    due = sendable(now, cutoff)
+    pks = list((due if only is None else due.filter(only)).values_list("pk", flat=True)[:limit])
     if not pks:
         return []
     # The order of a claim is checked above, not in the claiming UPDATE: MySQL refuses
@@ -122,9 +124,9 @@ def prepare(row: Restatement) -> dict[str, Any] | InvalidInput:
         return err
 
 
-def patch_one(payload: dict[str, Any]) -> SendResult:
-    """A restatement alone: a ``PATCH`` of one event."""
-    return patch([payload])
+def patch_one(payload: dict[str, Any], pixel_id: str | None = None) -> SendResult:
+    """A restatement alone: a ``PATCH`` of one event, with the client of its pixel."""
+    return patch([payload], pixel_id)
 
 
 def record_one(row: Restatement, result: SendResult) -> Outcome:

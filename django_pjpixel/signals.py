@@ -29,8 +29,8 @@ __all__ = [
 
 # Sent by the shop when an order is paid. Arguments: sender, order_id (a str,
 # int or UUID), amount, currency, number_of_items, event_time=None,
-# request=None, signed_click_id=None. ``purchases.on_order_completed``
-# records it, and never raises.
+# request=None, signed_click_id=None, pixel=None (a market key of
+# PJPIXEL["PIXELS"]). ``purchases.on_order_completed`` records it, and never raises.
 order_completed = Signal()
 
 # Sent before an event is delivered. Arguments: sender (ConversionEvent),

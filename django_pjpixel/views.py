@@ -40,6 +40,7 @@ from django_pjpixel.exceptions import (
     PrisjaktConnectionError,
     PrisjaktTimeout,
 )
+from django_pjpixel.markets import market_of
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.pagination import EventPage, readable_events
 from django_pjpixel.payloads import MAX_LIST_RANGE, check_range
@@ -319,7 +320,7 @@ def prisjakt_events_view(model_admin: ModelAdmin[Any], request: HttpRequest) -> 
         "title": _("Prisjakt events"),
         "opts": model_admin.model._meta,
         "form": form,
-        "pixel_id": pjpixel_settings.PIXEL_ID,
+        "pixel_id": market_of().pixel_id,
         "max_days": MAX_DAYS,
         "rows": None,
     }
@@ -345,7 +346,7 @@ def prisjakt_events_view(model_admin: ModelAdmin[Any], request: HttpRequest) -> 
             % {"count": len(skipped), "ids": ", ".join(skipped)},
         )
     rows = event_rows(events)
-    link_local(rows, pjpixel_settings.PIXEL_ID)
+    link_local(rows, context["pixel_id"])
     context.update(
         {
             "rows": rows,

@@ -10,8 +10,13 @@ import warnings
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from io import StringIO
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from django_pjpixel.payloads import purchase_payload
 
@@ -158,3 +163,40 @@ def complete_sync(ago: timedelta | None = None) -> PrisjaktSync:
         complete=True,
     )
     return run
+
+
+# Three markets, each with a pixel and credentials of its own (tests of PJPIXEL["PIXELS"]).
+MARKETS: dict[str, dict[str, str]] = {
+    "se": {
+        "PIXEL_ID": "11111111-1111-4111-8111-111111111111",
+        "CLIENT_ID": "shop-se",
+        "CLIENT_SECRET": "se-s3cr3t-never-shown",
+    },
+    "no": {
+        "PIXEL_ID": "22222222-2222-4222-8222-222222222222",
+        "CLIENT_ID": "shop-no",
+        "CLIENT_SECRET": "no-s3cr3t-never-shown",
+    },
+    "dk": {
+        "PIXEL_ID": "33333333-3333-4333-8333-333333333333",
+        "CLIENT_ID": "shop-dk",
+        "CLIENT_SECRET": "dk-s3cr3t-never-shown",
+    },
+}
+
+
+def markets(*keys: str) -> dict[str, dict[str, str]]:
+    """``PJPIXEL["PIXELS"]`` for these markets of ``MARKETS`` (fresh copies)."""
+    return {key: dict(MARKETS[key]) for key in keys}
+
+
+def check_command_output(expected: list[str]) -> str:
+    """``manage.py check``'s report under the current settings; it fails when an error
+    (``E...``) is among the ``expected`` ids, and only then."""
+    stdout, stderr = StringIO(), StringIO()
+    if any(code.startswith("E") for code in expected):
+        with pytest.raises(SystemCheckError) as excinfo:
+            call_command("check", stdout=stdout, stderr=stderr)
+        return str(excinfo.value)
+    call_command("check", stdout=stdout, stderr=stderr)
+    return stderr.getvalue()

@@ -15,7 +15,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_pjpixel import backlog, delivery, outbox
+from django_pjpixel import backlog, delivery, markets, outbox
 from django_pjpixel.backlog import deliver_due
 from django_pjpixel.client import ApiResult
 from django_pjpixel.exceptions import PrisjaktAPIError, RateLimit
@@ -315,10 +315,10 @@ def test_rows_taken_over_during_the_patch_are_not_overwritten(
     real_patch = delivery.patch
     other = "00000000-0000-0000-0000-000000000001"
 
-    def slow_patch(payloads: list[dict[str, Any]]) -> Any:
+    def slow_patch(payloads: list[dict[str, Any]], pixel_id: str) -> Any:
         # The lease ran out meanwhile and another sender claimed two of the rows.
         ConversionEvent.objects.filter(order_id__in=["b-0001", "b-0002"]).update(lease_token=other)
-        return real_patch(payloads)
+        return real_patch(payloads, pixel_id)
 
     with mock.patch.object(backlog, "patch", side_effect=slow_patch):
         assert deliver_due() == {"sent": 2, "stale": 2}
@@ -373,7 +373,7 @@ def test_deliver_due_stops_at_the_reserve_and_leaves_the_rest_for_the_reset(
     assert deliver_due() == {}
     assert len(pjpixel_api.requests) == 3
     with mock.patch.object(delivery.timezone, "now", return_value=next_at):
-        assert backlog._paused_until(next_at) is None
+        assert backlog._paused_until(next_at, markets.single().pause_key) is None
     assert 429 not in [r.status for r in pjpixel_api.requests]
 
 
@@ -481,8 +481,8 @@ def test_rows_are_streamed_in_chunks_never_the_whole_backlog(
 
 def test_a_pause_that_has_passed_is_forgotten() -> None:
     now = timezone.now()
-    backlog._pauses[backlog._pause_key()] = now - timedelta(seconds=1)
-    assert backlog._paused_until(now) is None
+    backlog._pauses[markets.single().pause_key] = now - timedelta(seconds=1)
+    assert backlog._paused_until(now, markets.single().pause_key) is None
     assert backlog._pauses == {}
 
 

@@ -9,11 +9,11 @@ import pytest
 from django.conf import settings
 from django.core.checks import CheckMessage
 from django.core.management import call_command
-from django.core.management.base import SystemCheckError
 from django.http import HttpRequest
 from django.test import override_settings
 
 from django_pjpixel.checks import check_settings, is_loopback, sqlite_advice
+from tests.helpers import check_command_output
 
 BASE: dict[str, Any] = dict(settings.PJPIXEL)
 PJCLID = "django_pjpixel.middleware.PjclidMiddleware"
@@ -197,15 +197,8 @@ COMMAND_CASES = {name: case for name, case in CASES.items() if name != "W002 Non
     ("overrides", "expected"), COMMAND_CASES.values(), ids=COMMAND_CASES.keys()
 )
 def test_check_command(overrides: dict[str, Any], expected: list[str]) -> None:
-    stdout, stderr = StringIO(), StringIO()
     with override_settings(**overrides):
-        if any(code.startswith("E") for code in expected):
-            with pytest.raises(SystemCheckError) as excinfo:
-                call_command("check", stdout=stdout, stderr=stderr)
-            output = str(excinfo.value)
-        else:
-            call_command("check", stdout=stdout, stderr=stderr)
-            output = stderr.getvalue()
+        output = check_command_output(expected)
     for code in expected:
         assert f"django_pjpixel.{code}" in output
     assert output.count("HINT:") >= len(expected)

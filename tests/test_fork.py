@@ -17,7 +17,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from django_pjpixel import backlog
+from django_pjpixel import backlog, markets
 from django_pjpixel.backlog import deliver_due
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.testing.emulator import PrisjaktEmulator
@@ -35,7 +35,7 @@ def test_a_pause_lock_held_by_another_thread_at_fork_is_free_in_the_child(
 ) -> None:
     event = make_event()
     held, release = threading.Event(), threading.Event()
-    backlog._pauses[backlog._pause_key()] = timezone.now() - timedelta(seconds=1)
+    backlog._pauses[markets.single().pause_key] = timezone.now() - timedelta(seconds=1)
 
     def hold() -> None:  # a deliver_due run of another thread, mid-way through its pace check
         with backlog._pauses_lock:

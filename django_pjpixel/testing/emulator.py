@@ -163,7 +163,12 @@ class PrisjaktEmulator(RecordDivergence):
         self._router = Router(self._state, self)
         self._state.pixels.update(pixels)
         for client_id, spec in (clients or {}).items():
-            self.add_client(client_id, str(spec["secret"]), spec.get("roles", ["shop_user"]))
+            self.add_client(
+                client_id,
+                str(spec["secret"]),
+                spec.get("roles", ["shop_user"]),
+                pixels=spec.get("pixels"),
+            )
         self._state.shops.update({k: list(v) for k, v in (shops or {}).items()})
         self._requests: list[RecordedRequest] = []
         self._script: list[Step] = []
@@ -184,10 +189,17 @@ class PrisjaktEmulator(RecordDivergence):
             self._state.pixels.add(pixel_id)
 
     def add_client(
-        self, client_id: str, secret: str, roles: Iterable[str] = ("shop_user",)
+        self,
+        client_id: str,
+        secret: str,
+        roles: Iterable[str] = ("shop_user",),
+        *,
+        pixels: Iterable[str] | None = None,
     ) -> None:
+        """Add (or replace) a client; ``pixels``: the only pixels it may use (default: any)."""
+        allowed = None if pixels is None else frozenset(pixels)
         with self._lock:
-            self._state.clients[client_id] = Client(client_id, secret, list(roles))
+            self._state.clients[client_id] = Client(client_id, secret, list(roles), allowed)
 
     def add_shop(self, shop_id: str, pixel_ids: Iterable[str]) -> None:
         with self._lock:

@@ -22,6 +22,8 @@ Choices for the points the API notes leave open:
   no longer conflicts, and ``PATCH`` then creates a new event.
 - Rate limiting is a fixed window per client id (``limit`` requests per
   ``period`` seconds).
+- A client may be limited to some pixels (a market's credentials, its own
+  market's pixel); another pixel's events are a 403 for it.
 """
 
 from __future__ import annotations
@@ -144,11 +146,15 @@ class Listing:
 @dataclass
 class Client:
     """An API client: its secret and its roles, of ``admin``, ``shop_user``,
-    ``event_publisher`` [docs]."""
+    ``event_publisher`` [docs]; ``pixels`` it may use (None: any pixel)."""
 
     id: str
     secret: str
     roles: list[str]
+    pixels: frozenset[str] | None = None
+
+    def may_use(self, pixel: str) -> bool:
+        return self.pixels is None or pixel in self.pixels
 
 
 class ApiState:

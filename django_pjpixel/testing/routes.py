@@ -17,6 +17,8 @@ Choices for the points the API notes leave open:
   ``event_publisher`` and ``admin``; any role may read one event, click,
   client or shop.
   ``GET /clients/{id}`` shows the caller itself (an ``admin`` any client).
+  A client limited to some pixels (``add_client(..., pixels=...)``: a
+  market's credentials) gets 403 for another pixel's events.
 - ``PATCH`` takes a bare JSON array or ``{"events": [...]}``; an empty array
   is a 204; when any event is invalid nothing is stored.
 - A listing filters and orders by ``event_time`` (newest first, later stored
@@ -138,6 +140,8 @@ class Router:
             pixel = segments[1]
             if pixel not in self.state.pixels:
                 raise Problem(404, "Pixel not found", f"A pixel with ID {pixel} could not be found")
+            if not client.may_use(pixel):
+                raise Problem(403, "Forbidden", f"The client may not use the pixel {pixel}")
             response = handler(request, pixel)
         elif len(segments) == 2 and segments[0] in ("events", "clicks", "clients"):
             if method != "GET":

@@ -3,8 +3,9 @@
 Counts the outbox's failed events (purchases the shop reported with a bad
 value among them: those never reach Prisjakt), then reaches the API with the
 configured credentials, tells who they are and their roles, whether the pixel
-exists and whether it can be written; exit status 0 when the credentials and
-the pixel are in order, 1 otherwise. ``--health`` instead summarises
+exists and whether it can be written; with several markets (``PJPIXEL["PIXELS"]``)
+a section for each. Exit status 0 when the credentials and the pixel (of every
+market) are in order, 1 otherwise. ``--health`` instead summarises
 delivery (``health.delivery_health``, the outbox admin's summary), exit
 status 1 when it is unhealthy.
 """
@@ -21,7 +22,6 @@ from django.utils.translation import gettext as _
 from django_pjpixel import times
 from django_pjpixel.auth import BATCH_ROLES, SEND_ROLES
 from django_pjpixel.client import PrisjaktClient, get_client
-from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     PjpixelConfigurationError,
     PrisjaktAPIError,
@@ -30,6 +30,7 @@ from django_pjpixel.exceptions import (
 )
 from django_pjpixel.health import delivery_health
 from django_pjpixel.logtext import one_line
+from django_pjpixel.markets import Market, all_markets, is_configured
 from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
 
 
@@ -45,13 +46,36 @@ class Command(BaseCommand):
         if options["health"]:
             self.check_health()
             return
-        conf = pjpixel_settings
-        self.stdout.write(_("API: %(url)s") % {"url": conf.API_URL})
-        self.stdout.write(_("Pixel: %(pixel)s") % {"pixel": conf.PIXEL_ID or "-"})
-        self.stdout.write(_("Client id: %(client)s") % {"client": conf.CLIENT_ID or "-"})
-        self.count_failed()
+        several = is_configured()
+        if several:
+            self.count_failed()
+        found = all_markets()
+        if not found:
+            raise CommandError(_('PJPIXEL["PIXELS"] names no market; manage.py check says why.'))
+        not_ready = [market.key for market in found if not self.check_market(market)]
+        if not_ready:
+            message = _("Prisjakt conversion tracking is not ready.")
+            if several:
+                message = _("Prisjakt conversion tracking is not ready (markets: %(keys)s).") % {
+                    "keys": ", ".join(not_ready)
+                }
+            raise CommandError(message)
+        self.stdout.write(self.style.SUCCESS(_("Prisjakt conversion tracking is ready.")))
+
+    def check_market(self, market: Market) -> bool:
+        """One market's section (the single pixel's: the whole report); whether it is ready."""
+        if market.key:
+            self.stdout.write(self.style.MIGRATE_HEADING(_("Market %(key)s") % {"key": market.key}))
+        self.stdout.write(_("API: %(url)s") % {"url": market.api_url})
+        self.stdout.write(_("Pixel: %(pixel)s") % {"pixel": market.pixel_id or "-"})
+        self.stdout.write(_("Client id: %(client)s") % {"client": market.client_id or "-"})
+        if not market.key:
+            self.count_failed()
+        elif market.missing():
+            self.stderr.write(_("The settings are incomplete: %s") % _not_set(market))
+            return False
         try:
-            client = get_client()
+            client = get_client(market.pixel_id)
             roles = self.check_credentials(client)
             pixel_ok = self.check_pixel(client, roles)
         except PjpixelConfigurationError as err:
@@ -59,9 +83,7 @@ class Command(BaseCommand):
         may_send = self.report_roles(roles)
         # None: the pixel could not be listed for want of a role, which sending
         # one event at a time does not need.
-        if not (may_send and pixel_ok is not False):
-            raise CommandError(_("Prisjakt conversion tracking is not ready."))
-        self.stdout.write(self.style.SUCCESS(_("Prisjakt conversion tracking is ready.")))
+        return may_send and pixel_ok is not False
 
     def count_failed(self) -> None:
         failed = ConversionEvent.objects.filter(status=ConversionEvent.Status.FAILED)
@@ -147,6 +169,10 @@ class Command(BaseCommand):
             self.style.SUCCESS(_("Pixel %(pixel)s exists.") % {"pixel": client.pixel_id})
         )
         return True
+
+
+def _not_set(market: Market) -> str:
+    return _("%(names)s not set") % {"names": ", ".join(market.missing())}
 
 
 def describe(err: PrisjaktAPIError, what: str) -> str:

@@ -1,8 +1,8 @@
 """``manage.py pjpixel_events --from YYYY-MM-DD --to YYYY-MM-DD [--format csv|json]``.
 
-Every page of the pixel's events in the range (whole days in the current time
-zone), each event once, streamed to stdout as it arrives: CSV rows, or one
-JSON array written element by element.
+Every page of the pixel's events (``--pixel``: a market's) in the range (whole
+days in the current time zone), each event once, streamed to stdout as it
+arrives: CSV rows, or one JSON array written element by element.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from django_pjpixel.client import get_client
 from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, PrisjaktAPIError
 from django_pjpixel.exports import safe_cell
 from django_pjpixel.management.commands.pjpixel_check import describe
+from django_pjpixel.markets import market_named
 from django_pjpixel.views import DATE_FORMAT, check_days
 
 CSV_COLUMNS = (
@@ -49,14 +50,19 @@ class Command(BaseCommand):
         parser.add_argument("--from", dest="first", type=day, required=True, help="YYYY-MM-DD")
         parser.add_argument("--to", dest="last", type=day, required=True, help="YYYY-MM-DD")
         parser.add_argument("--format", choices=("csv", "json"), default="csv")
+        parser.add_argument(
+            "--pixel", metavar="MARKET", help='a market of PJPIXEL["PIXELS"] (default: the first)'
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             start, end = check_days(options["first"], options["last"])
+            key = options["pixel"]
+            pixel_id = None if key is None else market_named(key).pixel_id
         except InvalidInput as err:
             raise CommandError(err.message) from err
         try:
-            events = get_client().iter_events(start=start, end=end)
+            events = get_client(pixel_id).iter_events(start=start, end=end)
             if options["format"] == "json":
                 self.write_json(events)
             else:
