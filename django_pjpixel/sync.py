@@ -39,9 +39,14 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from django_pjpixel import markets
 from django_pjpixel.client import MAX_LIST_RANGE, PrisjaktClient, get_client
 from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.exceptions import (
+    InvalidInput,
+    PjpixelConfigurationError,
+    PrisjaktAPIError,
+)
 from django_pjpixel.models import PrisjaktEvent, PrisjaktSync
 
 logger = logging.getLogger(__name__)
@@ -91,11 +96,27 @@ def spans(start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
         start = stop
 
 
-def sync_recent(days: int | None = None, *, on_page: OnPage | None = None) -> PrisjaktSync:
-    """``sync_events`` over the last ``days`` (default ``PJPIXEL["SYNC_DAYS"]``) up to now."""
+def sync_recent(
+    days: int | None = None, *, on_page: OnPage | None = None, pixel_id: str | None = None
+) -> PrisjaktSync:
+    """``sync_events`` over the last ``days`` (default ``PJPIXEL["SYNC_DAYS"]``) up to now,
+    for ``pixel_id`` (a market's; default the first market's, or the single pixel)."""
     now = timezone.now()
     start = now - timedelta(days=days or pjpixel_settings.SYNC_DAYS)
-    return sync_events(start, now, on_page=on_page, now=now)
+    return sync_events(start, now, on_page=on_page, client=get_client(pixel_id), now=now)
+
+
+def sync_every_market(days: int | None = None) -> dict[str, PrisjaktSync | Exception]:
+    """``sync_recent`` for each market's pixel with its own client: pixel id → its run,
+    or what stopped it (one market refused does not stop the others)."""
+    runs: dict[str, PrisjaktSync | Exception] = {}
+    for pixel_id in markets.pixel_ids():
+        try:
+            runs[pixel_id] = sync_recent(days, pixel_id=pixel_id)
+        except (PrisjaktAPIError, PjpixelConfigurationError) as err:
+            logger.warning("pjpixel: the sync of pixel %s failed: %s", pixel_id, err)
+            runs[pixel_id] = err
+    return runs
 
 
 def sync_events(
@@ -250,7 +271,9 @@ def mirror_row(event: dict[str, Any], pixel_id: str, seen: datetime) -> Prisjakt
 def last_sync(pixel_id: str | None = None) -> PrisjaktSync | None:
     """The latest run for the pixel that read its whole range."""
     run: PrisjaktSync | None = (
-        PrisjaktSync.objects.filter(pixel_id=pixel_id or pjpixel_settings.PIXEL_ID, complete=True)
+        PrisjaktSync.objects.filter(
+            pixel_id=pixel_id or markets.market_of().pixel_id, complete=True
+        )
         .order_by("-started_at")
         .first()
     )
@@ -265,7 +288,7 @@ def covering_sync(
     run: PrisjaktSync | None = (
         PrisjaktSync.objects.filter(
             Q(end__gte=end) | Q(end__gte=F("started_at")),
-            pixel_id=pixel_id or pjpixel_settings.PIXEL_ID,
+            pixel_id=pixel_id or markets.market_of().pixel_id,
             complete=True,
             start__lte=start,
         )

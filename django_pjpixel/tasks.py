@@ -31,7 +31,6 @@ from django.utils import timezone
 
 from django_pjpixel import backlog, delivery, retention, sync
 from django_pjpixel.conf import DEFAULTS, pjpixel_settings
-from django_pjpixel.exceptions import PjpixelConfigurationError, PrisjaktAPIError
 
 logger = logging.getLogger("django_pjpixel.delivery")
 
@@ -72,16 +71,30 @@ def deliver_due(limit: int | None = None) -> dict[str, int]:
 
 @shared_task(ignore_result=True)
 def sync_events(days: int | None = None) -> dict[str, Any]:
-    """Mirror Prisjakt's events of the last ``days`` (default ``SYNC_DAYS``); what it did.
+    """Mirror Prisjakt's events of the last ``days`` (default ``SYNC_DAYS``), each market's
+    pixel with its own credentials; what it did, in all and per pixel.
 
     A run the API refused is logged and reported, not raised: the next run tries again.
     """
-    try:
-        run = sync.sync_recent(days)
-    except (PrisjaktAPIError, PjpixelConfigurationError) as err:
-        sync.logger.warning("pjpixel: the sync of Prisjakt's events failed: %s", err)
-        return {"complete": False, "error": str(err)}
-    return {"complete": run.complete, "pages": run.pages, "events": run.events, "error": run.error}
+    per_pixel: dict[str, dict[str, Any]] = {}
+    for pixel_id, run in sync.sync_every_market(days).items():
+        if isinstance(run, Exception):
+            per_pixel[pixel_id] = {"complete": False, "pages": 0, "events": 0, "error": str(run)}
+        else:
+            per_pixel[pixel_id] = {
+                "complete": run.complete,
+                "pages": run.pages,
+                "events": run.events,
+                "error": run.error,
+            }
+    results = per_pixel.values()
+    return {
+        "complete": all(result["complete"] for result in results),
+        "pages": sum(result["pages"] for result in results),
+        "events": sum(result["events"] for result in results),
+        "error": "; ".join(result["error"] for result in results if result["error"]),
+        "pixels": per_pixel,
+    }
 
 
 @shared_task(ignore_result=True)

@@ -22,6 +22,7 @@ from django.db.models import Count, F, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
+from django_pjpixel import markets
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.models import ConversionEvent, PrisjaktEvent, PrisjaktSync
 from django_pjpixel.sync import last_sync
@@ -72,7 +73,7 @@ class RangeTotals:
 
 def range_totals(first: date, last: date, pixel_id: str | None = None) -> RangeTotals:
     """Totals per currency of whole days ``first`` to ``last`` (current time zone)."""
-    pixel = pixel_id or pjpixel_settings.PIXEL_ID
+    pixel = pixel_id or markets.market_of().pixel_id
     zone = timezone.get_current_timezone()
     start = timezone.make_aware(datetime.combine(first, time.min), zone)
     end = timezone.make_aware(datetime.combine(last, time.max), zone)

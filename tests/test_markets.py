@@ -3,6 +3,8 @@ that market's credentials, under that market's rate limit; one emulator holds th
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
@@ -589,3 +591,57 @@ def test_a_refund_is_restated_on_its_markets_pixel_with_its_credentials(
     ]
     assert [e["data"]["amount"] for e in api.events_for(SE)] == [600]
     assert [e["data"]["amount"] for e in api.events_for(NO)] == [0]
+
+
+# -- Prisjakt's record, per market -----------------------------------------------------
+
+
+def test_the_sync_task_mirrors_each_markets_pixel_with_its_credentials(
+    api: PrisjaktEmulator,
+) -> None:
+    from django_pjpixel.models import PrisjaktEvent
+
+    pay(order_id="order-se", currency="SEK")
+    pay(order_id="order-no", currency="NOK")
+    deliver_due()
+    result = tasks.sync_events.apply(args=(1,)).get()
+    assert result["complete"] is True
+    assert set(result["pixels"]) == {SE, NO}
+    mirrored = dict(PrisjaktEvent.objects.values_list("external_event_id", "pixel_id"))
+    assert mirrored == {"order-se": SE, "order-no": NO}
+    listings = [(r.path, r.headers.get("client-id")) for r in api.requests if r.method == "GET"]
+    assert sorted(listings) == [
+        (f"/pixels/{SE}/events", "shop-se"),
+        (f"/pixels/{NO}/events", "shop-no"),
+    ]
+
+
+def test_one_market_refused_does_not_stop_the_others_sync(api: PrisjaktEmulator) -> None:
+    from django_pjpixel.models import PrisjaktSync
+
+    api.script([401], method="GET")  # the first listing (SE's) is refused
+    result = tasks.sync_events.apply(args=(1,)).get()
+    assert result["complete"] is False
+    assert result["pixels"][NO]["complete"] is True
+    assert "401" in result["pixels"][SE]["error"]
+    assert PrisjaktSync.objects.filter(pixel_id=NO, complete=True).exists()
+
+
+def test_sync_and_reconcile_one_market_by_its_key(api: PrisjaktEmulator) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    from django_pjpixel.models import PrisjaktEvent
+
+    pay(order_id="order-no", currency="NOK")
+    deliver_due()
+    call_command("pjpixel_sync", "--days", "7", "--pixel", "no", stdout=io.StringIO())
+    assert list(PrisjaktEvent.objects.values_list("pixel_id", flat=True)) == [NO]
+    out = io.StringIO()
+    call_command("pjpixel_reconcile", "--pixel", "no", "--format", "json", stdout=out)
+    assert json.loads(out.getvalue())["counts"]["matched"] == 1
+    with pytest.raises(CommandError) as excinfo:
+        call_command("pjpixel_reconcile", "--pixel", "xx", stdout=io.StringIO())
+    assert excinfo.value.returncode == 2
+    with pytest.raises(CommandError, match="xx"):
+        call_command("pjpixel_sync", "--pixel", "xx", stdout=io.StringIO())

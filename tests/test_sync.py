@@ -235,12 +235,8 @@ def test_covering_sync_is_the_latest_complete_run_holding_the_range() -> None:
 
 def test_the_task_reports_what_it_did(pjpixel_api: PrisjaktEmulator) -> None:
     seed(pjpixel_api, 2)
-    assert tasks.sync_events.apply(args=(3,)).get() == {
-        "complete": True,
-        "pages": 1,
-        "events": 2,
-        "error": "",
-    }
+    done = {"complete": True, "pages": 1, "events": 2, "error": ""}
+    assert tasks.sync_events.apply(args=(3,)).get() == {**done, "pixels": {PIXEL_ID: done}}
     pjpixel_api.script([401], method="GET")
     result = tasks.sync_events.apply().get()
     assert result["complete"] is False

@@ -1,4 +1,4 @@
-"""``manage.py pjpixel_reconcile [--from D --to D] [--format table|csv|json]``.
+"""``manage.py pjpixel_reconcile [--from D --to D] [--format table|csv|json] [--pixel KEY]``.
 
 Compares the orders the shop sent with Prisjakt's events in the mirror
 (``reconciliation.reconcile``) for whole days in the current time zone,
@@ -29,8 +29,10 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from django_pjpixel.conf import pjpixel_settings
+from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.exports import csv_lines
 from django_pjpixel.management.commands.pjpixel_events import day
+from django_pjpixel.markets import market_named
 from django_pjpixel.reconciliation import (
     CATEGORIES,
     CSV_HEADER,
@@ -54,6 +56,7 @@ class Command(BaseCommand):
         parser.add_argument("--from", dest="first", type=day, help="YYYY-MM-DD, with --to")
         parser.add_argument("--to", dest="last", type=day, help="YYYY-MM-DD, with --from")
         parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
+        parser.add_argument("--pixel", help='the market, a key of PJPIXEL["PIXELS"]')
 
     def handle(self, *args: Any, **options: Any) -> None:
         first, last = options["first"], options["last"]
@@ -67,7 +70,11 @@ class Command(BaseCommand):
                 _("The end date must not be before the start date."), returncode=CANNOT_RUN
             )
         try:
-            report = reconcile(*day_range(first, last))
+            pixel_id = market_named(options["pixel"]).pixel_id if options["pixel"] else None
+        except InvalidInput as err:
+            raise CommandError(err.message, returncode=CANNOT_RUN) from err
+        try:
+            report = reconcile(*day_range(first, last), pixel_id=pixel_id)
             write = getattr(self, f"write_{options['format']}")
             write(report)
         except NotSynced as err:

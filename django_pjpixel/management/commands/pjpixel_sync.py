@@ -1,10 +1,11 @@
-"""``manage.py pjpixel_sync [--days N | --from YYYY-MM-DD --to YYYY-MM-DD]``.
+"""``manage.py pjpixel_sync [--days N | --from YYYY-MM-DD --to YYYY-MM-DD] [--pixel KEY]``.
 
 Lists the pixel's events at Prisjakt into the mirror (``sync.sync_events``):
 the last ``--days`` days (default ``PJPIXEL["SYNC_DAYS"]``) up to now, or
 whole days in the current time zone, of any length (listed 60 days at a
 time). On a terminal a progress bar counts the pages; elsewhere (cron, a
-pipe) only the summary is printed. Exit status 0 when the whole range was
+pipe) only the summary is printed. With several markets, ``--pixel KEY``
+names the market (default: the first). Exit status 0 when the whole range was
 read, 1 when the run stopped early or the API refused it.
 """
 
@@ -18,9 +19,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from tqdm import tqdm
 
+from django_pjpixel.client import get_client
 from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, PrisjaktAPIError
 from django_pjpixel.management.commands.pjpixel_check import describe
 from django_pjpixel.management.commands.pjpixel_events import day
+from django_pjpixel.markets import market_named
 from django_pjpixel.models import PrisjaktSync
 from django_pjpixel.sync import Progress, sync_events, sync_recent
 from django_pjpixel.views import day_range
@@ -35,6 +38,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--from", dest="first", type=day, help="YYYY-MM-DD, with --to")
         parser.add_argument("--to", dest="last", type=day, help="YYYY-MM-DD, with --from")
+        parser.add_argument("--pixel", help='the market, a key of PJPIXEL["PIXELS"]')
 
     def handle(self, *args: Any, **options: Any) -> None:
         days, first, last = options["days"], options["first"], options["last"]
@@ -44,6 +48,10 @@ class Command(BaseCommand):
             raise CommandError(_("Give --days or --from/--to, not both."))
         if days is not None and days < 1:
             raise CommandError(_("--days must be at least 1."))
+        try:
+            pixel_id = market_named(options["pixel"]).pixel_id if options["pixel"] else None
+        except InvalidInput as err:
+            raise CommandError(err.message) from err
         stream = getattr(self.stderr, "_out", self.stderr)
         # disable=None: tqdm shows the bar only when the stream is a terminal.
         with tqdm(unit=_("page"), file=stream, disable=None, leave=False) as bar:
@@ -59,9 +67,10 @@ class Command(BaseCommand):
             try:
                 if first is not None:
                     start, end = day_range(first, last)
-                    run = sync_events(start, end, on_page=on_page)
+                    client = get_client(pixel_id)
+                    run = sync_events(start, end, on_page=on_page, client=client)
                 else:
-                    run = sync_recent(days, on_page=on_page)
+                    run = sync_recent(days, on_page=on_page, pixel_id=pixel_id)
             except InvalidInput as err:
                 raise CommandError(err.message) from err
             except PrisjaktAPIError as err:
