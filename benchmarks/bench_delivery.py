@@ -260,11 +260,11 @@ def _sessions(report: Report, sizes: Sizes, api: EmulatorProcess) -> None:
     fresh = threading.local()
     opened: list[int] = []
 
-    def client_for_mode() -> PrisjaktClient:
+    def client_for_mode(pixel_id: str | None = None) -> PrisjaktClient:
         if getattr(fresh, "on", False):
             opened.append(1)
             return PrisjaktClient(session=OneShotSession())
-        return get_client()
+        return get_client(pixel_id)
 
     def variant(pks: Iterator[int], new_connection: bool) -> Callable[[], None]:
         def deliver() -> None:
