@@ -26,7 +26,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_pjpixel import mirror_admin, publisher, views
+from django_pjpixel import markets, mirror_admin, publisher, views
 from django_pjpixel.admin_restatements import (
     RESTATE_PERMISSION,
     RestatedFilter,
@@ -265,12 +265,19 @@ class ConversionEventAdmin(ModelAdmin):
             **(extra_context or {}),
             "status_counts": self.status_counts(),
             "events_url": reverse("admin:django_pjpixel_prisjakt_events"),
-            "health": delivery_health(),
+            **self.health_context(request),
             "reconciliation_url": reverse("admin:django_pjpixel_reconciliation")
             if mirror_admin.may_reconcile(request)
             else None,
         }
         return super().changelist_view(request, extra_context=context)
+
+    def health_context(self, request: HttpRequest) -> dict[str, Any]:
+        """The health band: a market's when the pixel filter names one, else every row's."""
+        pixel = request.GET.get(PixelFilter.parameter_name)
+        if pixel not in markets.pixel_ids() or not markets.is_configured():
+            return {"health": delivery_health(), "health_market": None}
+        return {"health": delivery_health(pixel_id=pixel), "health_market": markets.label(pixel)}
 
     # -- actions ------------------------------------------------------------
 

@@ -148,7 +148,8 @@ def range_charts(totals: RangeTotals) -> list[CurrencyCharts]:
     return charts
 
 
-def range_context(first: date, last: date) -> dict[str, Any]:
-    """What ``range_totals.html`` shows: ``range_totals`` and ``range_charts``."""
-    totals = range_totals(first, last)
+def range_context(first: date, last: date, pixel_id: str | None = None) -> dict[str, Any]:
+    """What ``range_totals.html`` shows: ``range_totals`` and ``range_charts``, for the
+    pixel ``pixel_id`` (None: the first market's)."""
+    totals = range_totals(first, last, pixel_id)
     return {"range_totals": totals, "range_charts": range_charts(totals)}

@@ -1,11 +1,13 @@
-"""Is delivery to Prisjakt healthy? What ops watch, read in two queries.
+"""Is delivery to Prisjakt healthy? What ops watch, read in one query and one a market.
 
 ``delivery_health()`` summarises the outbox and the mirror: how long the
 oldest due event has waited for a sender, how many events failed or were
 given up in the last 24 hours, the last successful send, the last complete
-sync of Prisjakt's events; and, against the ``HEALTH_MAX_*`` settings, what is
-wrong. The outbox changelist shows it (a warning band when unhealthy),
-``pjpixel_check --health`` prints it with an exit status, and
+sync of Prisjakt's events (of each market's pixel); and, against the
+``HEALTH_MAX_*`` settings, what is wrong. ``pixel_id`` narrows it to one
+market's rows and sync. The outbox changelist shows it (a warning band when
+unhealthy; a market's when its pixel filter names one), ``pjpixel_check
+--health`` prints it with an exit status, and
 ``healthcheck.DeliveryHealthCheck`` gives it to django-health-check.
 
 ``failure_streak`` is a ``post_send`` receiver (connected in ``apps.py``):
@@ -28,6 +30,7 @@ from django.utils.timesince import timesince
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from django_pjpixel import markets
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.models import ConversionEvent, PrisjaktSync
 from django_pjpixel.outbox import due_filter
@@ -50,7 +53,9 @@ class DeliveryHealth:
     oldest of them has been due (its retry time, its lease's end, or its
     creation); ``failed`` and ``dead``: events that ended so in the last 24
     hours; ``last_sent_at``: the latest ``sent_at`` (``sent`` or
-    ``duplicate``); ``last_sync``: the latest complete ``PrisjaktSync``.
+    ``duplicate``); ``syncs``: each market's label (its key and pixel; "" for
+    the single pixel) and its latest complete ``PrisjaktSync`` (None: never);
+    ``last_sync``: the oldest of those, None when a market was never synced.
     """
 
     checked_at: datetime
@@ -60,6 +65,7 @@ class DeliveryHealth:
     dead: int
     last_sent_at: datetime | None
     last_sync: PrisjaktSync | None
+    syncs: list[tuple[str, PrisjaktSync | None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -71,35 +77,57 @@ class DeliveryHealth:
         return None if self.due_since is None else self.checked_at - self.due_since
 
     def lines(self) -> list[str]:
-        """The summary as ``label: value`` lines, for a terminal."""
+        """The summary as ``label: value`` lines, for a terminal (a sync line a market)."""
         never = _("never")
-        return [
+        lines = [
             _("Due events: %(count)d") % {"count": self.due},
             _("Oldest due for: %(age)s") % {"age": _age(self.due_since, self.checked_at)},
             _("Failed in the last 24 hours: %(count)d") % {"count": self.failed},
             _("Given up in the last 24 hours: %(count)d") % {"count": self.dead},
             _("Last successful send: %(when)s") % {"when": _when(self.last_sent_at) or never},
-            _("Last complete sync of Prisjakt's events: %(when)s")
-            % {"when": _when(self.last_sync.finished_at if self.last_sync else None) or never},
         ]
+        for market, run in self.syncs or [("", self.last_sync)]:
+            when = _when(run.finished_at if run else None) or never
+            if market:
+                line = _("Last complete sync of Prisjakt's events, %(market)s: %(when)s")
+                lines.append(line % {"market": market, "when": when})
+            else:
+                lines.append(
+                    _("Last complete sync of Prisjakt's events: %(when)s") % {"when": when}
+                )
+        return lines
 
 
-def delivery_health(now: datetime | None = None) -> DeliveryHealth:
-    """The outbox's and the mirror's state now, and what is wrong with it."""
+def delivery_health(now: datetime | None = None, *, pixel_id: str | None = None) -> DeliveryHealth:
+    """The outbox's and the mirror's state now, and what is wrong with it.
+
+    ``pixel_id``: one market's rows and sync; None: every row, and the sync of
+    every market's pixel (each market never synced, or too long ago, is a
+    problem naming it).
+    """
     now = timezone.now() if now is None else now
     since = Case(
         When(status=Status.SENDING, then=Coalesce("leased_until", "created_at")),
         default=Coalesce("next_attempt_at", "created_at"),
     )
     recent = Q(updated_at__gte=now - DAY)
-    totals = ConversionEvent.objects.aggregate(
+    rows = ConversionEvent.objects.all()
+    if pixel_id is not None:
+        rows = rows.filter(pixel_id=pixel_id)
+    totals = rows.aggregate(
         due=Count("pk", filter=due_filter(now)),
         due_since=Min(since, filter=due_filter(now)),
         failed=Count("pk", filter=recent & Q(status=Status.FAILED)),
         dead=Count("pk", filter=recent & Q(status=Status.DEAD)),
         last_sent_at=Max("sent_at", filter=Q(status__in=DELIVERED)),
     )
-    health = DeliveryHealth(checked_at=now, last_sync=last_sync(), **totals)
+    pixels = markets.pixel_ids() if pixel_id is None else [pixel_id]
+    several = markets.is_configured()
+    syncs = [(markets.label(pixel) if several else "", last_sync(pixel)) for pixel in pixels]
+    found = [run for _market, run in syncs if run is not None]
+    complete = found and len(found) == len(syncs)
+    oldest = min(found, key=lambda run: run.finished_at or run.started_at) if complete else None
+    health = DeliveryHealth(checked_at=now, last_sync=oldest, syncs=syncs, **totals)
     health.problems.extend(_problems(health))
     return health
 
@@ -137,23 +165,26 @@ def _problems(health: DeliveryHealth) -> list[str]:
             )
             % {"count": health.dead, "limit": conf.HEALTH_MAX_DEAD}
         )
-    synced = health.last_sync.finished_at if health.last_sync else None
-    if synced is None:
-        problems.append(
-            _(
-                "Prisjakt's events have never been synced completely: schedule "
-                "django_pjpixel.tasks.sync_events, or run manage.py pjpixel_sync."
-            )
-        )
-    elif now - synced > conf.HEALTH_MAX_SYNC_AGE:
-        problems.append(
-            _(
-                "The last complete sync of Prisjakt's events was %(age)s ago "
-                "(the limit is %(limit)s)."
-            )
-            % {"age": _age(synced, now), "limit": _span(conf.HEALTH_MAX_SYNC_AGE)}
-        )
+    for market, run in health.syncs:
+        problem = _sync_problem(run.finished_at if run else None, now)
+        if problem and market:
+            problem = _("Market %(market)s: %(problem)s") % {"market": market, "problem": problem}
+        if problem:
+            problems.append(problem)
     return problems
+
+
+def _sync_problem(synced: datetime | None, now: datetime) -> str:
+    if synced is None:
+        return _(
+            "Prisjakt's events have never been synced completely: schedule "
+            "django_pjpixel.tasks.sync_events, or run manage.py pjpixel_sync."
+        )
+    if now - synced > pjpixel_settings.HEALTH_MAX_SYNC_AGE:
+        return _(
+            "The last complete sync of Prisjakt's events was %(age)s ago (the limit is %(limit)s)."
+        ) % {"age": _age(synced, now), "limit": _span(pjpixel_settings.HEALTH_MAX_SYNC_AGE)}
+    return ""
 
 
 def _age(since: datetime | None, now: datetime) -> str:

@@ -10,7 +10,6 @@ CSV export all of them.
 
 from __future__ import annotations
 
-from datetime import date, timedelta
 from itertools import chain
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -20,12 +19,11 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exports import csv_lines
+from django_pjpixel.range_forms import MARKET_PARAMETER, ReconciliationForm
 from django_pjpixel.reconciliation import (
     CATEGORIES,
     CSV_HEADER,
@@ -36,7 +34,6 @@ from django_pjpixel.reconciliation import (
     describe,
     reconcile,
 )
-from django_pjpixel.views import DATE_FORMAT, EventRangeForm, day_range
 
 if TYPE_CHECKING:
     from django_pjpixel.mirror_admin import PrisjaktEventAdmin
@@ -58,33 +55,6 @@ HELP = {
 }
 
 
-class ReconciliationForm(EventRangeForm):
-    """``from`` and ``to`` (``YYYY-MM-DD``, whole local days), of any length."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        del self.fields["page"]
-
-    @classmethod
-    def from_query(cls, query: Any, today: date | None = None) -> ReconciliationForm:
-        """The form bound to the query string, the last ``SYNC_DAYS`` days where it is silent."""
-        today = today or timezone.localdate()
-        first = today - timedelta(days=pjpixel_settings.SYNC_DAYS - 1)
-        data = {"from": first.strftime(DATE_FORMAT), "to": today.strftime(DATE_FORMAT)}
-        data.update({name: query[name] for name in ("from", "to") if query.get(name)})
-        return cls(data)
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = self.cleaned_data
-        first, last = cleaned.get("from"), cleaned.get("to")
-        if isinstance(first, date) and isinstance(last, date):
-            if last < first:
-                self.add_error("to", gettext("The end date must not be before the start date."))
-            else:
-                cleaned["start"], cleaned["end"] = day_range(first, last)
-        return cleaned
-
-
 def reconciliation_view(model_admin: PrisjaktEventAdmin, request: HttpRequest) -> HttpResponse:
     """The page: the range form, the counts per category, the differences."""
     form = _allowed_form(model_admin, request)
@@ -98,7 +68,7 @@ def reconciliation_view(model_admin: PrisjaktEventAdmin, request: HttpRequest) -
     report = _report(request, form)
     if report is not None:
         rows = [_row(difference) for difference in report.differences(limit=SHOWN + 1)]
-        query = urlencode({name: form.data[name] for name in ("from", "to")})
+        query = urlencode(form.query())
         context.update(
             {
                 "report": report,
@@ -133,7 +103,9 @@ def reconciliation_csv(model_admin: PrisjaktEventAdmin, request: HttpRequest) ->
     response = StreamingHttpResponse(
         csv_lines(chain([CSV_HEADER], rows)), content_type="text/csv; charset=utf-8"
     )
-    name = f"pjpixel-reconciliation-{form.data['from']}-{form.data['to']}.csv"
+    key = form.cleaned_data["market"].key
+    market = f"{key}-" if key else ""
+    name = f"pjpixel-reconciliation-{market}{form.data['from']}-{form.data['to']}.csv"
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 
@@ -147,10 +119,16 @@ def _allowed_form(model_admin: PrisjaktEventAdmin, request: HttpRequest) -> Reco
 def _report(request: HttpRequest, form: ReconciliationForm) -> Report | None:
     """The comparison for the form's range, or None with a message saying why not."""
     if not form.is_valid():
-        messages.error(request, gettext("Nothing was compared: correct the dates below."))
+        messages.error(
+            request,
+            gettext("Nothing was compared: choose one of the markets below.")
+            if form.has_error(MARKET_PARAMETER)
+            else gettext("Nothing was compared: correct the dates below."),
+        )
         return None
+    cleaned = form.cleaned_data
     try:
-        return reconcile(form.cleaned_data["start"], form.cleaned_data["end"])
+        return reconcile(cleaned["start"], cleaned["end"], pixel_id=cleaned["market"].pixel_id)
     except NotSynced as err:
         messages.warning(request, str(err))
         return None

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
@@ -40,98 +38,18 @@ from django_pjpixel.exceptions import (
     PrisjaktConnectionError,
     PrisjaktTimeout,
 )
-from django_pjpixel.markets import market_of
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.pagination import EventPage, readable_events
-from django_pjpixel.payloads import MAX_LIST_RANGE, check_range
+from django_pjpixel.range_forms import MARKET_PARAMETER, MAX_DAYS, EventRangeForm
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
-
-MAX_DAYS = MAX_LIST_RANGE.days
-DEFAULT_DAYS = 7
-DATE_FORMAT = "%Y-%m-%d"
 
 # The chart's geometry, in SVG user units.
 CHART_HEIGHT = 120
 CHART_BAR = 12
 CHART_GAP = 4
 CHART_LABEL = 18
-
-
-def day_range(first: date, last: date) -> tuple[datetime, datetime]:
-    """Whole days in the current time zone: ``first`` 00:00 to the end of ``last``."""
-    zone = timezone.get_current_timezone()
-    start = timezone.make_aware(datetime.combine(first, time.min), zone)
-    end = timezone.make_aware(datetime.combine(last, time.max), zone)
-    return start, end
-
-
-def check_days(first: date, last: date) -> tuple[datetime, datetime]:
-    """The range of whole days, or ``InvalidInput`` for what the API would refuse."""
-    if last < first:
-        raise InvalidInput("to", gettext("The end date must not be before the start date."))
-    if (last - first).days + 1 > MAX_DAYS:
-        raise InvalidInput(
-            "to", gettext("The range may span at most %(days)d days.") % {"days": MAX_DAYS}
-        )
-    start, end = day_range(first, last)
-    try:
-        start_utc, end_utc = start.astimezone(dt_timezone.utc), end.astimezone(dt_timezone.utc)
-    except OverflowError as err:  # 0001-01-01 in Stockholm, 9999-12-31 in New York
-        raise InvalidInput(
-            "to", gettext("The dates must fall within the years 1 to 9999 in UTC.")
-        ) from err
-    try:
-        # In UTC: subtracting two times of one zone ignores a clock change, the API
-        # does not, so 60 whole days across the autumn change are refused here.
-        check_range(start_utc, end_utc)
-    except InvalidInput as err:
-        raise InvalidInput(
-            "to", gettext("The range may span at most %(days)d days.") % {"days": MAX_DAYS}
-        ) from err
-    return start, end
-
-
-class EventRangeForm(forms.Form):
-    """``from`` and ``to`` (``YYYY-MM-DD``, whole local days) and ``page``."""
-
-    page = forms.IntegerField(label=_("Page"), min_value=1, required=False)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        # "from" is a Python keyword, so the date fields are added here.
-        for name, label in (("from", _("From")), ("to", _("To"))):
-            self.fields[name] = forms.DateField(
-                label=label,
-                input_formats=[DATE_FORMAT],
-                widget=forms.DateInput(attrs={"type": "date"}, format=DATE_FORMAT),
-            )
-        self.order_fields(["from", "to", "page"])
-
-    @classmethod
-    def from_query(cls, query: Any, today: date | None = None) -> EventRangeForm:
-        """The form bound to the query string, the last 7 days where it says nothing."""
-        today = today or times.localdate()
-        data = {
-            "from": (today - timedelta(days=DEFAULT_DAYS - 1)).isoformat(),
-            "to": today.isoformat(),
-        }
-        for name in ("from", "to", "page"):
-            value = query.get(name)
-            if value:
-                data[name] = value
-        return cls(data)
-
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean() or {}
-        first, last = cleaned.get("from"), cleaned.get("to")
-        if isinstance(first, date) and isinstance(last, date):
-            try:
-                cleaned["start"], cleaned["end"] = check_days(first, last)
-            except InvalidInput as err:
-                self.add_error("to", err.message)
-        return cleaned
 
 
 @dataclass
@@ -279,17 +197,20 @@ def describe_error(err: PrisjaktAPIError) -> str:
     return " — ".join(parts)
 
 
-def page_url(cleaned: dict[str, Any], page: int) -> str:
-    """The admin's own URL for another page: dates and a page number, nothing else."""
-    query = {
-        "from": cleaned["from"].isoformat(),  # strftime("%Y") writes the year 1 as "1"
-        "to": cleaned["to"].isoformat(),
-        "page": str(page),
-    }
+def page_url(form: EventRangeForm, page: int) -> str:
+    """The admin's own URL for another page: the dates, the market and a page number."""
+    cleaned = form.cleaned_data
+    query = form.query(
+        **{
+            "from": cleaned["from"].isoformat(),  # strftime("%Y") writes the year 1 as "1"
+            "to": cleaned["to"].isoformat(),
+            "page": str(page),
+        }
+    )
     return reverse("admin:django_pjpixel_prisjakt_events") + "?" + urlencode(query)
 
 
-def navigation(cleaned: dict[str, Any], page: EventPage) -> list[dict[str, Any]]:
+def navigation(form: EventRangeForm, page: EventPage) -> list[dict[str, Any]]:
     labels = (
         ("first", _("First")),
         ("prev", _("Previous")),
@@ -304,7 +225,7 @@ def navigation(cleaned: dict[str, Any], page: EventPage) -> list[dict[str, Any]]
                 "rel": rel,
                 "label": label,
                 "page": number,
-                "url": page_url(cleaned, number) if number and number != page.page else None,
+                "url": page_url(form, number) if number and number != page.page else None,
             }
         )
     return links
@@ -320,18 +241,27 @@ def prisjakt_events_view(model_admin: ModelAdmin[Any], request: HttpRequest) -> 
         "title": _("Prisjakt events"),
         "opts": model_admin.model._meta,
         "form": form,
-        "pixel_id": market_of().pixel_id,
+        "pixel_id": None,
         "max_days": MAX_DAYS,
         "rows": None,
     }
     if not form.is_valid():
-        messages.error(request, gettext("No events were fetched: correct the dates below."))
+        messages.error(
+            request,
+            gettext("No events were fetched: choose one of the markets below.")
+            if form.has_error(MARKET_PARAMETER)
+            else gettext("No events were fetched: correct the dates below."),
+        )
         return _render(model_admin, request, context)
     cleaned = form.cleaned_data
-    context.update(range_context(cleaned["from"], cleaned["to"]))  # the mirror: no API call
+    pixel_id = context["pixel_id"] = cleaned["market"].pixel_id
+    # The mirror's totals: no API call.
+    context.update(range_context(cleaned["from"], cleaned["to"], pixel_id))
     number = cleaned.get("page") or 1
     try:
-        page = get_client().list_events(start=cleaned["start"], end=cleaned["end"], page=number)
+        page = get_client(pixel_id).list_events(
+            start=cleaned["start"], end=cleaned["end"], page=number
+        )
     except PrisjaktAPIError as err:
         messages.error(request, describe_error(err))
         return _render(model_admin, request, context)
@@ -346,12 +276,12 @@ def prisjakt_events_view(model_admin: ModelAdmin[Any], request: HttpRequest) -> 
             % {"count": len(skipped), "ids": ", ".join(skipped)},
         )
     rows = event_rows(events)
-    link_local(rows, context["pixel_id"])
+    link_local(rows, pixel_id)
     context.update(
         {
             "rows": rows,
             "page": page,
-            "navigation": navigation(cleaned, page),
+            "navigation": navigation(form, page),
             "summary": summarize(rows, cleaned["from"], cleaned["to"]),
             "request_id": page.request_id,
         }

@@ -145,8 +145,9 @@ def api_settings(api_url: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def complete_sync(ago: timedelta | None = None) -> PrisjaktSync:
-    """The record of a complete sync of the last 7 days that finished ``ago`` (30 minutes)."""
+def complete_sync(ago: timedelta | None = None, pixel_id: str = PIXEL_ID) -> PrisjaktSync:
+    """The record of a complete sync of the last 7 days that finished ``ago`` (30 minutes),
+    for the pixel ``pixel_id`` (the test pixel's)."""
     from datetime import timedelta
 
     from django.utils import timezone
@@ -155,7 +156,7 @@ def complete_sync(ago: timedelta | None = None) -> PrisjaktSync:
 
     when = timezone.now() - (ago if ago is not None else timedelta(minutes=30))
     run: PrisjaktSync = PrisjaktSync.objects.create(
-        pixel_id=PIXEL_ID,
+        pixel_id=pixel_id,
         start=when - timedelta(days=7),
         end=when,
         started_at=when,

@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import formats, timezone, translation
 
-from django_pjpixel import views
+from django_pjpixel import range_forms, views
 from django_pjpixel.client import format_time
 from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, Problem
 from django_pjpixel.models import ConversionEvent
@@ -89,7 +89,7 @@ def test_default_range_is_the_last_seven_days(
     assert f'value="{(today - timedelta(days=6)).isoformat()}"' in page
     assert f'value="{today.isoformat()}"' in page
     (request,) = listings(pjpixel_api)
-    start, end = views.day_range(today - timedelta(days=6), today)
+    start, end = range_forms.day_range(today - timedelta(days=6), today)
     assert request.query["from"] == format_time(start)
     assert request.query["to"] == format_time(end)
     assert request.query["page"] == "1"
@@ -97,7 +97,7 @@ def test_default_range_is_the_last_seven_days(
 
 
 def test_dates_are_whole_days_in_the_current_time_zone() -> None:
-    start, end = views.day_range(date(2025, 3, 1), date(2025, 3, 2))
+    start, end = range_forms.day_range(date(2025, 3, 1), date(2025, 3, 2))
     assert start.isoformat() == "2025-03-01T00:00:00+01:00"
     assert end.isoformat() == "2025-03-02T23:59:59.999999+01:00"
 
@@ -431,8 +431,8 @@ def test_describe_error_without_a_status() -> None:
 
 def test_check_days_keeps_the_api_limit() -> None:
     with pytest.raises(InvalidInput, match="at most 60 days"):
-        views.check_days(date(2025, 1, 1), date(2025, 3, 2))
-    start, end = views.check_days(date(2025, 1, 1), date(2025, 1, 1))
+        range_forms.check_days(date(2025, 1, 1), date(2025, 3, 2))
+    start, end = range_forms.check_days(date(2025, 1, 1), date(2025, 1, 1))
     assert end - start < timedelta(days=1)
     assert isinstance(start, datetime)
 

@@ -7,7 +7,7 @@ exists and whether it can be written; with several markets (``PJPIXEL["PIXELS"]`
 a section for each. Exit status 0 when the credentials and the pixel (of every
 market) are in order, 1 otherwise. ``--health`` instead summarises
 delivery (``health.delivery_health``, the outbox admin's summary), exit
-status 1 when it is unhealthy.
+status 1 when it is unhealthy. ``--pixel KEY`` does either for one market.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from django_pjpixel import times
 from django_pjpixel.auth import BATCH_ROLES, SEND_ROLES
 from django_pjpixel.client import PrisjaktClient, get_client
 from django_pjpixel.exceptions import (
+    InvalidInput,
     PjpixelConfigurationError,
     PrisjaktAPIError,
     PrisjaktConnectionError,
@@ -30,7 +31,7 @@ from django_pjpixel.exceptions import (
 )
 from django_pjpixel.health import delivery_health
 from django_pjpixel.logtext import one_line
-from django_pjpixel.markets import Market, all_markets, is_configured
+from django_pjpixel.markets import Market, all_markets, is_configured, market_named
 from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
 
 
@@ -41,15 +42,20 @@ class Command(BaseCommand):
         parser.add_argument(
             "--health", action="store_true", help="summarise delivery health instead (no API call)"
         )
+        parser.add_argument("--pixel", help='one market, a key of PJPIXEL["PIXELS"]')
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            chosen = market_named(options["pixel"]) if options["pixel"] else None
+        except InvalidInput as err:
+            raise CommandError(err.message) from err
         if options["health"]:
-            self.check_health()
+            self.check_health(chosen)
             return
         several = is_configured()
         if several:
             self.count_failed()
-        found = all_markets()
+        found = all_markets() if chosen is None else [chosen]
         if not found:
             raise CommandError(_('PJPIXEL["PIXELS"] names no market; manage.py check says why.'))
         not_ready = [market.key for market in found if not self.check_market(market)]
@@ -124,8 +130,10 @@ class Command(BaseCommand):
             )
         return True
 
-    def check_health(self) -> None:
-        health = delivery_health()
+    def check_health(self, market: Market | None) -> None:
+        health = delivery_health(pixel_id=market.pixel_id if market else None)
+        if market is not None:
+            self.stdout.write(self.style.MIGRATE_HEADING(_("Market %(key)s") % {"key": market.key}))
         for line in health.lines():
             self.stdout.write(line)
         for problem in health.problems:

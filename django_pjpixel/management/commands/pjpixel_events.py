@@ -22,7 +22,7 @@ from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, P
 from django_pjpixel.exports import safe_cell
 from django_pjpixel.management.commands.pjpixel_check import describe
 from django_pjpixel.markets import market_named
-from django_pjpixel.views import DATE_FORMAT, check_days
+from django_pjpixel.range_forms import DATE_FORMAT, check_days
 
 CSV_COLUMNS = (
     "id",

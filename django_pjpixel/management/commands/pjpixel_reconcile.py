@@ -33,6 +33,7 @@ from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.exports import csv_lines
 from django_pjpixel.management.commands.pjpixel_events import day
 from django_pjpixel.markets import market_named
+from django_pjpixel.range_forms import day_range
 from django_pjpixel.reconciliation import (
     CATEGORIES,
     CSV_HEADER,
@@ -41,7 +42,6 @@ from django_pjpixel.reconciliation import (
     describe,
     reconcile,
 )
-from django_pjpixel.views import day_range
 
 DIFFERS, CANNOT_RUN = 1, 2
 

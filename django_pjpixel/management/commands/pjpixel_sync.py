@@ -25,8 +25,8 @@ from django_pjpixel.management.commands.pjpixel_check import describe
 from django_pjpixel.management.commands.pjpixel_events import day
 from django_pjpixel.markets import market_named
 from django_pjpixel.models import PrisjaktSync
+from django_pjpixel.range_forms import day_range
 from django_pjpixel.sync import Progress, sync_events, sync_recent
-from django_pjpixel.views import day_range
 
 
 class Command(BaseCommand):
