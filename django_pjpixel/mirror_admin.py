@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from django_pjpixel import reconciliation_views
 from django_pjpixel.models import ConversionEvent, PrisjaktEvent
+from django_pjpixel.pixel_filter import PixelFilter
 
 if TYPE_CHECKING:
     ModelAdmin = admin.ModelAdmin[PrisjaktEvent]
@@ -49,7 +50,12 @@ class PrisjaktEventAdmin(ModelAdmin):
         "id",
         "last_seen",
     )
-    list_filter = ("currency", "event_name", ("event_time", admin.DateFieldListFilter))
+    list_filter = (
+        PixelFilter,
+        "currency",
+        "event_name",
+        ("event_time", admin.DateFieldListFilter),
+    )
     search_fields = ("external_event_id", "id", "click_id")
     readonly_fields = tuple(field.name for field in PrisjaktEvent._meta.fields)
     list_per_page = 50

@@ -1,4 +1,5 @@
-"""The outbox changelist's pixel filter: each pixel of the rows, its market's key beside it."""
+"""The pixel filter of the outbox's and the mirror's changelists: each pixel of the rows,
+its market's key beside it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from django_pjpixel.markets import is_configured, label
-from django_pjpixel.models import ConversionEvent
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin
@@ -23,17 +23,12 @@ class PixelFilter(admin.SimpleListFilter):
     parameter_name = "pixel_id"
 
     def lookups(self, request: HttpRequest, model_admin: ModelAdmin[Any]) -> list[tuple[str, str]]:
-        pixels = list(
-            ConversionEvent.objects.order_by("pixel_id")
-            .values_list("pixel_id", flat=True)
-            .distinct()
-        )
+        rows = model_admin.get_queryset(request)
+        pixels = list(rows.order_by("pixel_id").values_list("pixel_id", flat=True).distinct())
         if len(pixels) < 2 and not is_configured():
             return []  # one pixel: nothing to choose
         return [(pixel, label(pixel)) for pixel in pixels]
 
-    def queryset(
-        self, request: HttpRequest, queryset: QuerySet[ConversionEvent]
-    ) -> QuerySet[ConversionEvent]:
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
         return queryset if value is None else queryset.filter(pixel_id=value)

@@ -7,9 +7,11 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import urlencode
 
 from django_pjpixel.markets import UNROUTED
+from django_pjpixel.models import PrisjaktEvent
 from tests.helpers import MARKETS, PIXEL_ID, make_event, markets
 
 pytestmark = pytest.mark.django_db
@@ -63,3 +65,29 @@ def test_rows_of_two_pixels_are_told_apart_without_markets(admin_client: Client)
     html = changelist(admin_client)
     assert "By pixel" in html
     assert "order-1" not in changelist(admin_client, "?" + urlencode({"pixel_id": SE}))
+
+
+def test_the_mirror_filters_by_pixel_named_by_market(
+    admin_client: Client, pjpixel: dict[str, Any]
+) -> None:
+    pjpixel["PIXELS"] = markets("se", "no")
+    for pixel, order_id in ((SE, "listed-se"), (NO, "listed-no")):
+        PrisjaktEvent.objects.create(
+            pixel_id=pixel,
+            id=f"event-{order_id}",
+            external_event_id=order_id,
+            event_name="purchase",
+            event_time=timezone.now(),
+            amount=100,
+            currency="SEK",
+            number_of_items=1,
+            first_seen=timezone.now(),
+            last_seen=timezone.now(),
+        )
+    mirror = reverse("admin:django_pjpixel_prisjaktevent_changelist")
+    html = admin_client.get(mirror).content.decode()
+    assert f"no: {NO}" in html
+    assert "listed-se" in html
+    html = admin_client.get(mirror + "?" + urlencode({"pixel_id": NO})).content.decode()
+    assert "listed-no" in html
+    assert "listed-se" not in html
