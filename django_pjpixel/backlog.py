@@ -213,7 +213,7 @@ class _Lease(Generic[Row]):
         if now + timedelta(seconds=_worst_request()) <= self.until:
             return
         self.until = now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS)
-        self.model.objects.filter(
+        self.model._default_manager.filter(
             pk__in=self.pks, status=Status.SENDING, lease_token=self.token
         ).update(leased_until=self.until)
 

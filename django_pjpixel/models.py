@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from decimal import Decimal
 
 from django.db import models
@@ -8,7 +9,41 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 
-class ConversionEvent(models.Model):
+class OutboxRow(models.Model):
+    """A row sent to Prisjakt through the outbox: its pixel, its lease and attempts, the answer.
+
+    ``outbox`` claims, leases and settles the rows of every model built on it
+    (``ConversionEvent``, ``Restatement``). Each declares its own ``status``,
+    ``skip_reason`` and ``created_at``: their choices or labels differ.
+    """
+
+    # Declared by each model (their choices or labels differ); named here for ``outbox``.
+    status: str
+    skip_reason: str
+    created_at: datetime
+
+    pixel_id = models.CharField(_("pixel id"), max_length=64)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
+    leased_until = models.DateTimeField(_("leased until"), null=True, blank=True)
+    lease_token = models.UUIDField(_("lease token"), null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(
+        _("last HTTP status"), null=True, blank=True
+    )
+    problem_type = models.CharField(_("problem type"), max_length=200, blank=True)
+    problem_title = models.CharField(_("problem title"), max_length=300, blank=True)
+    problem_detail = models.TextField(_("problem detail"), blank=True)
+    field_errors = models.JSONField(_("field errors"), default=dict, blank=True)
+    request_id = models.CharField(_("request id"), max_length=100, blank=True)
+    remote_event_id = models.CharField(_("Prisjakt event id"), max_length=64, blank=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class ConversionEvent(OutboxRow):
     """One purchase to report to Prisjakt: the outbox row and the ledger of its fate.
 
     Written in the order's own transaction; a row is delivered at most once per
@@ -25,7 +60,6 @@ class ConversionEvent(models.Model):
         SKIPPED = "skipped", _("Skipped")
         DEAD = "dead", _("Gave up")
 
-    pixel_id = models.CharField(_("pixel id"), max_length=64)
     order_id = models.CharField(
         _("order id"), max_length=100, help_text=_("Sent as external_event_id.")
     )
@@ -45,24 +79,7 @@ class ConversionEvent(models.Model):
         _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
     )
     skip_reason = models.CharField(_("skip reason"), max_length=200, blank=True)
-    attempts = models.PositiveIntegerField(_("attempts"), default=0)
-    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
-    leased_until = models.DateTimeField(_("leased until"), null=True, blank=True)
-    lease_token = models.UUIDField(_("lease token"), null=True, blank=True)
-
-    last_status_code = models.PositiveSmallIntegerField(
-        _("last HTTP status"), null=True, blank=True
-    )
-    problem_type = models.CharField(_("problem type"), max_length=200, blank=True)
-    problem_title = models.CharField(_("problem title"), max_length=300, blank=True)
-    problem_detail = models.TextField(_("problem detail"), blank=True)
-    field_errors = models.JSONField(_("field errors"), default=dict, blank=True)
-    request_id = models.CharField(_("request id"), max_length=100, blank=True)
-    remote_event_id = models.CharField(_("Prisjakt event id"), max_length=64, blank=True)
-
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
-    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
     # The values the purchase counts at now, after a refund or cancellation: the last
     # restatement Prisjakt accepted, or one taken before the event was sent. Null: never
     # restated. Read them through ``current_*`` (or ``CURRENT_API_AMOUNT`` in a query).
@@ -136,7 +153,7 @@ REPORTED_INVALID = models.Q(status="failed", problem_title=INVALID_PURCHASE, att
 CURRENT_API_AMOUNT = Coalesce("restated_api_amount", "api_amount")
 
 
-class Restatement(models.Model):
+class Restatement(OutboxRow):
     """A refund or cancellation of a reported purchase: one change, in the ledger and the outbox.
 
     Sent to Prisjakt as the many-events ``PATCH`` of the event (its ``external_event_id``,
@@ -162,7 +179,6 @@ class Restatement(models.Model):
         null=True,
         blank=True,
     )
-    pixel_id = models.CharField(_("pixel id"), max_length=64)
     order_id = models.CharField(_("order id"), max_length=100)
     reason = models.CharField(_("reason"), max_length=200, blank=True)
     old_amount = models.DecimalField(
@@ -182,22 +198,7 @@ class Restatement(models.Model):
         _("status"), max_length=16, choices=Status.choices, default=Status.PENDING
     )
     skip_reason = models.CharField(_("why not sent"), max_length=200, blank=True)
-    attempts = models.PositiveIntegerField(_("attempts"), default=0)
-    next_attempt_at = models.DateTimeField(_("next attempt at"), null=True, blank=True)
-    leased_until = models.DateTimeField(_("leased until"), null=True, blank=True)
-    lease_token = models.UUIDField(_("lease token"), null=True, blank=True)
-    last_status_code = models.PositiveSmallIntegerField(
-        _("last HTTP status"), null=True, blank=True
-    )
-    problem_type = models.CharField(_("problem type"), max_length=200, blank=True)
-    problem_title = models.CharField(_("problem title"), max_length=300, blank=True)
-    problem_detail = models.TextField(_("problem detail"), blank=True)
-    field_errors = models.JSONField(_("field errors"), default=dict, blank=True)
-    request_id = models.CharField(_("request id"), max_length=100, blank=True)
-    remote_event_id = models.CharField(_("Prisjakt event id"), max_length=64, blank=True)
     created_at = models.DateTimeField(_("restated at"), default=timezone.now)
-    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
-    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("restatement")

@@ -34,12 +34,12 @@ from django.utils import timezone
 from django_pjpixel.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, PrisjaktConflict
-from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent, Restatement
+from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent, OutboxRow
 from django_pjpixel.signals import Cancel
 
 Status = ConversionEvent.Status
-# An outbox row: the two models share the fields this module reads and writes.
-Row = TypeVar("Row", ConversionEvent, Restatement)
+# An outbox row: a ConversionEvent or a Restatement, as given (a list of one model).
+Row = TypeVar("Row", bound=OutboxRow)
 SendResult = ApiResult | Cancel | Exception
 # Outcomes that are not a status of the row.
 NOT_DUE = "not_due"  # someone else has it, it is final, or its time has not come
@@ -99,13 +99,13 @@ def claim_due(
     leased_until = now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS)
     alias = router.db_for_write(model)
     with transaction.atomic(using=alias):
-        candidates = model.objects.using(alias).filter(due).order_by("pk")
+        candidates = model._default_manager.using(alias).filter(due).order_by("pk")
         if connections[alias].features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         rows = list(candidates[:limit])
         if not rows:
             return []
-        claimed = model.objects.using(alias).filter(due, pk__in=[row.pk for row in rows])
+        claimed = model._default_manager.using(alias).filter(due, pk__in=[row.pk for row in rows])
         count = claimed.update(
             status=Status.SENDING,
             leased_until=leased_until,
@@ -116,7 +116,7 @@ def claim_due(
             # Without SKIP LOCKED (SQLite) another sender may have taken some
             # of them in between: read back which rows this lease holds.
             return list(
-                model.objects.using(alias)
+                model._default_manager.using(alias)
                 .filter(pk__in=[row.pk for row in rows], lease_token=token)
                 .order_by("pk")
             )
@@ -196,7 +196,7 @@ def write_outcome(event: Row, result: SendResult, *, now: datetime) -> Written[R
     fields, retry_at = outcome_fields(event, result, now)
     updated = (
         type(event)
-        .objects.filter(pk=event.pk, status=Status.SENDING, lease_token=event.lease_token)
+        ._default_manager.filter(pk=event.pk, status=Status.SENDING, lease_token=event.lease_token)
         .update(leased_until=None, lease_token=None, **fields)
     )
     if not updated:
@@ -234,7 +234,7 @@ def write_chunk(events: list[Row], result: SendResult) -> list[Written[Row]]:
         groups.append((answer, events, None))
     alias = router.db_for_write(model)
     with transaction.atomic(using=alias):
-        mine = model.objects.using(alias).filter(
+        mine = model._default_manager.using(alias).filter(
             pk__in=[event.pk for event in events],
             status=Status.SENDING,
             lease_token=events[0].lease_token,
@@ -245,7 +245,7 @@ def write_chunk(events: list[Row], result: SendResult) -> list[Written[Row]]:
         for fields, members, _ in groups:
             pks = [event.pk for event in members if event.pk in ours]
             if pks:
-                model.objects.using(alias).filter(pk__in=pks).update(
+                model._default_manager.using(alias).filter(pk__in=pks).update(
                     leased_until=None, lease_token=None, **fields
                 )
     return [
@@ -269,7 +269,7 @@ def is_transient(result: SendResult) -> bool:
 
 def release(events: list[Row], until: datetime | None) -> None:
     """Give back claimed rows that were not sent: due again at ``until``, the attempt undone."""
-    type(events[0]).objects.filter(
+    type(events[0])._default_manager.filter(
         pk__in=[event.pk for event in events],
         status=Status.SENDING,
         lease_token=events[0].lease_token,

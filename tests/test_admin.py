@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
@@ -213,6 +214,42 @@ def test_detail_shows_problem_field_errors_and_request_id(admin_client: Client) 
     assert 'name="order_id"' not in html
     assert 'name="_save"' not in html
     assert SECRET not in html
+
+
+def test_detail_shows_its_fields_in_the_order_of_its_fieldsets(admin_client: Client) -> None:
+    # The page follows the fieldsets, not the order in which the model declares its fields.
+    event = make_event()
+    url = reverse("admin:django_pjpixel_conversionevent_change", args=(event.pk,))
+    html = admin_client.get(url).content.decode()
+    assert re.findall(r"<label[^>]*>([^<]*):</label>", html) == [
+        # Order
+        "Order id",
+        "Amount",
+        "Currency",
+        "Number of items",
+        "Amount now",
+        "Event name",
+        "Event time",
+        "Pixel id",
+        "Click id",
+        "Click captured at",
+        # Delivery
+        "Status",
+        "Skip reason",
+        "Attempts",
+        "Next attempt at",
+        "Sent at",
+        "Prisjakt event id",
+        "Created at",
+        "Updated at",
+        # Last answer from Prisjakt
+        "Last HTTP status",
+        "Problem title",
+        "Problem detail",
+        "Problem type",
+        "Field errors",
+        "Request id to quote to Prisjakt",
+    ]
 
 
 def test_detail_without_errors(admin_client: Client) -> None:

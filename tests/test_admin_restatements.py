@@ -126,6 +126,50 @@ def test_the_list_of_restatements_links_each_to_its_event(admin_client: Client) 
     assert "1234.00 SEK, 2 → 0.00 SEK, 2" in detail
 
 
+def headings(html: str) -> list[tuple[str, str]]:
+    """The columns of a table (a list, an inline): each one's field and its heading."""
+    cells = re.findall(r'<th[^>]*class="[^"]*column-(\w+)[^"]*"[^>]*>(.*?)</th>', html, re.S)
+    return [(field, text(heading).strip()) for field, heading in cells]
+
+
+def test_restatements_show_their_columns_in_this_order(admin_client: Client) -> None:
+    # Each page lists its own fields, not the order in which the model declares them.
+    event = sent()
+    row = restate_purchase(order_id="order-1", amount=0, reason="cancelled")
+    assert row is not None
+    inline = [
+        ("created_at", "Restated at"),
+        ("reason", "Reason"),
+        ("change", "Amount, items: before → after"),
+        ("status", "Status"),
+        ("skip_reason", "Why not sent"),
+        ("attempts", "Attempts"),
+        ("last_answer", "Last answer"),
+        ("sent_at", "Sent at"),
+        ("request_id", "Request id"),
+    ]
+    assert headings(event_page(admin_client, event)) == inline
+    listed = page(admin_client, reverse("admin:django_pjpixel_restatement_changelist"))
+    assert headings(listed) == [
+        ("order", "Order"),
+        ("change", "Amount, items: before → after"),
+        ("status", "Status"),
+        ("skip_reason", "Why not sent"),
+        ("attempts", "Attempts"),
+        ("last_answer", "Last answer"),
+        ("created_at", "Restated at"),
+        ("sent_at", "Sent at"),
+    ]
+    detail = page(admin_client, reverse("admin:django_pjpixel_restatement_change", args=(row.pk,)))
+    assert re.findall(r"<label[^>]*>([^<]*):</label>", detail) == [
+        "Order",
+        "Pixel id",
+        *(heading for _, heading in inline),
+        "Problem detail",
+        "Field errors",
+    ]
+
+
 def test_restatements_are_records_never_added_or_changed(admin_client: Client) -> None:
     sent()
     row = restate_purchase(order_id="order-1", amount=0)
