@@ -40,6 +40,7 @@ from django.db import connections, router
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
+from django.utils.translation import gettext, ngettext
 
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import PjpixelError
@@ -64,21 +65,10 @@ CHUNK = 2000
 COLUMNS = (
     "category",
     "order_id",
-    "ours_id",
-    "ours_status",
-    "ours_amount",
-    "ours_sent_amount",
-    "ours_currency",
-    "ours_items",
-    "ours_time",
-    "ours_sent_at",
-    "pj_id",
-    "pj_events",
-    "pj_amount",
-    "pj_currency",
-    "pj_currency_max",
-    "pj_items",
-    "pj_time",
+    *(f"ours_{name}" for name in ("id", "status", "amount", "sent_amount", "currency")),
+    *(f"ours_{name}" for name in ("items", "time", "sent_at")),
+    *(f"pj_{name}" for name in ("id", "events", "amount", "currency", "currency_max")),
+    *(f"pj_{name}" for name in ("items", "time")),
 )
 
 
@@ -322,13 +312,27 @@ def _query(connection: BaseDatabaseWrapper, report: Report) -> _Query:
 
 def describe(side: dict[str, Any] | None) -> str:
     """One side of a difference in a few words (``1234 SEK, 2 items``), or ``-``."""
-    if side is None:
+    if not side:
         return "-"
-    amount = side.get("amount_sent", side.get("amount"))
     items = side.get("number_of_items")
-    text = f"{amount} {side.get('currency') or '?'}, {items} item{'' if items == 1 else 's'}"
+    amount, currency = side.get("amount_sent", side.get("amount")), side.get("currency") or "?"
+    values = {
+        "amount": amount,
+        "currency": currency,
+        "items": items,
+        "events": side.get("events", 1),
+    }
+    if isinstance(items, int):
+        text = ngettext(
+            "%(amount)s %(currency)s, %(items)s item",
+            "%(amount)s %(currency)s, %(items)s items",
+            items,
+        )
+    else:
+        text = gettext("%(amount)s %(currency)s, %(items)s items")
+    text %= values
     if side.get("events", 1) > 1:
-        text += f" ({side['events']} events)"
+        text += " " + gettext("(%(events)d events)") % values
     return text
 
 

@@ -145,3 +145,5 @@ def test_the_reconciliation_page_in_swedish(
     assert "Skickat av butiken" in page
     assert "Reconciliation" not in page
     assert "Missing at Prisjakt" not in page
+    assert re.search(r"1234(\.00)? SEK, 2 artiklar", page)  # the missing order, as sent
+    assert "2 items" not in page
