@@ -2,7 +2,8 @@
 
 Restatements are records, never edited: staff with the permission to add
 one (``django_pjpixel.add_restatement``) restate selected events through an
-intermediate form, which calls ``restate_purchase`` as a shop's refund does.
+intermediate form, which calls ``restate_purchase`` as a shop's refund does,
+naming the selected event's market.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from django_pjpixel import markets
 from django_pjpixel.models import ConversionEvent, Restatement
 from django_pjpixel.restatements import restate_purchase
 
@@ -155,7 +157,7 @@ def restate_view(
     if form.is_valid():
         with transaction.atomic():
             rows = [
-                restate_purchase(order_id=event.order_id, **form.cleaned_data)
+                _restate(model_admin, request, event, form.cleaned_data)
                 for event in queryset.order_by("pk")
             ]
         _report(model_admin, request, [row for row in rows if row is not None])
@@ -170,6 +172,22 @@ def restate_view(
     }
     template = "admin/django_pjpixel/conversionevent/restate.html"
     return TemplateResponse(request, template, context)
+
+
+def _restate(
+    model_admin: EventAdmin, request: HttpRequest, event: ConversionEvent, values: dict[str, Any]
+) -> Restatement | None:
+    """The selected event restated, not the order's event in another market."""
+    key = markets.key_of(event.pixel_id)
+    if key is None and markets.is_configured():
+        model_admin.message_user(
+            request,
+            _('Order %(order)s is not restated: no market of PJPIXEL["PIXELS"] has its pixel.')
+            % {"order": event.order_id},
+            messages.WARNING,
+        )
+        return None
+    return restate_purchase(order_id=event.order_id, pixel=key, **values)
 
 
 def _report(model_admin: EventAdmin, request: HttpRequest, rows: list[Restatement]) -> None:

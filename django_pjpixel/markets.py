@@ -224,6 +224,18 @@ def market_named(key: str) -> Market:
     raise InvalidInput("pixel", f"{key!r} is not a market ({keys_text()})")
 
 
+def key_of(pixel_id: str) -> str | None:
+    """The key of the market whose pixel is ``pixel_id``, as ``pixel=`` takes it.
+
+    None without ``PIXELS`` (the single pixel has no key to name) and for a
+    pixel no market has.
+    """
+    if not is_configured():
+        return None
+    keys = [m.key for m in all_markets() if m.pixel_id and m.pixel_id == pixel_id]
+    return keys[0] if keys else None
+
+
 def pixel_ids() -> list[str]:
     """The pixel ids of the markets (without ``PIXELS``: the single pixel's)."""
     return [market.pixel_id for market in all_markets()]

@@ -13,6 +13,11 @@ there what can be done with it:
 - the order was never reported, was skipped, failed or given up, or its event
   is past Prisjakt's 30-day window: ``unsendable``, with the reason.
 
+With several markets (``PJPIXEL["PIXELS"]``) the event restated is the
+order's in the market ``pixel=`` names, else in whichever market has it; an
+order id reported in several markets is not guessed at: without ``pixel=`` it
+is a ``failed`` row naming ``pixel``.
+
 Prisjakt documents no delete [open]: a cancellation is ``amount=0,
 number_of_items=0``. Nothing here raises into the shop's refund, as in
 ``purchases``: a bad value is a ``failed`` row naming the field and an ERROR
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,7 +54,9 @@ logger = logging.getLogger(__name__)
 Status = Restatement.Status
 EventStatus = ConversionEvent.Status
 APPLIED, PENDING, UNSENDABLE = str(Status.APPLIED), str(Status.PENDING), str(Status.UNSENDABLE)
-RESTATEMENT_FIELDS = frozenset({"order_id", "amount", "number_of_items", "currency", "reason"})
+RESTATEMENT_FIELDS = frozenset(
+    {"order_id", "amount", "number_of_items", "currency", "reason", "pixel"}
+)
 REPORTED_FIELDS = ("order_id", "amount", "number_of_items", "currency")
 # Prisjakt refuses a second event with an external_event_id it has "within the last 30
 # days" [docs]; past that a PATCH may create a second event rather than change this one.
@@ -78,6 +86,7 @@ def restate_purchase(
     number_of_items: int | None = None,
     currency: str | None = None,
     reason: str = "",
+    pixel: str | None = None,
 ) -> Restatement | None:
     """Restate a reported purchase at Prisjakt after a refund; returns its ``Restatement``.
 
@@ -86,6 +95,14 @@ def restate_purchase(
     refund: what is left; a cancellation: ``amount=0, number_of_items=0``);
     ``number_of_items`` and ``currency`` left out keep the values the order
     has. Validated as purchases are (``order_id`` a string, int or UUID).
+
+    With several markets (``PJPIXEL["PIXELS"]``) ``pixel``, a market key as
+    ``track_purchase`` takes it, names the market whose event of the order is
+    restated; left out, the order's event in whichever market has it. An order
+    id reported in several markets needs ``pixel``: without it, as with a key
+    that is not a market (or ``pixel`` without ``PIXELS``), the restatement is
+    a ``failed`` row naming ``pixel`` and nothing is sent.
+
     Never raises for what the shop passes: a bad value is recorded as a
     ``failed`` row naming the field and logged at ERROR. Returns None when
     ``PJPIXEL["ENABLED"]`` is false or the row could not be written (logged).
@@ -101,9 +118,9 @@ def restate_purchase(
     try:
         try:
             restated = check_restatement(**reported)
-        except InvalidInput as err:
-            return _record_invalid(err, reported, reason)
-        return _record(restated, reason_text(reason))
+            return _record(restated, reason_text(reason), _scope(pixel))
+        except InvalidInput as err:  # a bad value, a bad key, or an order in several markets
+            return _record_invalid(err, reported, reason, pixel)
     except Exception:
         logger.exception("pjpixel: could not record the restatement of order %r", order_id)
         return None
@@ -120,7 +137,7 @@ def connect_restatement_signal(
 
     ``mapper(sender, **kwargs)`` returns the keyword arguments of
     ``restate_purchase`` (``order_id``, ``amount``, optionally
-    ``number_of_items``, ``currency``, ``reason``), or None to ignore this
+    ``number_of_items``, ``currency``, ``reason``, ``pixel``), or None to ignore this
     sending. The receiver never raises into the shop: a mapper that fails is
     logged at ERROR; fields missing, unknown or invalid make a ``failed`` row
     naming the field. Returns the connected receiver (kept strongly referenced).
@@ -154,14 +171,35 @@ def restated_values(row: Restatement, now: datetime) -> dict[str, Any]:
     }
 
 
-def _record(restated: Restated, reason: str) -> Restatement:
+@dataclass(frozen=True)
+class _Scope:
+    """The pixels the order's event is looked for in; ``pixel_id``: the row's if none has it."""
+
+    pixel_ids: tuple[str, ...]
+    pixel_id: str
+
+
+def _scope(pixel: str | None) -> _Scope:
+    """The market ``pixel`` names (``InvalidInput`` naming ``pixel`` if none), else every one."""
+    if pixel is not None:
+        market = markets.market_named(pixel)
+        return _Scope((market.pixel_id,), market.pixel_id)
+    if not markets.is_configured():
+        single = markets.single().pixel_id
+        return _Scope((single,), single)
+    # Not UNROUTED's rows: purchases that went to no market, which Prisjakt never had.
+    found = tuple(pixel_id for pixel_id in markets.pixel_ids() if pixel_id != markets.UNROUTED)
+    return _Scope(found, markets.UNROUTED)
+
+
+def _record(restated: Restated, reason: str, scope: _Scope) -> Restatement:
     alias = router.db_for_write(Restatement)
     now = times.now()
     with transaction.atomic(using=alias):  # a savepoint: an error leaves the refund's usable
-        event = _event_of(restated.order_id, alias, lock=True)
+        event = _event_of(restated.order_id, alias, scope)
         row = Restatement(
             event=event,
-            pixel_id=event.pixel_id if event is not None else markets.market_of().pixel_id,
+            pixel_id=event.pixel_id if event is not None else scope.pixel_id,
             order_id=restated.order_id,
             reason=reason,
             amount=restated.amount,
@@ -184,14 +222,29 @@ def _record(restated: Restated, reason: str) -> Restatement:
     return row
 
 
-def _event_of(order_id: str, alias: str, *, lock: bool = False) -> ConversionEvent | None:
-    # With several markets, the order's row in whichever market it went to.
+def _event_of(order_id: str, alias: str, scope: _Scope) -> ConversionEvent | None:
+    """The order's event, locked; ``InvalidInput`` naming ``pixel`` when markets share it."""
+    found = _events_of(order_id, alias, scope, lock=True)
+    if len(found) > 1:
+        pixel_ids = {event.pixel_id for event in found}
+        keys = ", ".join(m.key for m in markets.all_markets() if m.pixel_id in pixel_ids)
+        raise InvalidInput(
+            "pixel",
+            f"order {order_id} was reported in markets {keys}: pass pixel= to say which "
+            "one is restated",
+        )
+    return found[0] if found else None
+
+
+def _events_of(
+    order_id: str, alias: str, scope: _Scope, *, lock: bool = False
+) -> list[ConversionEvent]:
+    """The order's purchase in each of the scope's pixels (one a market at most)."""
     rows = ConversionEvent.objects.using(alias).filter(
-        pixel_id__in=markets.pixel_ids(), order_id=order_id, event_name=EVENT_NAME_PURCHASE
+        pixel_id__in=scope.pixel_ids, order_id=order_id, event_name=EVENT_NAME_PURCHASE
     )
     # Locked until the refund commits: two restatements of one order are written in turn.
-    event: ConversionEvent | None = (rows.select_for_update() if lock else rows).first()
-    return event
+    return list((rows.select_for_update() if lock else rows).order_by("pk"))
 
 
 def _take_old_values(
@@ -281,14 +334,21 @@ def _restate_fields(sender: object, fields: dict[Any, Any]) -> Restatement | Non
         return None
     reported = {name: fields[name] for name in REPORTED_FIELDS if name in fields}
     try:
-        return _record_invalid(err, reported, fields.get("reason", ""))
+        return _record_invalid(err, reported, fields.get("reason", ""), fields.get("pixel"))
     except Exception:
         logger.exception("pjpixel: could not record the invalid restatement from %r", sender)
         return None
 
 
-def _record_invalid(err: InvalidInput, reported: Mapping[str, Any], reason: object) -> Restatement:
-    """Log a restatement that cannot be sent, and keep it as a ``failed`` row naming the field."""
+def _record_invalid(
+    err: InvalidInput, reported: Mapping[str, Any], reason: object, pixel: Any
+) -> Restatement:
+    """Log a restatement that cannot be sent, and keep it as a ``failed`` row naming the field.
+
+    The row is the order's event's where one market's event is found (the
+    market ``pixel`` names, else any), else of that market's pixel, else of
+    no market's (``UNROUTED``; the single pixel's without ``PIXELS``).
+    """
     logger.error(
         "pjpixel: invalid restatement of order %r, not sent to Prisjakt: %s",
         reported.get("order_id"),
@@ -296,12 +356,18 @@ def _record_invalid(err: InvalidInput, reported: Mapping[str, Any], reason: obje
     )
     values = {**invalid_values(err, reported, times.now()), "problem_title": INVALID_RESTATEMENT}
     del values["event_time"]
+    try:
+        scope = _scope(pixel)
+    except InvalidInput:  # no market to look in: as track_purchase's, the row is of none
+        scope = _Scope((), markets.UNROUTED)
     alias = router.db_for_write(Restatement)
     with transaction.atomic(using=alias):
+        found = _events_of(values["order_id"], alias, scope)
+        event = found[0] if len(found) == 1 else None
         row: Restatement = Restatement.objects.using(alias).create(
             **values,
-            event=_event_of(values["order_id"], alias),
-            pixel_id=pjpixel_settings.PIXEL_ID,
+            event=event,
+            pixel_id=scope.pixel_id if event is None else event.pixel_id,
             reason=reason_text(reason),
             status=Status.FAILED,
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html as html_text
 import re
 from decimal import Decimal
 from typing import Any
@@ -18,7 +19,7 @@ from django_pjpixel.backlog import deliver_due
 from django_pjpixel.models import ConversionEvent, Restatement
 from django_pjpixel.restatements import NEVER_REPORTED, restate_purchase
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from tests.helpers import make_event
+from tests.helpers import MARKETS, PIXEL_ID, make_event, markets
 
 pytestmark = pytest.mark.django_db
 
@@ -236,6 +237,23 @@ def test_restate_says_why_an_order_is_not_restated(admin_client: Client) -> None
         "(skipped: no click)." in response.content.decode()
     )
     assert Restatement.objects.get().status == Status.UNSENDABLE
+
+
+def test_restate_restates_the_selected_event_in_its_market(
+    admin_client: Client, pjpixel: dict[str, Any]
+) -> None:
+    pjpixel["PIXELS"] = markets("se", "no")
+    se, no = (MARKETS[key]["PIXEL_ID"] for key in ("se", "no"))
+    in_se = sent("10041", pixel_id=se)
+    sent("10041", pixel_id=no)  # the same order id in Norway stays as it is
+    orphan = sent("10042", pixel_id=PIXEL_ID)  # the shop's pixel before it named its markets
+    response = restate(admin_client, in_se, orphan, apply="yes", amount="0")
+    shown = html_text.unescape(response.content.decode())
+    assert "1 restatement recorded (1 pending)." in shown
+    assert 'Order 10042 is not restated: no market of PJPIXEL["PIXELS"] has its pixel.' in shown
+    assert list(Restatement.objects.values_list("event", "pixel_id", "status")) == [
+        (in_se.pk, se, Status.PENDING)
+    ]
 
 
 def test_restate_needs_its_permission(client: Client) -> None:
