@@ -308,3 +308,13 @@ def test_check_of_one_market_asks_with_its_credentials_only(api: PrisjaktEmulato
     assert "Market no" in text
     assert "Market se" not in text
     assert {client for _path, client in listed(api)} == {"shop-no"}
+
+
+def test_health_leaves_out_a_market_without_its_pixel_id(
+    api: PrisjaktEmulator, pjpixel: dict[str, Any]
+) -> None:
+    pjpixel["PIXELS"]["no"]["PIXEL_ID"] = ""
+    complete_sync(timedelta(minutes=30), SE)
+    health = delivery_health()
+    assert [market for market, _run in health.syncs] == [f"se: {SE}"]
+    assert health.healthy
