@@ -245,6 +245,7 @@ def _record(
                 request=request,
                 signed_click_id=signed_click_id,
                 at=purchase.event_time,
+                pixel_id=pixel_id,
             )
             click = resolution.click
             captured_at = click.captured_at if click else None
