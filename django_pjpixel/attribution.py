@@ -9,6 +9,13 @@ confirmed later without the visitor (a payment provider's webhook) is still
 attributed. ``resolve_click`` picks the click for an order: an explicit
 ``signed_click_id``, else the click attached to the order, else the
 request's store. The window runs from the click to the purchase.
+
+With several markets (``PJPIXEL["PIXELS"]``) one order id may be an order in
+each, so a click is kept with the market ``attach_click(pixel=)`` names, and
+serves that market's purchase of the order only. A click attached naming no
+market serves the order's purchase in one market, and none when the order id
+is recorded in several: a click is one visit to one market's site, and which
+one is not guessed.
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import SuspiciousOperation
+from django.db import router
 from django.utils.module_loading import import_string
 
-from django_pjpixel import stores, times
+from django_pjpixel import markets, stores, times
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.models import OrderClick
-from django_pjpixel.payloads import is_valid_click_id
+from django_pjpixel.models import ConversionEvent, OrderClick
+from django_pjpixel.payloads import EVENT_NAME_PURCHASE, is_valid_click_id
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -37,6 +45,8 @@ SESSION_KEY = stores.SESSION_KEY
 # The checkout form's field for the browser script's click ({% pjpixel_click_input %}).
 POST_FIELD = "pjpixel_click_id"
 MAX_ORDER_ID = 100  # OrderClick.order_id.max_length
+# OrderClick.pixel_id of a click attached naming no market (every click without PIXELS).
+UNNAMED = ""
 
 # Why an order is not attributed (ConversionEvent.skip_reason).
 SKIP_NO_CLICK = "no click"
@@ -44,6 +54,7 @@ SKIP_OUTSIDE_WINDOW = "click outside the attribution window"
 SKIP_NO_CONSENT = "no consent"
 SKIP_INVALID_CLICK_ID = "invalid click id"
 SKIP_CLICK_AFTER_PURCHASE = "click after the purchase"
+SKIP_MARKET_NOT_NAMED = "click attached without pixel=, and the order is in several markets"
 
 
 @dataclass(frozen=True)
@@ -170,14 +181,14 @@ def posted_click(request: HttpRequest, now: datetime | None = None) -> Click | N
 
 
 def keep_click_for_order(
-    request: HttpRequest, order_id: str, *, now: datetime | None = None
+    request: HttpRequest, order_id: str, *, pixel_id: str = UNNAMED, now: datetime | None = None
 ) -> Click | None:
-    """Keep the visitor's click for ``order_id`` (``purchases.attach_click``); returns it.
+    """Keep the visitor's click for ``order_id`` (``attaching.attach_click``); returns it.
 
     The store's click, else the browser script's click the checkout form
-    posted. Nothing is kept without consent, without a click, or when a
-    purchase at ``now`` (default: the current time) would not be attributed
-    to it.
+    posted, kept for the market of ``pixel_id`` (``UNNAMED``: for none named).
+    Nothing is kept without consent, without a click, or when a purchase at
+    ``now`` (default: the current time) would not be attributed to it.
     """
     if not has_consent(request):
         return None
@@ -189,17 +200,52 @@ def keep_click_for_order(
     assert click.captured_at is not None  # a kept or posted click has its capture time
     OrderClick.objects.update_or_create(
         order_id=order_id,
+        pixel_id=pixel_id,
         defaults={"click_id": click.click_id, "captured_at": times.as_django(click.captured_at)},
     )
     return click
 
 
-def click_for_order(order_id: str) -> Click | None:
-    """The click attached to ``order_id`` by ``attach_click``, or None."""
+def click_for_order(order_id: str, pixel_id: str | None = None) -> Click | None:
+    """The click ``attach_click`` kept for ``order_id`` in the market of ``pixel_id``, or None.
+
+    See ``attached_click``.
+    """
+    return attached_click(order_id, pixel_id).click
+
+
+def attached_click(order_id: str, pixel_id: str | None = None) -> Resolution:
+    """The click kept for ``order_id``'s purchase in the market of ``pixel_id`` (a row's).
+
+    Without ``PIXELS``, the order's click, as always. With several markets,
+    the click attached naming that market, else one attached naming none
+    (``pixel_id`` None: only that one), unless the order id is recorded in
+    another market too (``SKIP_MARKET_NOT_NAMED``): used there, one click
+    would count in two markets, or in the wrong one.
+    """
     if not isinstance(order_id, str) or not order_id or len(order_id) > MAX_ORDER_ID:
-        return None
-    row = OrderClick.objects.filter(order_id=order_id).first()
-    return None if row is None else Click(row.click_id, times.aware(row.captured_at))
+        return Resolution(None, SKIP_NO_CLICK)  # no query: it cannot have been attached
+    rows = OrderClick.objects.filter(order_id=order_id)
+    if markets.is_configured():
+        named = (UNNAMED,) if pixel_id is None else (pixel_id, UNNAMED)
+        rows = rows.filter(pixel_id__in=named).order_by("-pixel_id")  # the market's own first
+    row = rows.first()
+    if row is None:
+        return Resolution(None, SKIP_NO_CLICK)
+    unnamed = row.pixel_id == UNNAMED and markets.is_configured()
+    if unnamed and pixel_id is not None and order_pixels(order_id) - {pixel_id}:
+        return Resolution(None, SKIP_MARKET_NOT_NAMED)
+    return Resolution(Click(row.click_id, times.aware(row.captured_at)))
+
+
+def order_pixels(order_id: str) -> set[str]:
+    """The pixels of the markets in which a purchase of ``order_id`` is recorded."""
+    pixel_ids = [pixel_id for pixel_id in markets.pixel_ids() if pixel_id != markets.UNROUTED]
+    alias = router.db_for_write(ConversionEvent)  # the ledger, as the caller's transaction sees it
+    rows = ConversionEvent.objects.using(alias).filter(
+        order_id=order_id, event_name=EVENT_NAME_PURCHASE, pixel_id__in=pixel_ids
+    )
+    return set(rows.values_list("pixel_id", flat=True).distinct())
 
 
 def resolve_click(
@@ -208,23 +254,26 @@ def resolve_click(
     request: HttpRequest | None = None,
     signed_click_id: str | None = None,
     at: datetime | None = None,
+    pixel_id: str | None = None,
 ) -> Resolution:
     """The click of ``order_id``'s purchase, made at ``at`` (default: the current time).
 
     Sources, first found wins: ``signed_click_id`` (None or "" means not
-    given), the click attached to ``order_id``, ``request``'s store (only
-    with consent).
+    given), the click attached to ``order_id`` for the market of ``pixel_id``
+    (the purchase's; ``attached_click``), ``request``'s store (only with
+    consent).
     """
     if signed_click_id:
         if not is_valid_click_id(signed_click_id):
             return Resolution(None, SKIP_INVALID_CLICK_ID)
         return Resolution(Click(signed_click_id, None))
-    click = click_for_order(order_id)
+    attached = attached_click(order_id, pixel_id)
+    click = attached.click
     if click is None and request is not None:
         if not has_consent(request):
             return Resolution(None, SKIP_NO_CONSENT)
         click = get_click(request)
     if click is None:
-        return Resolution(None, SKIP_NO_CLICK)
+        return Resolution(None, attached.skip_reason)
     reason = click.skip_reason_at(times.now() if at is None else at)
     return Resolution(None, reason) if reason else Resolution(click)

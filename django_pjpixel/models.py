@@ -218,9 +218,15 @@ INVALID_RESTATEMENT = "Invalid restatement"
 
 
 class OrderClick(models.Model):
-    """A click kept for an order paid later without the visitor's session (webhooks)."""
+    """A click kept for an order paid later without the visitor's session (webhooks).
 
-    order_id = models.CharField(_("order id"), max_length=100, unique=True)
+    One per (order, market): ``pixel_id`` is the market's pixel ``attach_click``
+    was given, "" for a click attached naming no market (every click without
+    ``PIXELS``).
+    """
+
+    order_id = models.CharField(_("order id"), max_length=100)
+    pixel_id = models.CharField(_("pixel id"), max_length=64, blank=True, default="")
     click_id = models.CharField(_("click id"), max_length=128)
     captured_at = models.DateTimeField(_("click captured at"))
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
@@ -228,6 +234,9 @@ class OrderClick(models.Model):
     class Meta:
         verbose_name = _("click attached to an order")
         verbose_name_plural = _("clicks attached to orders")
+        constraints = [
+            models.UniqueConstraint(fields=("order_id", "pixel_id"), name="pjpixel_order_click"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.order_id} ← {self.click_id[:12]}…"

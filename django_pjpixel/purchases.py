@@ -1,9 +1,10 @@
-"""Reporting a paid order: ``track_purchase``, ``attach_click``, the order signals.
+"""Reporting a paid order: ``track_purchase``, the order signals.
 
 ``track_purchase`` writes the order's ``ConversionEvent`` in the caller's
 transaction (the outbox row) and hands it to the publisher once that commits.
 ``on_order_completed`` is the receiver of ``signals.order_completed``;
-``connect_order_signal`` hooks a shop's own order-paid signal.
+``connect_order_signal`` hooks a shop's own order-paid signal. A row skipped
+for want of a click is completed by a later one (``attaching``).
 
 Nothing here raises into the shop's checkout, whatever the shop passes and
 whatever ``DEBUG`` says: the order is paid by then. A purchase with a bad
@@ -22,23 +23,24 @@ from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
-from uuid import UUID
 
 from django.db import IntegrityError, router, transaction
 from django.dispatch import Signal
 
 from django_pjpixel import markets, publisher, times
-from django_pjpixel.attribution import Click, keep_click_for_order, resolve_click
+from django_pjpixel.attaching import attach_click as attach_click  # where it always was
+from django_pjpixel.attaching import attribute
+from django_pjpixel.attribution import resolve_click
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.models import REPORTED_INVALID, ConversionEvent, OrderClick
+from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
 from django_pjpixel.payloads import EVENT_NAME_PURCHASE
 from django_pjpixel.validation import (
+    OrderId,
     Purchase,
     bad_call,
     check_purchase,
     invalid_values,
-    order_id_text,
 )
 
 if TYPE_CHECKING:
@@ -62,7 +64,6 @@ PURCHASE_FIELDS = frozenset(
 REQUIRED_FIELDS = ("order_id", "amount", "number_of_items")
 REPORTED_FIELDS = ("order_id", "amount", "currency", "number_of_items", "event_time")
 
-OrderId = str | int | UUID
 Amount = Decimal | int | float | str
 OrderMapper = Callable[..., Mapping[str, Any] | None]
 Recorded = TypeVar("Recorded")
@@ -125,40 +126,6 @@ def track_purchase(
             "pjpixel: could not record the purchase of order %r (sender %r)", order_id, sender
         )
         return None
-
-
-def attach_click(
-    request: HttpRequest, order_id: OrderId, *, now: datetime | None = None
-) -> Click | None:
-    """At checkout: keep the visitor's click for ``order_id``; returns it, or None.
-
-    Call it where the order is created, while the visitor's request is at
-    hand, when the payment is confirmed later without it (a payment
-    webhook). The click is the one in the click store (session or cookie),
-    else the browser script's click the checkout form posted as
-    ``pjpixel_click_id`` (``{% pjpixel_click_input %}``), checked like a
-    ``?pjclid=``. ``order_id`` is the one the payment is reported with: a
-    string, an int or a UUID. Nothing is attached without consent, without
-    a click, or when the click is outside the attribution window. Never
-    raises into the checkout: a bad order id or a database error is logged.
-    """
-    try:
-        text = order_id_text(order_id)
-    except InvalidInput as err:
-        logger.error("pjpixel: no click attached to order %r: %s", order_id, err)
-        return None
-    alias = router.db_for_write(ConversionEvent)
-    try:
-        with transaction.atomic(using=router.db_for_write(OrderClick)):
-            click = keep_click_for_order(request, text, now=now)
-            event = _skipped_row(text, alias) if click else None
-            if event is not None and click is not None and _attribute(event, click, alias):
-                logger.info("pjpixel: order %s, skipped before, now has a click", text)
-                transaction.on_commit(partial(publisher.enqueue, event), using=alias, robust=True)
-    except Exception:
-        logger.exception("pjpixel: could not attach the click to order %s", text)
-        return None
-    return click
 
 
 def on_order_completed(sender: object, **kwargs: Any) -> ConversionEvent | None:
@@ -278,6 +245,7 @@ def _record(
                 request=request,
                 signed_click_id=signed_click_id,
                 at=purchase.event_time,
+                pixel_id=pixel_id,
             )
             click = resolution.click
             captured_at = click.captured_at if click else None
@@ -298,7 +266,7 @@ def _record(
     except IntegrityError:  # the same order reported again
         event = ConversionEvent.objects.using(alias).get(**lookup)
         created = _replaces_invalid(event, values) or (
-            click is not None and _attribute(event, click, alias)
+            click is not None and attribute(event, click, alias)
         )
     extra = {"pjpixel_event": event.pk, "order_id": event.order_id, "status": event.status}
     if not created:
@@ -328,51 +296,6 @@ def _replaces_invalid(event: ConversionEvent, values: dict[str, Any]) -> bool:
     )
     if updated:
         event.refresh_from_db()
-    return bool(updated)
-
-
-def _skipped_row(order_id: str, alias: str) -> ConversionEvent | None:
-    """``order_id``'s row if it was skipped for want of a usable click."""
-    row: ConversionEvent | None = (
-        ConversionEvent.objects.using(alias)
-        .filter(
-            pixel_id__in=markets.pixel_ids(),
-            order_id=order_id,
-            event_name=EVENT_NAME_PURCHASE,
-            status=ConversionEvent.Status.SKIPPED,
-            click_id="",
-        )
-        .first()
-    )
-    return row
-
-
-def _attribute(event: ConversionEvent, click: Click, alias: str) -> bool:
-    """A row skipped for want of a usable click takes ``click`` and is ``pending`` again.
-
-    Only when the click is within the window of the recorded purchase. One
-    conditional ``UPDATE``: of two reports racing here, one turns the row.
-    A row sent, being sent, failed, or skipped by ``pre_send`` (it has a
-    click) never changes.
-    """
-    Status = ConversionEvent.Status
-    skipped = event.status == str(Status.SKIPPED)
-    if not skipped or event.click_id or click.skip_reason_at(event.event_time):
-        return False
-    captured_at = click.captured_at
-    updated = (
-        ConversionEvent.objects.using(alias)
-        .filter(pk=event.pk, status=Status.SKIPPED, click_id="")
-        .update(
-            status=Status.PENDING,
-            click_id=click.click_id,
-            click_captured_at=times.as_django(captured_at) if captured_at else None,
-            skip_reason="",
-            next_attempt_at=None,
-        )
-    )
-    if updated:
-        event.refresh_from_db(using=alias)
     return bool(updated)
 
 

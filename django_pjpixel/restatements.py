@@ -40,8 +40,9 @@ from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import INVALID_RESTATEMENT, ConversionEvent, Restatement
 from django_pjpixel.payloads import EVENT_NAME_PURCHASE
-from django_pjpixel.purchases import Amount, OrderId, OrderMapper, mapped_receiver
+from django_pjpixel.purchases import Amount, OrderMapper, mapped_receiver
 from django_pjpixel.validation import (
+    OrderId,
     Restated,
     bad_call,
     check_restatement,

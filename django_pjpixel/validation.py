@@ -42,6 +42,8 @@ _MAX_ORDER_ID_BITS = 400  # an int this long has more digits than an order id ma
 _HASH = 12  # hex digits of the hash that keeps a stored invalid order id unique
 _SHOWN = 200  # characters of a refused value kept with its field error
 NO_ORDER_ID = "(no order id)"
+# What the shop may report as an order id; Prisjakt gets its str.
+OrderId = str | int | uuid.UUID
 
 
 @dataclass(frozen=True)

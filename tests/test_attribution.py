@@ -276,7 +276,7 @@ def test_attach_click_and_click_for_order() -> None:
     assert attach_click(request, "order-1", now=T0 + timedelta(days=1)) == Click(CLICK, T0)
 
     row = OrderClick.objects.get(order_id="order-1")
-    assert (row.click_id, row.captured_at) == (CLICK, T0)
+    assert (row.click_id, row.captured_at, row.pixel_id) == (CLICK, T0, "")  # no market named
     assert click_for_order("order-1") == Click(CLICK, T0)
     assert click_for_order("order-2") is None
 

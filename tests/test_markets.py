@@ -22,11 +22,11 @@ from django.urls import reverse
 from django.utils import timezone
 
 from django_pjpixel import backlog, markets, tasks
-from django_pjpixel.attribution import store_click
+from django_pjpixel.attribution import Click, click_for_order, store_click
 from django_pjpixel.backlog import deliver_due
 from django_pjpixel.client import get_client
 from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
+from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent, OrderClick
 from django_pjpixel.purchases import attach_click, connect_order_signal, track_purchase
 from django_pjpixel.signals import order_completed
 from django_pjpixel.testing.emulator import PrisjaktEmulator
@@ -383,6 +383,183 @@ def test_a_click_attached_later_completes_the_orders_row_in_its_market(
         attach_click(request, "n-1")
     assert statuses() == {"n-1": Status.SENT}
     assert seen(api) == [("POST", f"/pixels/{NO}/events", "shop-no", 201)]
+
+
+def checkout(click: str = CLICK) -> HttpRequest:
+    """A visitor's checkout request, their click in the session."""
+    request = RequestFactory().get("/checkout/")
+    request.session = SessionStore()
+    store_click(request, click)
+    return request
+
+
+def rows_of(order_id: str) -> dict[str, tuple[str, str, str]]:
+    """The order's rows by market: status, click id, skip reason."""
+    rows = ConversionEvent.objects.filter(order_id=order_id)
+    return {
+        markets.key_of(row.pixel_id) or row.pixel_id: (row.status, row.click_id, row.skip_reason)
+        for row in rows
+    }
+
+
+def skipped_in_both(order_id: str = "10041") -> None:
+    """One order id in Sweden and in Norway, both paid before their click was known."""
+    pay(order_id=order_id, currency="SEK", signed_click_id=None)
+    pay(order_id=order_id, currency="NOK", signed_click_id=None)
+    assert statuses() == {order_id: Status.SKIPPED}  # both rows
+
+
+def test_a_click_attached_naming_a_market_completes_only_that_markets_row(
+    api: PrisjaktEmulator, inline_queue: None, django_capture_on_commit_callbacks: Capture
+) -> None:
+    skipped_in_both()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert attach_click(checkout(), "10041", pixel="no") is not None
+    assert rows_of("10041") == {
+        "se": (Status.SKIPPED, "", "no click"),
+        "no": (Status.SENT, CLICK, ""),
+    }
+    # Sent to the Norwegian pixel, with the Norwegian credentials, and nowhere else.
+    assert seen(api) == [("POST", f"/pixels/{NO}/events", "shop-no", 201)]
+    assert [e["signed_click_id"] for e in api.events_for(NO)] == [CLICK]
+    assert api.events_for(SE) == []
+    # The Swedish order reported again (its webhook retried) does not take Norway's click.
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(order_id="10041", currency="SEK", signed_click_id=None)
+    assert rows_of("10041")["se"] == (Status.SKIPPED, "", "no click")
+    assert len(api.requests) == 1
+
+
+def test_a_click_attached_naming_a_market_is_used_by_that_markets_purchase_only(
+    api: PrisjaktEmulator, inline_queue: None, django_capture_on_commit_callbacks: Capture
+) -> None:
+    attach_click(checkout(), "10041", pixel="no")  # at the Norwegian checkout
+    with django_capture_on_commit_callbacks(execute=True):  # then both webhooks
+        pay(order_id="10041", currency="SEK", signed_click_id=None)
+        pay(order_id="10041", currency="NOK", signed_click_id=None)
+    assert rows_of("10041") == {
+        "se": (Status.SKIPPED, "", "no click"),
+        "no": (Status.SENT, CLICK, ""),
+    }
+    assert seen(api) == [("POST", f"/pixels/{NO}/events", "shop-no", 201)]
+
+
+def test_each_markets_checkout_keeps_its_own_click_for_one_order_id(
+    api: PrisjaktEmulator, inline_queue: None, django_capture_on_commit_callbacks: Capture
+) -> None:
+    other = CLICK[:-1] + "6"
+    attach_click(checkout(CLICK), "10041", pixel="se")
+    attach_click(checkout(other), "10041", pixel="no")  # does not replace Sweden's
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(order_id="10041", currency="NOK", signed_click_id=None)
+        pay(order_id="10041", currency="SEK", signed_click_id=None)
+    assert rows_of("10041") == {
+        "se": (Status.SENT, CLICK, ""),
+        "no": (Status.SENT, other, ""),
+    }
+    assert [e["signed_click_id"] for e in api.events_for(SE)] == [CLICK]
+    assert [e["signed_click_id"] for e in api.events_for(NO)] == [other]
+
+
+def test_a_click_attached_without_a_market_to_an_order_in_two_completes_neither(
+    api: PrisjaktEmulator,
+    inline_queue: None,
+    django_capture_on_commit_callbacks: Capture,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    skipped_in_both()
+    with django_capture_on_commit_callbacks(execute=True):
+        assert attach_click(checkout(), "10041") is not None  # kept, but for no market
+    assert rows_of("10041") == {
+        "se": (Status.SKIPPED, "", "no click"),
+        "no": (Status.SKIPPED, "", "no click"),
+    }
+    [warning] = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert warning.getMessage() == (
+        "pjpixel: order 10041 is recorded in markets se, no: a click attached without "
+        "pixel= completes none of them; attach it with pixel= naming the visitor's market"
+    )
+    # Nor does either market's purchase reported again take it: one click, one market.
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(order_id="10041", currency="SEK", signed_click_id=None)
+        pay(order_id="10041", currency="NOK", signed_click_id=None)
+    assert rows_of("10041") == {
+        "se": (Status.SKIPPED, "", "no click"),
+        "no": (Status.SKIPPED, "", "no click"),
+    }
+    assert api.requests == []
+
+
+def test_a_click_attached_without_a_market_is_used_by_one_market_only(
+    api: PrisjaktEmulator, inline_queue: None, django_capture_on_commit_callbacks: Capture
+) -> None:
+    attach_click(checkout(), "10041")  # a checkout that names no market
+    with django_capture_on_commit_callbacks(execute=True):
+        pay(order_id="10041", currency="SEK", signed_click_id=None)  # the one market: sent
+        pay(order_id="10041", currency="NOK", signed_click_id=None)  # a second: never guessed
+    assert rows_of("10041") == {
+        "se": (Status.SENT, CLICK, ""),
+        "no": (
+            Status.SKIPPED,
+            "",
+            "click attached without pixel=, and the order is in several markets",
+        ),
+    }
+    assert seen(api) == [("POST", f"/pixels/{SE}/events", "shop-se", 201)]
+
+
+def test_click_for_order_gives_a_markets_own_click_before_one_attached_naming_none(
+    shop: dict[str, Any],
+) -> None:
+    other = CLICK[:-1] + "6"
+    attach_click(checkout(CLICK), "10041")
+    attach_click(checkout(other), "10041", pixel="no")
+    assert sorted(OrderClick.objects.values_list("pixel_id", "click_id")) == [
+        ("", CLICK),
+        (NO, other),
+    ]
+    assert click_for_order("10041", NO) == Click(other, mock.ANY)
+    assert click_for_order("10041", SE) == Click(CLICK, mock.ANY)  # recorded in no market yet
+    assert click_for_order("10041") == Click(CLICK, mock.ANY)  # no market given: the unnamed
+    pay(order_id="10041", currency="NOK", signed_click_id=None)
+    assert click_for_order("10041", SE) is None  # the order is Norway's too now
+
+
+@pytest.mark.parametrize(
+    ("pixel", "message"),
+    [
+        ("fi", "pixel: 'fi' is not a market (markets: se, no)"),
+        ("", "pixel: '' is not a market (markets: se, no)"),
+        (7, "pixel: 7 is not a market (markets: se, no)"),
+    ],
+)
+def test_attach_click_naming_no_market_attaches_nothing_logs_and_goes_on(
+    api: PrisjaktEmulator,
+    inline_queue: None,
+    settings: Any,
+    django_capture_on_commit_callbacks: Capture,
+    caplog: pytest.LogCaptureFixture,
+    pixel: Any,
+    message: str,
+) -> None:
+    skipped_in_both()
+    for debug in (False, True):
+        settings.DEBUG = debug
+        with django_capture_on_commit_callbacks(execute=True):
+            assert attach_click(checkout(), "10041", pixel=pixel) is None
+    assert not OrderClick.objects.exists()
+    assert statuses() == {"10041": Status.SKIPPED}
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [f"pjpixel: no click attached to order '10041': {message}"] * 2
+    assert api.requests == []
+
+
+def test_attach_click_naming_a_market_without_pixels_attaches_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert attach_click(checkout(), "10041", pixel="se") is None
+    assert not OrderClick.objects.exists()
+    assert "pixel: 'se' is not a market (PJPIXEL[\"PIXELS\"] is not set)" in caplog.text
 
 
 # -- credentials ---------------------------------------------------------------------
