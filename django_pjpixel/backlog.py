@@ -27,10 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, overload
 
+from django.db import router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from django_pjpixel import restating
+from django_pjpixel import keyed, restating
 from django_pjpixel.auth import BATCH_ROLES
 from django_pjpixel.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
@@ -213,9 +214,11 @@ class _Lease(Generic[Row]):
         if now + timedelta(seconds=_worst_request()) <= self.until:
             return
         self.until = now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS)
-        self.model._default_manager.filter(
-            pk__in=self.pks, status=Status.SENDING, lease_token=self.token
-        ).update(leased_until=self.until)
+        with transaction.atomic(using=router.db_for_write(self.model)):
+            state = keyed.lock(self.model, self.pks, "status", "lease_token")
+            leased = (str(Status.SENDING), self.token)
+            ours = [pk for pk, fields in state.items() if fields == leased]
+            self.model._default_manager.filter(pk__in=ours).update(leased_until=self.until)
 
 
 def _send_chunk(run: _Run, rows: _Rows[Row], chunk: list[Row]) -> None:

@@ -31,6 +31,7 @@ from django.db.models import F, Q, QuerySet
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
+from django_pjpixel import keyed
 from django_pjpixel.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, PrisjaktConflict
@@ -77,6 +78,13 @@ def due_filter(now: datetime, *, cutoff: datetime | None = None) -> Q:
     return pending | expired
 
 
+def is_due(status: str, next_attempt_at: Any, leased_until: Any, now: datetime) -> bool:
+    """``due_filter(now)`` of one row's state, for rows read under ``keyed.lock``."""
+    if status == str(Status.PENDING):
+        return next_attempt_at is None or bool(next_attempt_at <= now)
+    return status == str(Status.SENDING) and (leased_until is None or bool(leased_until <= now))
+
+
 def claim_due(
     limit: int,
     *,
@@ -105,7 +113,9 @@ def claim_due(
         rows = list(candidates[:limit])
         if not rows:
             return []
-        claimed = model._default_manager.using(alias).filter(due, pk__in=[row.pk for row in rows])
+        claimed = model._default_manager.using(alias).filter(pk__in=[row.pk for row in rows])
+        if not connections[alias].features.has_select_for_update_skip_locked:
+            claimed = claimed.filter(due)  # not locked above: the due condition again
         count = claimed.update(
             status=Status.SENDING,
             leased_until=leased_until,
@@ -234,14 +244,7 @@ def write_chunk(events: list[Row], result: SendResult) -> list[Written[Row]]:
         groups.append((answer, events, None))
     alias = router.db_for_write(model)
     with transaction.atomic(using=alias):
-        mine = model._default_manager.using(alias).filter(
-            pk__in=[event.pk for event in events],
-            status=Status.SENDING,
-            lease_token=events[0].lease_token,
-        )
-        if connections[alias].features.has_select_for_update:
-            mine = mine.select_for_update()
-        ours = set(mine.values_list("pk", flat=True))
+        ours = _ours(events)
         for fields, members, _ in groups:
             pks = [event.pk for event in members if event.pk in ours]
             if pks:
@@ -269,17 +272,23 @@ def is_transient(result: SendResult) -> bool:
 
 def release(events: list[Row], until: datetime | None) -> None:
     """Give back claimed rows that were not sent: due again at ``until``, the attempt undone."""
-    type(events[0])._default_manager.filter(
-        pk__in=[event.pk for event in events],
-        status=Status.SENDING,
-        lease_token=events[0].lease_token,
-    ).update(
-        status=Status.PENDING,
-        leased_until=None,
-        lease_token=None,
-        next_attempt_at=until,
-        attempts=F("attempts") - 1,
-    )
+    model = type(events[0])
+    with transaction.atomic(using=router.db_for_write(model)):
+        model._default_manager.filter(pk__in=_ours(events)).update(
+            status=Status.PENDING,
+            leased_until=None,
+            lease_token=None,
+            next_attempt_at=until,
+            attempts=F("attempts") - 1,
+        )
+
+
+def _ours(events: list[Row]) -> set[Any]:
+    """Of a chunk's rows, those still leased to it, locked (by key alone) until the
+    transaction ends."""
+    state = keyed.lock(type(events[0]), [event.pk for event in events], "status", "lease_token")
+    leased = (str(Status.SENDING), events[0].lease_token)
+    return {pk for pk, fields in state.items() if fields == leased}
 
 
 def outcome_fields(

@@ -35,7 +35,7 @@ from typing import Any
 from django.db import router, transaction
 from django.dispatch import Signal
 
-from django_pjpixel import markets, times
+from django_pjpixel import keyed, markets, times
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import INVALID_RESTATEMENT, ConversionEvent, Restatement
@@ -290,12 +290,12 @@ def _decide(event: ConversionEvent, now: datetime) -> tuple[str, str]:
 def _supersede(event: ConversionEvent | None, row: Restatement, alias: str) -> None:
     """Older restatements of the order still waiting are never sent after ``row``."""
     rows = Restatement.objects.using(alias)
-    # Read first, then updated by key: an UPDATE scanning the table would wait on rows
-    # other refunds are inserting (InnoDB), while they wait on it.
+    # Read first, then locked and updated by key alone: an UPDATE by status would lock
+    # (InnoDB) every pending row, those other refunds insert and senders claim too.
     older = rows.filter(event=event, status=Status.PENDING, pk__lt=row.pk)
-    rows.filter(pk__in=list(older.values_list("pk", flat=True)), status=Status.PENDING).update(
-        status=Status.SUPERSEDED, skip_reason=SUPERSEDED
-    )
+    state = keyed.lock(Restatement, older.values_list("pk", flat=True), "status", using=alias)
+    pending = [pk for pk, (status,) in state.items() if status == Status.PENDING]
+    rows.filter(pk__in=pending).update(status=Status.SUPERSEDED, skip_reason=SUPERSEDED)
 
 
 def _apply(row: Restatement, event: ConversionEvent, now: datetime, alias: str) -> bool:

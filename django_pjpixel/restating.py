@@ -26,6 +26,7 @@ from django.db import router, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
+from django_pjpixel import keyed
 from django_pjpixel.delivery import build_payload, patch
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import ConversionEvent, Restatement
@@ -36,6 +37,7 @@ from django_pjpixel.outbox import (
     Written,
     claim_due,
     due_filter,
+    is_due,
     write_chunk,
     write_outcome,
 )
@@ -99,20 +101,23 @@ def settle(now: datetime) -> None:
         event=OuterRef("event"), pk__gt=OuterRef("pk"), status__in=LIVE
     )
     obsolete = list(due.filter(Exists(newer)).values_list("pk", flat=True))
-    _close(now, Q(pk__in=obsolete), status=Status.SUPERSEDED, skip_reason=SUPERSEDED)
+    _close(now, obsolete, status=Status.SUPERSEDED, skip_reason=SUPERSEDED)
     oldest = window_start(now)
     stuck = Q(event__status__in=(EventStatus.SKIPPED, EventStatus.FAILED, EventStatus.DEAD))
     too_old = Q(event__event_time__lte=oldest) | Q(event__created_at__lte=oldest)
     for row in due.filter(stuck | too_old).select_related("event"):
         why = not_at_prisjakt(row.event) or TOO_OLD
-        _close(now, Q(pk=row.pk), status=Status.UNSENDABLE, skip_reason=why)
+        _close(now, [row.pk], status=Status.UNSENDABLE, skip_reason=why)
 
 
-def _close(now: datetime, rows: Q, **fields: Any) -> None:
+def _close(now: datetime, pks: list[int], **fields: Any) -> None:
     # Still due: a row claimed meanwhile is left to its sender.
-    Restatement.objects.filter(rows, due_filter(now)).update(
-        next_attempt_at=None, leased_until=None, lease_token=None, **fields
-    )
+    with transaction.atomic(using=router.db_for_write(Restatement)):
+        state = keyed.lock(Restatement, pks, "status", "next_attempt_at", "leased_until")
+        due = [pk for pk, (status, at, until) in state.items() if is_due(status, at, until, now)]
+        Restatement.objects.filter(pk__in=due).update(
+            next_attempt_at=None, leased_until=None, lease_token=None, **fields
+        )
 
 
 def prepare(row: Restatement) -> dict[str, Any] | InvalidInput:
