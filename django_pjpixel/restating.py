@@ -136,6 +136,7 @@ def patch_one(payload: dict[str, Any], pixel_id: str | None = None) -> SendResul
 
 def record_one(row: Restatement, result: SendResult) -> Outcome:
     with transaction.atomic(using=router.db_for_write(Restatement)):
+        _lock_events([row])
         written = write_outcome(row, result, now=timezone.now())
         outcomes = _take(written, result)
     return outcomes[0]
@@ -145,9 +146,16 @@ def record_chunk(rows: list[Restatement], result: SendResult) -> list[Outcome]:
     """Write one answer for every row of a chunk; events take what Prisjakt accepted."""
     outcomes: list[Outcome] = []
     with transaction.atomic(using=router.db_for_write(Restatement)):
+        _lock_events(rows)
         for written in write_chunk(rows, result):
             outcomes.extend(_take(written, result))
     return outcomes
+
+
+def _lock_events(rows: list[Restatement]) -> None:
+    """The rows' events locked before the rows: in the order a refund takes them
+    (``restatements._record``: the event, then the restatements it supersedes)."""
+    keyed.lock(ConversionEvent, [row.event_id for row in rows if row.event_id is not None])
 
 
 def _take(written: Written[Restatement], result: SendResult) -> list[Outcome]:

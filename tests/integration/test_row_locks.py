@@ -16,6 +16,7 @@ locks only the rows a statement returns or changes.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from django_pjpixel import restating
+from django_pjpixel import keyed, restating
 from django_pjpixel.backlog import _Lease
 from django_pjpixel.models import ConversionEvent, Restatement
 from django_pjpixel.outbox import claim_due, release, write_chunk
@@ -205,3 +206,76 @@ def test_restatements_are_claimed_and_recorded_by_key(
 
 def status_of(model: type[Any], pks: list[int]) -> set[str]:
     return set(model.objects.filter(pk__in=pks).values_list("status", flat=True))
+
+
+def lock_waits(alias: str) -> int:
+    """Other sessions of this test database waiting for a lock (PostgreSQL), or running
+    a statement (MariaDB, whose ``innodb_trx`` does not show the wait while it lasts)."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        sql = (
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+    else:
+        sql = (
+            "SELECT count(*) FROM information_schema.processlist "
+            "WHERE db = DATABASE() AND command = 'Query' AND id <> CONNECTION_ID()"
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.django_db(transaction=True, databases=ALIASES)
+def test_a_refund_and_an_outcome_of_its_order_take_their_locks_in_one_order(
+    claims_db: str, emulator: Any, pjpixel_settings: dict[str, Any]
+) -> None:
+    """A refund locks its order's event, then the order's older restatements it
+    supersedes (those pending when it read them). A sender may claim one of them in
+    between and record Prisjakt's answer, which updates the event: the outcome must
+    lock the event before the restatement, or each waits for the other (a deadlock,
+    which loses the refund or the outcome)."""
+    [order_id] = restated_at_prisjakt(emulator, 1, "order-of-locks")
+    restate_purchase(order_id=order_id, amount=10)
+    [older] = restating.claim(10, timezone.now())
+    answer = restating.patch_one(restating.prepare(older), older.pixel_id)  # type: ignore[arg-type]
+    alias = router.db_for_write(Restatement)
+    holding, outcome_waits = threading.Event(), threading.Event()
+    errors: list[str] = []
+
+    def refund() -> None:  # restatements._record and _supersede, their locks in turn
+        try:
+            with transaction.atomic(using=alias):
+                ConversionEvent.objects.using(alias).select_for_update().get(order_id=order_id)
+                holding.set()
+                assert outcome_waits.wait(TIMEOUT)
+                keyed.lock(Restatement, [older.pk], "status", using=alias)
+        except BaseException as err:
+            errors.append(f"refund: {err!r}")
+        finally:
+            connections.close_all()
+
+    def outcome() -> None:
+        try:
+            assert holding.wait(TIMEOUT)
+            restating.record_one(older, answer)
+        except BaseException as err:
+            errors.append(f"outcome: {err!r}")
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=refund), threading.Thread(target=outcome)]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    while not lock_waits(alias) and time.monotonic() - started < TIMEOUT:
+        time.sleep(0.01)  # until the outcome waits for the refund's lock
+    time.sleep(0.2)  # MariaDB: running, now surely waiting
+    outcome_waits.set()
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert errors == []
+    older.refresh_from_db()
+    assert older.status == "sent"
+    assert ConversionEvent.objects.get(order_id=order_id).restated_amount == 10
