@@ -42,6 +42,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext, ngettext
 
+from django_pjpixel import markets
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import PjpixelError
 from django_pjpixel.models import ConversionEvent, PrisjaktEvent, PrisjaktSync
@@ -72,16 +73,8 @@ COLUMNS = (
 )
 
 
-OURS_KEYS = (
-    "id",
-    "status",
-    "amount",
-    "amount_sent",
-    "currency",
-    "number_of_items",
-    "event_time",
-    "sent_at",
-)
+OURS_KEYS: tuple[str, ...] = ("id", "status", "amount", "amount_sent", "currency")
+OURS_KEYS += ("number_of_items", "event_time", "sent_at")
 PRISJAKT_KEYS = ("id", "events", "amount", "currency", "number_of_items", "event_time")
 CSV_HEADER = (
     "category",
@@ -182,9 +175,14 @@ def reconcile(start: datetime, end: datetime, *, pixel_id: str | None = None) ->
     """
     run = covering_sync(start, end, pixel_id)
     if run is None:
+        key = markets.key_of(pixel_id or markets.market_of().pixel_id)
+        command = f"manage.py pjpixel_sync --pixel {key}" if key else "manage.py pjpixel_sync"
         raise NotSynced(
-            "Prisjakt's events of this range have not been synced completely: run "
-            "manage.py pjpixel_sync over it (or schedule django_pjpixel.tasks.sync_events)."
+            gettext(
+                "Prisjakt's events of this range have not been synced completely: run "
+                "%(command)s over it (or schedule django_pjpixel.tasks.sync_events)."
+            )
+            % {"command": command}
         )
     report = Report(start, end, run, dict.fromkeys(CATEGORIES, 0))
     connection = _connection()

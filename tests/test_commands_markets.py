@@ -14,10 +14,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from django_pjpixel.models import ConversionEvent, PrisjaktSync
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.pytest_plugin import emulator_from_settings
 from django_pjpixel.testing.responses_adapter import EmulatorMock
-from tests.helpers import MARKETS, markets
+from tests.helpers import MARKETS, make_event, markets
 
 pytestmark = pytest.mark.django_db
 
@@ -115,5 +116,70 @@ def test_events_of_a_market_with_its_credentials(api: PrisjaktEmulator) -> None:
 
 def test_events_of_a_market_the_shop_does_not_have(api: PrisjaktEmulator) -> None:
     _out, _err, message = run("pjpixel_events", *today_args(), "--pixel", "fi")
-    assert message == "'fi' is not a market (markets: se, no)"
+    assert message == "--pixel: 'fi' is not a market (markets: se, no)"
     assert api.requests == []
+
+
+# -- pjpixel_sync, pjpixel_reconcile and pjpixel_check --pixel with several markets -----
+
+
+def test_sync_without_pixel_mirrors_every_market_with_its_credentials(
+    api: PrisjaktEmulator,
+) -> None:
+    api.add_event(SE, external_event_id="order-se")
+    api.add_event(NO, external_event_id="order-no", currency="NOK")
+    out, err, message = run("pjpixel_sync", "--days", "1")
+    assert message is None
+    assert err == ""
+    se, no = out.split("Market no")
+    assert "Market se" in se
+    assert "1 events at Prisjakt" in se
+    assert "1 events at Prisjakt" in no
+    assert seen(api) == [(f"/pixels/{SE}/events", "shop-se"), (f"/pixels/{NO}/events", "shop-no")]
+    assert set(PrisjaktSync.objects.filter(complete=True).values_list("pixel_id", flat=True)) == {
+        SE,
+        NO,
+    }
+
+
+def test_sync_goes_on_past_a_market_refused_and_fails_naming_it(
+    api: PrisjaktEmulator, pjpixel: dict[str, Any]
+) -> None:
+    pjpixel["PIXELS"]["se"]["CLIENT_SECRET"] = "wrong"
+    out, err, message = run("pjpixel_sync", "--days", "1")
+    assert message == "The sync failed for markets: se."
+    assert "HTTP 401" in err
+    assert "The mirror is up to date." in out.split("Market no")[1]
+    assert PrisjaktSync.objects.filter(pixel_id=NO, complete=True).exists()
+
+
+def test_reconcile_needs_the_market_named(api: PrisjaktEmulator) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.raises(CommandError) as excinfo:
+        call_command("pjpixel_reconcile", stdout=out, stderr=err)
+    assert excinfo.value.returncode == 2
+    assert str(excinfo.value) == "Name the market to compare: --pixel KEY (markets: se, no)."
+    with pytest.raises(CommandError) as excinfo:
+        call_command("pjpixel_reconcile", "--pixel", "no", stdout=out, stderr=err)
+    assert excinfo.value.returncode == 2
+    assert "run manage.py pjpixel_sync --pixel no over it" in str(excinfo.value)
+
+
+@pytest.mark.parametrize("command", ["pjpixel_check", "pjpixel_sync", "pjpixel_events"])
+def test_an_empty_market_key_is_refused(api: PrisjaktEmulator, command: str) -> None:
+    dates = today_args() if command == "pjpixel_events" else []
+    _out, _err, message = run(command, *dates, "--pixel", "")
+    assert message == "--pixel: '' is not a market (markets: se, no)"
+    assert api.requests == []
+
+
+def test_check_of_one_market_counts_its_failed_events(api: PrisjaktEmulator) -> None:
+    failed = ConversionEvent.Status.FAILED
+    make_event("failed-no", pixel_id=NO, status=failed)
+    make_event("failed-se", pixel_id=SE, status=failed)
+    make_event("failed-nowhere", pixel_id="", status=failed)
+    _out, err, message = run("pjpixel_check", "--pixel", "no")
+    assert message is None
+    assert "Failed events: 1, 0 of them" in err
+    _out, err, _message = run("pjpixel_check")
+    assert "Failed events: 3, 0 of them" in err

@@ -45,16 +45,13 @@ class Command(BaseCommand):
         parser.add_argument("--pixel", help='one market, a key of PJPIXEL["PIXELS"]')
 
     def handle(self, *args: Any, **options: Any) -> None:
-        try:
-            chosen = market_named(options["pixel"]) if options["pixel"] else None
-        except InvalidInput as err:
-            raise CommandError(err.message) from err
+        chosen = market_option(options["pixel"])
         if options["health"]:
             self.check_health(chosen)
             return
         several = is_configured()
         if several:
-            self.count_failed()
+            self.count_failed(chosen)
         found = all_markets() if chosen is None else [chosen]
         if not found:
             raise CommandError(_('PJPIXEL["PIXELS"] names no market; manage.py check says why.'))
@@ -91,8 +88,11 @@ class Command(BaseCommand):
         # one event at a time does not need.
         return may_send and pixel_ok is not False
 
-    def count_failed(self) -> None:
+    def count_failed(self, market: Market | None = None) -> None:
+        """The failed rows (of ``market``'s pixel; None: of every pixel)."""
         failed = ConversionEvent.objects.filter(status=ConversionEvent.Status.FAILED)
+        if market is not None:
+            failed = failed.filter(pixel_id=market.pixel_id)
         counts = failed.aggregate(
             total=Count("pk"), invalid=Count("pk", filter=Q(problem_title=INVALID_PURCHASE))
         )
@@ -177,6 +177,17 @@ class Command(BaseCommand):
             self.style.SUCCESS(_("Pixel %(pixel)s exists.") % {"pixel": client.pixel_id})
         )
         return True
+
+
+def market_option(key: str | None, returncode: int = 1) -> Market | None:
+    """The market ``--pixel KEY`` names (None: the option is absent); a key that is no
+    market, or the empty key, is a ``CommandError`` naming the markets."""
+    if key is None:
+        return None
+    try:
+        return market_named(key)
+    except InvalidInput as err:
+        raise CommandError(f"--pixel: {err.message}", returncode=returncode) from None
 
 
 def _not_set(market: Market) -> str:

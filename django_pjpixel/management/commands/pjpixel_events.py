@@ -20,8 +20,7 @@ from django.utils.translation import gettext as _
 from django_pjpixel.client import get_client
 from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, PrisjaktAPIError
 from django_pjpixel.exports import safe_cell
-from django_pjpixel.management.commands.pjpixel_check import describe
-from django_pjpixel.markets import market_named
+from django_pjpixel.management.commands.pjpixel_check import describe, market_option
 from django_pjpixel.range_forms import DATE_FORMAT, check_days
 
 CSV_COLUMNS = (
@@ -57,10 +56,10 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             start, end = check_days(options["first"], options["last"])
-            key = options["pixel"]
-            pixel_id = None if key is None else market_named(key).pixel_id
         except InvalidInput as err:
             raise CommandError(err.message) from err
+        market = market_option(options["pixel"])
+        pixel_id = market.pixel_id if market else None
         try:
             events = get_client(pixel_id).iter_events(start=start, end=end)
             if options["format"] == "json":

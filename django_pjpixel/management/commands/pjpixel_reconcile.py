@@ -9,7 +9,7 @@ sync keeps. For cron and monitoring, the exit status says what it found:
 - 1: at least one order is ``amount_differs``, ``missing_at_prisjakt`` or
   ``unknown_to_shop``;
 - 2: it could not run (no complete sync of the range, wrong dates, a
-  database error).
+  database error; with several markets, no ``--pixel KEY`` naming the one).
 
 ``table`` prints the counts and the differences; ``csv`` the differences
 only, one per line (cells neutralised for spreadsheets); ``json`` the whole
@@ -27,12 +27,13 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.exports import csv_lines
+from django_pjpixel.management.commands.pjpixel_check import market_option
 from django_pjpixel.management.commands.pjpixel_events import day
-from django_pjpixel.markets import market_named
+from django_pjpixel.markets import is_configured, keys_text
 from django_pjpixel.range_forms import day_range
 from django_pjpixel.reconciliation import (
     CATEGORIES,
@@ -56,7 +57,9 @@ class Command(BaseCommand):
         parser.add_argument("--from", dest="first", type=day, help="YYYY-MM-DD, with --to")
         parser.add_argument("--to", dest="last", type=day, help="YYYY-MM-DD, with --from")
         parser.add_argument("--format", choices=("table", "csv", "json"), default="table")
-        parser.add_argument("--pixel", help='the market, a key of PJPIXEL["PIXELS"]')
+        parser.add_argument(
+            "--pixel", help='the market, a key of PJPIXEL["PIXELS"] (needed with several)'
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         first, last = options["first"], options["last"]
@@ -69,10 +72,15 @@ class Command(BaseCommand):
             raise CommandError(
                 _("The end date must not be before the start date."), returncode=CANNOT_RUN
             )
-        try:
-            pixel_id = market_named(options["pixel"]).pixel_id if options["pixel"] else None
-        except InvalidInput as err:
-            raise CommandError(err.message, returncode=CANNOT_RUN) from err
+        chosen = market_option(options["pixel"], CANNOT_RUN)
+        if chosen is None and is_configured():
+            # One report a run: a shop with several markets names the one to compare.
+            raise CommandError(
+                _("Name the market to compare: --pixel KEY (%(markets)s).")
+                % {"markets": keys_text()},
+                returncode=CANNOT_RUN,
+            )
+        pixel_id = chosen.pixel_id if chosen else None
         try:
             report = reconcile(*day_range(first, last), pixel_id=pixel_id)
             write = getattr(self, f"write_{options['format']}")
@@ -86,7 +94,12 @@ class Command(BaseCommand):
         if report.differs:
             found = sum(report.counts[category] for category in CATEGORIES[1:4])
             raise CommandError(
-                _("%(count)d orders differ between the shop and Prisjakt.") % {"count": found},
+                ngettext(
+                    "%(count)d order differs between the shop and Prisjakt.",
+                    "%(count)d orders differ between the shop and Prisjakt.",
+                    found,
+                )
+                % {"count": found},
                 returncode=DIFFERS,
             )
 

@@ -4,9 +4,11 @@ Lists the pixel's events at Prisjakt into the mirror (``sync.sync_events``):
 the last ``--days`` days (default ``PJPIXEL["SYNC_DAYS"]``) up to now, or
 whole days in the current time zone, of any length (listed 60 days at a
 time). On a terminal a progress bar counts the pages; elsewhere (cron, a
-pipe) only the summary is printed. With several markets, ``--pixel KEY``
-names the market (default: the first). Exit status 0 when the whole range was
-read, 1 when the run stopped early or the API refused it.
+pipe) only the summary is printed. With several markets each market's pixel
+is synced in turn with its own credentials (a section each), or the one
+``--pixel KEY`` names. Exit status 0 when the whole range was read, 1 when a
+run stopped early or the API refused it (the other markets are synced all
+the same).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from tqdm import tqdm
 
 from django_pjpixel.client import get_client
 from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, PrisjaktAPIError
-from django_pjpixel.management.commands.pjpixel_check import describe
+from django_pjpixel.management.commands.pjpixel_check import describe, market_option
 from django_pjpixel.management.commands.pjpixel_events import day
-from django_pjpixel.markets import market_named
+from django_pjpixel.markets import all_markets, is_configured
 from django_pjpixel.models import PrisjaktSync
 from django_pjpixel.range_forms import day_range
 from django_pjpixel.sync import Progress, sync_events, sync_recent
@@ -38,7 +40,9 @@ class Command(BaseCommand):
         )
         parser.add_argument("--from", dest="first", type=day, help="YYYY-MM-DD, with --to")
         parser.add_argument("--to", dest="last", type=day, help="YYYY-MM-DD, with --from")
-        parser.add_argument("--pixel", help='the market, a key of PJPIXEL["PIXELS"]')
+        parser.add_argument(
+            "--pixel", help='one market, a key of PJPIXEL["PIXELS"] (default: every market)'
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         days, first, last = options["days"], options["first"], options["last"]
@@ -48,10 +52,26 @@ class Command(BaseCommand):
             raise CommandError(_("Give --days or --from/--to, not both."))
         if days is not None and days < 1:
             raise CommandError(_("--days must be at least 1."))
-        try:
-            pixel_id = market_named(options["pixel"]).pixel_id if options["pixel"] else None
-        except InvalidInput as err:
-            raise CommandError(err.message) from err
+        chosen = market_option(options["pixel"])
+        found = [chosen] if chosen is not None else [m for m in all_markets() if m.pixel_id]
+        if not is_configured():
+            self.sync(None, days, first, last)
+            return
+        failed = []
+        for market in found:  # every market's mirror, as the periodic sync_events does
+            self.stdout.write(self.style.MIGRATE_HEADING(_("Market %(key)s") % {"key": market.key}))
+            try:
+                self.sync(market.pixel_id, days, first, last)
+            except CommandError as err:
+                self.stderr.write(str(err))
+                failed.append(market.key)
+        if failed:
+            raise CommandError(
+                _("The sync failed for markets: %(keys)s.") % {"keys": ", ".join(failed)}
+            )
+
+    def sync(self, pixel_id: str | None, days: int | None, first: Any, last: Any) -> None:
+        """One pixel's sync, with a progress bar on a terminal, and its summary."""
         stream = getattr(self.stderr, "_out", self.stderr)
         # disable=None: tqdm shows the bar only when the stream is a terminal.
         with tqdm(unit=_("page"), file=stream, disable=None, leave=False) as bar:
