@@ -35,7 +35,7 @@ from django_pjpixel.admin_restatements import (
 )
 from django_pjpixel.health import delivery_health
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
-from django_pjpixel.pixel_filter import PixelFilter
+from django_pjpixel.pixel_filter import MarketColumn, PixelFilter
 
 Status = ConversionEvent.Status
 
@@ -68,7 +68,7 @@ def deliver_now(pk: int) -> None:
 
 
 @admin.register(ConversionEvent)
-class ConversionEventAdmin(ModelAdmin):
+class ConversionEventAdmin(MarketColumn, ModelAdmin):
     list_display = (
         "order_id",
         "amount_with_currency",
@@ -231,9 +231,14 @@ class ConversionEventAdmin(ModelAdmin):
 
     # -- the changelist: counts per status, forged actions -------------------
 
-    def status_counts(self) -> list[dict[str, Any]]:
-        """Rows per status, in one aggregate query, each linked to its filter."""
-        totals = ConversionEvent.objects.aggregate(
+    def status_counts(self, pixel_id: str | None = None) -> list[dict[str, Any]]:
+        """Rows per status (of the pixel ``pixel_id``), in one aggregate query, each linked
+        to its filter."""
+        rows = ConversionEvent.objects.all()
+        market = {} if pixel_id is None else {PixelFilter.parameter_name: pixel_id}
+        if pixel_id is not None:
+            rows = rows.filter(pixel_id=pixel_id)
+        totals = rows.aggregate(
             **{value: Count("pk", filter=Q(status=value)) for value in Status.values}
         )
         base = reverse("admin:django_pjpixel_conversionevent_changelist")
@@ -243,7 +248,7 @@ class ConversionEventAdmin(ModelAdmin):
                 "label": label,
                 "count": totals[value],
                 "colour": BADGE_COLOURS.get(value, NEUTRAL),
-                "url": f"{base}?{urlencode({'status__exact': value})}",
+                "url": f"{base}?{urlencode({'status__exact': value, **market})}",
             }
             for value, label in Status.choices
         ]
@@ -259,25 +264,24 @@ class ConversionEventAdmin(ModelAdmin):
             # The admin would silently ignore an action the user may not run;
             # a forged POST is refused outright.
             raise PermissionDenied
+        # The pixel filter on one market's pixel: the summary and the links are that market's.
+        pixel = request.GET.get(PixelFilter.parameter_name)
+        key = markets.key_of(pixel) if pixel else None
+        pixel_id = pixel if key else None
+        query = f"?{urlencode({'pixel': key})}" if key else ""
         context = {
             # Records are never edited here, so not "Select ... to change".
             "title": capfirst(self.opts.verbose_name_plural),
             **(extra_context or {}),
-            "status_counts": self.status_counts(),
-            "events_url": reverse("admin:django_pjpixel_prisjakt_events"),
-            **self.health_context(request),
-            "reconciliation_url": reverse("admin:django_pjpixel_reconciliation")
+            "status_counts": self.status_counts(pixel_id),
+            "events_url": reverse("admin:django_pjpixel_prisjakt_events") + query,
+            "health": delivery_health(pixel_id=pixel_id),
+            "health_market": markets.label(pixel_id) if pixel_id else None,
+            "reconciliation_url": reverse("admin:django_pjpixel_reconciliation") + query
             if mirror_admin.may_reconcile(request)
             else None,
         }
         return super().changelist_view(request, extra_context=context)
-
-    def health_context(self, request: HttpRequest) -> dict[str, Any]:
-        """The health band: a market's when the pixel filter names one, else every row's."""
-        pixel = request.GET.get(PixelFilter.parameter_name)
-        if pixel not in markets.pixel_ids() or not markets.is_configured():
-            return {"health": delivery_health(), "health_market": None}
-        return {"health": delivery_health(pixel_id=pixel), "health_market": markets.label(pixel)}
 
     # -- actions ------------------------------------------------------------
 

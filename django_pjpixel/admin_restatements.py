@@ -29,6 +29,7 @@ from django.utils.translation import ngettext
 
 from django_pjpixel import markets
 from django_pjpixel.models import ConversionEvent, Restatement
+from django_pjpixel.pixel_filter import MarketColumn, PixelFilter
 from django_pjpixel.restatements import restate_purchase
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ def _report(model_admin: EventAdmin, request: HttpRequest, rows: list[Restatemen
 
 
 @admin.register(Restatement)
-class RestatementAdmin(Columns, ModelAdmin):
+class RestatementAdmin(MarketColumn, Columns, ModelAdmin):
     """Every restatement, newest first: what is waiting, what failed, what Prisjakt has."""
 
     list_display = (
@@ -228,7 +229,7 @@ class RestatementAdmin(Columns, ModelAdmin):
         "created_at",
         "sent_at",
     )
-    list_filter = ("status", ("created_at", admin.DateFieldListFilter))
+    list_filter = ("status", PixelFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("order_id", "request_id")
     fields = readonly_fields = ("order", "pixel_id", *SHOWN, "problem_detail", "field_errors")
 

@@ -20,7 +20,7 @@ from django.utils.translation import gettext_lazy as _
 
 from django_pjpixel import reconciliation_views
 from django_pjpixel.models import ConversionEvent, PrisjaktEvent
-from django_pjpixel.pixel_filter import PixelFilter
+from django_pjpixel.pixel_filter import MarketColumn, PixelFilter
 
 if TYPE_CHECKING:
     ModelAdmin = admin.ModelAdmin[PrisjaktEvent]
@@ -40,7 +40,7 @@ def may_reconcile(request: HttpRequest) -> bool:
 
 
 @admin.register(PrisjaktEvent)
-class PrisjaktEventAdmin(ModelAdmin):
+class PrisjaktEventAdmin(MarketColumn, ModelAdmin):
     list_display = (
         "external_event_id",
         "event_time",

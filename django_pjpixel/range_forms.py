@@ -85,7 +85,10 @@ class RangeForm(forms.Form):
         if markets.is_configured():
             self.fields[MARKET_PARAMETER] = forms.ChoiceField(
                 label=_("Market"),
-                choices=[(m.key, markets.label(m.pixel_id)) for m in markets.all_markets()],
+                choices=[
+                    (m.key, markets.label(m.pixel_id) if m.pixel_id else m.key)
+                    for m in markets.all_markets()
+                ],
             )
         self.order_fields([MARKET_PARAMETER, "from", "to"])
 

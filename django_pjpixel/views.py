@@ -246,12 +246,13 @@ def prisjakt_events_view(model_admin: ModelAdmin[Any], request: HttpRequest) -> 
         "rows": None,
     }
     if not form.is_valid():
-        messages.error(
-            request,
-            gettext("No events were fetched: choose one of the markets below.")
-            if form.has_error(MARKET_PARAMETER)
-            else gettext("No events were fetched: correct the dates below."),
-        )
+        if form.has_error(MARKET_PARAMETER):
+            refused = gettext("No events were fetched: choose one of the markets below.")
+        elif form.has_error("page"):
+            refused = gettext("No events were fetched: a page is a whole number from 1.")
+        else:
+            refused = gettext("No events were fetched: correct the dates below.")
+        messages.error(request, refused)
         return _render(model_admin, request, context)
     cleaned = form.cleaned_data
     pixel_id = context["pixel_id"] = cleaned["market"].pixel_id

@@ -23,10 +23,12 @@ from django.core.management.base import CommandError
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import urlencode
 
 from django_pjpixel import sync
 from django_pjpixel.health import delivery_health
 from django_pjpixel.models import ConversionEvent, PrisjaktSync
+from django_pjpixel.restatements import restate_purchase
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.pytest_plugin import emulator_from_settings
 from django_pjpixel.testing.responses_adapter import EmulatorMock
@@ -157,6 +159,8 @@ def test_a_market_without_its_pixel_id_is_an_error_on_the_select(
 ) -> None:
     pjpixel["PIXELS"]["no"]["PIXEL_ID"] = ""
     page = admin_client.get(reverse(EVENTS), {"pixel": "no"}).content.decode()
+    assert options(page) == [("se", False), ("no", True)]
+    assert '<option value="no" selected>no</option>' in page  # its key, not "(no market)"
     assert "PJPIXEL[&quot;PIXELS&quot;][&quot;no&quot;][&quot;PIXEL_ID&quot;] is not set" in page
     assert api.requests == []
 
@@ -318,3 +322,47 @@ def test_health_leaves_out_a_market_without_its_pixel_id(
     health = delivery_health()
     assert [market for market, _run in health.syncs] == [f"se: {SE}"]
     assert health.healthy
+
+
+# -- the changelists per market -------------------------------------------------------
+
+
+def test_the_outbox_filtered_to_one_market_counts_and_links_that_market(
+    admin_client: Client, api: PrisjaktEmulator
+) -> None:
+    make_event("order-se-1", pixel_id=SE)
+    make_event("order-se-2", pixel_id=SE)
+    make_event("order-no", pixel_id=NO)
+    page = admin_client.get(reverse(CHANGELIST), {"pixel_id": NO}).content.decode()
+    pending = re.search(r'<a href="([^"]*status__exact=pending[^"]*)"[^>]*>.*?(\d+)', page, re.S)
+    assert pending
+    assert parse_qs(urlsplit(pending.group(1).replace("&amp;", "&")).query)["pixel_id"] == [NO]
+    assert pending.group(2) == "1"
+    assert f'href="{reverse(EVENTS)}?pixel=no"' in page
+    assert f'href="{reverse(RECONCILIATION)}?pixel=no"' in page
+    page = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert f'href="{reverse(EVENTS)}"' in page
+
+
+def test_each_list_shows_the_market_of_its_rows(
+    admin_client: Client, api: PrisjaktEmulator
+) -> None:
+    make_event("order-1", pixel_id=SE)
+    make_event("order-1", pixel_id=NO)
+    page = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert "column-market" in page
+    assert f"se: {SE}" in page
+    assert f"no: {NO}" in page
+    restate_purchase(order_id="order-1", amount=0, pixel="no")
+    restatements = reverse("admin:django_pjpixel_restatement_changelist")
+    page = admin_client.get(restatements).content.decode()
+    assert "column-market" in page
+    assert f'href="?{urlencode({"pixel_id": NO})}"' in page  # the pixel filter
+
+
+def test_one_pixel_lists_have_no_market_column(admin_client: Client, pjpixel_api: Any) -> None:
+    make_event("order-1")
+    make_event("order-2", pixel_id="", status=ConversionEvent.Status.FAILED)  # of no market
+    page = admin_client.get(reverse(CHANGELIST)).content.decode()
+    assert "column-market" not in page
+    assert "By pixel" not in page
