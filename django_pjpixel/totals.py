@@ -18,8 +18,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, F, QuerySet, Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Count, F, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, NullIf, TruncDate
 from django.utils import timezone
 
 from django_pjpixel import markets
@@ -90,19 +90,21 @@ def range_totals(first: date, last: date, pixel_id: str | None = None) -> RangeT
     )
     minor = pjpixel_settings.AMOUNT_UNITS == "minor"
     # Ours as the shop has it now: a refund or cancellation Prisjakt accepted counts.
+    # (a restatement may change the currency: "" when it did not).
+    now_in = Coalesce(NullIf("restated_currency", Value("")), "currency")
     sides = (
-        (OURS, ours, Coalesce("restated_amount", "amount"), Decimal(1)),
-        (PRISJAKT, theirs, F("amount"), Decimal(100 if minor else 1)),
+        (OURS, ours, Coalesce("restated_amount", "amount"), now_in, Decimal(1)),
+        (PRISJAKT, theirs, F("amount"), F("currency"), Decimal(100 if minor else 1)),
     )
     by_currency: dict[str, CurrencyTotals] = {}
     position = {day: number for number, day in enumerate(days)}
-    for side, queryset, amount, divisor in sides:
-        for row in _per_day(queryset, amount):
+    for side, queryset, amount, currency_now, divisor in sides:
+        for row in _per_day(queryset, amount, currency_now):
             day = _as_date(row["day"])
             number = None if day is None else position.get(day)
             if number is None:
                 continue
-            currency = row["currency"] or "?"
+            currency = row["money"] or "?"
             totals = by_currency.setdefault(currency, CurrencyTotals(currency, days))
             revenue = Decimal(str(row["amount"] or 0)) / divisor
             totals.daily[side][number].add(row["n"], revenue)
@@ -110,11 +112,12 @@ def range_totals(first: date, last: date, pixel_id: str | None = None) -> RangeT
     return RangeTotals(first, last, days, sorted(by_currency.values(), key=_key), last_sync(pixel))
 
 
-def _per_day(queryset: QuerySet[Any], amount: Any) -> Iterable[dict[str, Any]]:
+def _per_day(queryset: QuerySet[Any], amount: Any, currency: Any) -> Iterable[dict[str, Any]]:
     """Purchases and summed amount per local day and currency: one grouped query."""
+    day = TruncDate("event_time", tzinfo=timezone.get_current_timezone())
     rows: Iterable[dict[str, Any]] = (
-        queryset.annotate(day=TruncDate("event_time", tzinfo=timezone.get_current_timezone()))
-        .values("day", "currency")
+        queryset.annotate(day=day, money=currency)
+        .values("day", "money")
         .annotate(n=Count("pk"), amount=Sum(amount))
         .order_by()
     )

@@ -104,3 +104,15 @@ def test_a_refund_accepted_by_prisjakt_counts_in_the_shops_revenue(week: date) -
     sek = range_totals(week, week + timedelta(days=6)).currencies[0]
     assert sek.whole[OURS].revenue == Decimal("190.50")  # 100 + 50.50 + 40
     assert sek.whole[OURS].purchases == 3  # a partial refund is still a purchase
+
+
+def test_a_restatement_in_another_currency_counts_in_that_currency(week: date) -> None:
+    ConversionEvent.objects.filter(order_id=f"{week}-23").update(
+        restated_amount=Decimal("2000.00"),
+        restated_api_amount=2000,
+        restated_currency="NOK",
+        restated_at=timezone.now(),
+    )
+    totals = {item.currency: item.whole[OURS] for item in range_totals(week, week).currencies}
+    assert (totals["SEK"].purchases, totals["SEK"].revenue) == (1, Decimal("100.00"))
+    assert (totals["NOK"].purchases, totals["NOK"].revenue) == (1, Decimal("2000.00"))
