@@ -179,8 +179,9 @@ def seed(api: PrisjaktEmulator, count: int) -> list[dict[str, Any]]:
 
 
 def today_args() -> list[str]:
-    today = timezone.localtime(datetime.now(dt_timezone.utc)).date().isoformat()
-    return ["--from", today, "--to", today]
+    """Yesterday and today: ``seed``'s events of the last minutes, even just after midnight."""
+    today = timezone.localtime(datetime.now(dt_timezone.utc)).date()
+    return ["--from", (today - timedelta(days=1)).isoformat(), "--to", today.isoformat()]
 
 
 def test_events_csv_every_page_each_event_once(use_tz: bool, pjpixel_api: PrisjaktEmulator) -> None:

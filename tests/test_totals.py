@@ -35,7 +35,7 @@ def week(pjpixel_api: PrisjaktEmulator) -> date:
         (first, 0, "100.00", "SEK", True),  # just after local midnight: still the first day
         (first, 23, "250.50", "SEK", True),  # sent as 251 (half-up)
         (first + timedelta(days=2), 12, "80.00", "NOK", False),  # not at Prisjakt
-        (today, 1, "40.00", "SEK", True),
+        (today, 0, "40.00", "SEK", True),  # 00:00: past even just after midnight
     ]:
         make_event(
             f"{day}-{hour}",
