@@ -240,10 +240,9 @@ def attached_click(order_id: str, pixel_id: str | None = None) -> Resolution:
 
 def order_pixels(order_id: str) -> set[str]:
     """The pixels of the markets in which a purchase of ``order_id`` is recorded."""
-    pixel_ids = [pixel_id for pixel_id in markets.pixel_ids() if pixel_id != markets.UNROUTED]
     alias = router.db_for_write(ConversionEvent)  # the ledger, as the caller's transaction sees it
     rows = ConversionEvent.objects.using(alias).filter(
-        order_id=order_id, event_name=EVENT_NAME_PURCHASE, pixel_id__in=pixel_ids
+        order_id=order_id, event_name=EVENT_NAME_PURCHASE, pixel_id__in=markets.pixel_ids()
     )
     return set(rows.values_list("pixel_id", flat=True).distinct())
 

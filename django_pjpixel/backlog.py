@@ -31,7 +31,7 @@ from django.db import router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from django_pjpixel import keyed, restating
+from django_pjpixel import restating
 from django_pjpixel.auth import BATCH_ROLES
 from django_pjpixel.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
@@ -39,7 +39,15 @@ from django_pjpixel.delivery import patch, post, prepare, record_chunk, record_o
 from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, RateLimit
 from django_pjpixel.markets import Lane, lanes
 from django_pjpixel.models import ConversionEvent, Restatement
-from django_pjpixel.outbox import Outcome, Row, SendResult, claim_due, is_transient, release
+from django_pjpixel.outbox import (
+    Outcome,
+    Row,
+    SendResult,
+    claim_due,
+    is_transient,
+    leased,
+    release,
+)
 from django_pjpixel.signals import Cancel
 
 logger = logging.getLogger(__name__)
@@ -215,9 +223,7 @@ class _Lease(Generic[Row]):
             return
         self.until = now + timedelta(seconds=pjpixel_settings.LEASE_SECONDS)
         with transaction.atomic(using=router.db_for_write(self.model)):
-            state = keyed.lock(self.model, self.pks, "status", "lease_token")
-            leased = (str(Status.SENDING), self.token)
-            ours = [pk for pk, fields in state.items() if fields == leased]
+            ours = leased(self.model, self.pks, self.token)
             self.model._default_manager.filter(pk__in=ours).update(leased_until=self.until)
 
 

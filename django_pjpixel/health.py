@@ -123,8 +123,6 @@ def delivery_health(now: datetime | None = None, *, pixel_id: str | None = None)
     )
     several = markets.is_configured()
     pixels = markets.pixel_ids() if pixel_id is None else [pixel_id]
-    if several:  # a market without its PIXEL_ID has no sync (check E002 says so)
-        pixels = [pixel for pixel in pixels if pixel]
     syncs = [(markets.label(pixel) if several else "", last_sync(pixel)) for pixel in pixels]
     found = [run for _market, run in syncs if run is not None]
     complete = found and len(found) == len(syncs)

@@ -237,8 +237,11 @@ def key_of(pixel_id: str) -> str | None:
 
 
 def pixel_ids() -> list[str]:
-    """The pixel ids of the markets (without ``PIXELS``: the single pixel's)."""
-    return [market.pixel_id for market in all_markets()]
+    """The pixel ids of the markets that have one (without ``PIXELS``: the single pixel's,
+    set or not). A market without its ``PIXEL_ID`` (check E002) has no rows or sync."""
+    if not is_configured():
+        return [single().pixel_id]
+    return [market.pixel_id for market in all_markets() if market.pixel_id]
 
 
 def label(pixel_id: str) -> str:

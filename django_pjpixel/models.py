@@ -4,7 +4,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.db import models
-from django.db.models.functions import Coalesce
+from django.db.models import Value
+from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -151,6 +152,8 @@ REPORTED_INVALID = models.Q(status="failed", problem_title=INVALID_PURCHASE, att
 
 # A purchase's ``data.amount`` as Prisjakt has it now, in a query (``current_api_amount``).
 CURRENT_API_AMOUNT = Coalesce("restated_api_amount", "api_amount")
+# Its currency now, in a query (``current_currency``): "" when a restatement kept it.
+CURRENT_CURRENCY = Coalesce(NullIf("restated_currency", Value("")), "currency")
 
 
 class Restatement(OutboxRow):

@@ -284,11 +284,15 @@ def release(events: list[Row], until: datetime | None) -> None:
 
 
 def _ours(events: list[Row]) -> set[Any]:
-    """Of a chunk's rows, those still leased to it, locked (by key alone) until the
-    transaction ends."""
-    state = keyed.lock(type(events[0]), [event.pk for event in events], "status", "lease_token")
-    leased = (str(Status.SENDING), events[0].lease_token)
-    return {pk for pk, fields in state.items() if fields == leased}
+    """Of a chunk's rows, those still leased to it (see ``leased``)."""
+    return leased(type(events[0]), [event.pk for event in events], events[0].lease_token)
+
+
+def leased(model: type[OutboxRow], pks: list[Any], token: Any) -> set[Any]:
+    """Of the rows ``pks``, those the lease ``token`` still holds, locked (by key alone,
+    ``keyed.lock``) until the transaction ends."""
+    state = keyed.lock(model, pks, "status", "lease_token")
+    return {pk for pk, fields in state.items() if fields == (str(Status.SENDING), token)}
 
 
 def outcome_fields(

@@ -188,9 +188,8 @@ def _scope(pixel: str | None) -> _Scope:
     if not markets.is_configured():
         single = markets.single().pixel_id
         return _Scope((single,), single)
-    # Not UNROUTED's rows: purchases that went to no market, which Prisjakt never had.
-    found = tuple(pixel_id for pixel_id in markets.pixel_ids() if pixel_id != markets.UNROUTED)
-    return _Scope(found, markets.UNROUTED)
+    # Not UNROUTED's rows ("", no market's pixel): purchases Prisjakt never had.
+    return _Scope(tuple(markets.pixel_ids()), markets.UNROUTED)
 
 
 def _record(restated: Restated, reason: str, scope: _Scope) -> Restatement:

@@ -110,7 +110,7 @@ def sync_every_market(days: int | None = None) -> dict[str, PrisjaktSync | Excep
     """``sync_recent`` for each market's pixel with its own client: pixel id → its run,
     or what stopped it (one market refused does not stop the others)."""
     runs: dict[str, PrisjaktSync | Exception] = {}
-    for pixel_id in markets.pixel_ids():
+    for pixel_id in [market.pixel_id for market in markets.all_markets()]:  # set or not
         try:
             runs[pixel_id] = sync_recent(days, pixel_id=pixel_id)
         except (PrisjaktAPIError, PjpixelConfigurationError) as err:

@@ -18,13 +18,13 @@ from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Count, F, QuerySet, Sum, Value
-from django.db.models.functions import Coalesce, NullIf, TruncDate
+from django.db.models import Count, F, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from django_pjpixel import markets
 from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.models import ConversionEvent, PrisjaktEvent, PrisjaktSync
+from django_pjpixel.models import CURRENT_CURRENCY, ConversionEvent, PrisjaktEvent, PrisjaktSync
 from django_pjpixel.sync import last_sync
 
 Status = ConversionEvent.Status
@@ -90,10 +90,8 @@ def range_totals(first: date, last: date, pixel_id: str | None = None) -> RangeT
     )
     minor = pjpixel_settings.AMOUNT_UNITS == "minor"
     # Ours as the shop has it now: a refund or cancellation Prisjakt accepted counts.
-    # (a restatement may change the currency: "" when it did not).
-    now_in = Coalesce(NullIf("restated_currency", Value("")), "currency")
     sides = (
-        (OURS, ours, Coalesce("restated_amount", "amount"), now_in, Decimal(1)),
+        (OURS, ours, Coalesce("restated_amount", "amount"), CURRENT_CURRENCY, Decimal(1)),
         (PRISJAKT, theirs, F("amount"), F("currency"), Decimal(100 if minor else 1)),
     )
     by_currency: dict[str, CurrencyTotals] = {}
