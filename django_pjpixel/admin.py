@@ -27,6 +27,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_pjpixel import markets, mirror_admin, publisher, views
+from django_pjpixel.admin_history import CurrencyFilter, HistoryAdmin
 from django_pjpixel.admin_restatements import (
     RESTATE_PERMISSION,
     RestatedFilter,
@@ -68,7 +69,7 @@ def deliver_now(pk: int) -> None:
 
 
 @admin.register(ConversionEvent)
-class ConversionEventAdmin(MarketColumn, ModelAdmin):
+class ConversionEventAdmin(MarketColumn, HistoryAdmin, ModelAdmin):
     list_display = (
         "order_id",
         "amount_with_currency",
@@ -81,12 +82,13 @@ class ConversionEventAdmin(MarketColumn, ModelAdmin):
     )
     list_filter = (
         "status",
-        "currency",
+        CurrencyFilter,
         RestatedFilter,
         PixelFilter,
         ("created_at", admin.DateFieldListFilter),
     )
-    search_fields = ("order_id", "request_id")
+    # Exact ids, each found through its index (a substring search reads every row).
+    search_fields = ("order_id__exact", "request_id__exact")
     fieldsets = (
         (
             _("Order"),

@@ -28,6 +28,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_pjpixel import markets
+from django_pjpixel.admin_history import HistoryAdmin
 from django_pjpixel.models import ConversionEvent, Restatement
 from django_pjpixel.pixel_filter import MarketColumn, PixelFilter
 from django_pjpixel.restatements import restate_purchase
@@ -216,7 +217,7 @@ def _report(model_admin: EventAdmin, request: HttpRequest, rows: list[Restatemen
 
 
 @admin.register(Restatement)
-class RestatementAdmin(MarketColumn, Columns, ModelAdmin):
+class RestatementAdmin(MarketColumn, HistoryAdmin, Columns, ModelAdmin):
     """Every restatement, newest first: what is waiting, what failed, what Prisjakt has."""
 
     list_display = (
@@ -230,7 +231,7 @@ class RestatementAdmin(MarketColumn, Columns, ModelAdmin):
         "sent_at",
     )
     list_filter = ("status", PixelFilter, ("created_at", admin.DateFieldListFilter))
-    search_fields = ("order_id", "request_id")
+    search_fields = ("order_id__exact", "request_id__exact")
     fields = readonly_fields = ("order", "pixel_id", *SHOWN, "problem_detail", "field_errors")
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -1,4 +1,4 @@
-"""Is delivery to Prisjakt healthy? What ops watch, read in one query and one a market.
+"""Is delivery to Prisjakt healthy? What ops watch, read in four indexed queries and one a market.
 
 ``delivery_health()`` summarises the outbox and the mirror: how long the
 oldest due event has waited for a sender, how many events failed or were
@@ -110,16 +110,27 @@ def delivery_health(now: datetime | None = None, *, pixel_id: str | None = None)
         When(status=Status.SENDING, then=Coalesce("leased_until", "created_at")),
         default=Coalesce("next_attempt_at", "created_at"),
     )
-    recent = Q(updated_at__gte=now - DAY)
     rows = ConversionEvent.objects.all()
     if pixel_id is not None:
         rows = rows.filter(pixel_id=pixel_id)
-    totals = rows.aggregate(
-        due=Count("pk", filter=due_filter(now)),
-        due_since=Min(since, filter=due_filter(now)),
-        failed=Count("pk", filter=recent & Q(status=Status.FAILED)),
-        dead=Count("pk", filter=recent & Q(status=Status.DEAD)),
-        last_sent_at=Max("sent_at", filter=Q(status__in=DELIVERED)),
+    # Each figure in a query of its own that an index serves (docs/explanation/scale.md):
+    # one aggregate with FILTER clauses would read the whole history of the outbox.
+    totals: dict[str, Any] = rows.filter(due_filter(now)).aggregate(
+        due=Count("pk"), due_since=Min(since)
+    )
+    totals.update(
+        rows.filter(updated_at__gte=now - DAY, status__in=GIVEN_UP).aggregate(
+            failed=Count("pk", filter=Q(status=Status.FAILED)),
+            dead=Count("pk", filter=Q(status=Status.DEAD)),
+        )
+    )
+    totals["last_sent_at"] = max(
+        (
+            when
+            for status in sorted(DELIVERED)
+            if (when := rows.filter(status=status).aggregate(last=Max("sent_at"))["last"])
+        ),
+        default=None,
     )
     several = markets.is_configured()
     pixels = markets.pixel_ids() if pixel_id is None else [pixel_id]

@@ -19,6 +19,7 @@ from django.urls import URLPattern, path
 from django.utils.translation import gettext_lazy as _
 
 from django_pjpixel import reconciliation_views
+from django_pjpixel.admin_history import CurrencyFilter, EventNameFilter, HistoryAdmin
 from django_pjpixel.models import ConversionEvent, PrisjaktEvent
 from django_pjpixel.pixel_filter import MarketColumn, PixelFilter
 
@@ -40,7 +41,7 @@ def may_reconcile(request: HttpRequest) -> bool:
 
 
 @admin.register(PrisjaktEvent)
-class PrisjaktEventAdmin(MarketColumn, ModelAdmin):
+class PrisjaktEventAdmin(MarketColumn, HistoryAdmin, ModelAdmin):
     list_display = (
         "external_event_id",
         "event_time",
@@ -52,11 +53,11 @@ class PrisjaktEventAdmin(MarketColumn, ModelAdmin):
     )
     list_filter = (
         PixelFilter,
-        "currency",
-        "event_name",
+        CurrencyFilter,
+        EventNameFilter,
         ("event_time", admin.DateFieldListFilter),
     )
-    search_fields = ("external_event_id", "id", "click_id")
+    search_fields = ("external_event_id__exact", "id__exact", "click_id__exact")
     readonly_fields = tuple(field.name for field in PrisjaktEvent._meta.fields)
     list_per_page = 50
 

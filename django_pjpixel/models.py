@@ -108,6 +108,16 @@ class ConversionEvent(OutboxRow):
             models.Index(fields=("status", "next_attempt_at"), name="pjpixel_due"),
             models.Index(fields=("status", "leased_until"), name="pjpixel_leases"),
             models.Index(fields=("request_id",), name="pjpixel_request_id"),
+            # History at scale (docs/explanation/scale.md): the admin's list in its
+            # ordering, unfiltered and by status or pixel; exact search by order id;
+            # erasure by click id; the health summary's recent failures and last send.
+            models.Index(fields=("created_at", "id"), name="pjpixel_created"),
+            models.Index(fields=("status", "created_at", "id"), name="pjpixel_status_created"),
+            models.Index(fields=("pixel_id", "created_at", "id"), name="pjpixel_pixel_created"),
+            models.Index(fields=("order_id",), name="pjpixel_order_id"),
+            models.Index(fields=("click_id",), name="pjpixel_click_id"),
+            models.Index(fields=("status", "updated_at"), name="pjpixel_status_updated"),
+            models.Index(fields=("status", "sent_at"), name="pjpixel_status_sent"),
         ]
 
     def __str__(self) -> str:
@@ -210,6 +220,13 @@ class Restatement(OutboxRow):
         indexes = [
             models.Index(fields=("status", "next_attempt_at"), name="pjpixel_restatement_due"),
             models.Index(fields=("status", "leased_until"), name="pjpixel_restatement_leases"),
+            models.Index(fields=("created_at", "id"), name="pjpixel_restatement_created"),
+            models.Index(
+                fields=("status", "created_at", "id"), name="pjpixel_restatement_status"
+            ),
+            models.Index(fields=("pixel_id", "created_at", "id"), name="pjpixel_restatement_pixel"),
+            models.Index(fields=("order_id",), name="pjpixel_restatement_order"),
+            models.Index(fields=("request_id",), name="pjpixel_restatement_request"),
         ]
 
     def __str__(self) -> str:
@@ -240,6 +257,7 @@ class OrderClick(models.Model):
         constraints = [
             models.UniqueConstraint(fields=("order_id", "pixel_id"), name="pjpixel_order_click"),
         ]
+        indexes = [models.Index(fields=("click_id",), name="pjpixel_order_click_id")]
 
     def __str__(self) -> str:
         return f"{self.order_id} ← {self.click_id[:12]}…"
@@ -283,6 +301,9 @@ class PrisjaktEvent(models.Model):
             # joined to the ledger by external event id.
             models.Index(fields=("pixel_id", "event_time"), name="pjpixel_mirror_time"),
             models.Index(fields=("pixel_id", "external_event_id"), name="pjpixel_mirror_external"),
+            # The admin's list in its ordering, and exact search by order id.
+            models.Index(fields=("-event_time", "id"), name="pjpixel_mirror_recent"),
+            models.Index(fields=("external_event_id",), name="pjpixel_mirror_order"),
         ]
 
     def __str__(self) -> str:

@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from django_pjpixel.admin_history import distinct_values
 from django_pjpixel.markets import UNROUTED, is_configured, label
 
 if TYPE_CHECKING:
@@ -23,8 +24,9 @@ class PixelFilter(admin.SimpleListFilter):
     parameter_name = "pixel_id"
 
     def lookups(self, request: HttpRequest, model_admin: ModelAdmin[Any]) -> list[tuple[str, str]]:
-        rows = model_admin.get_queryset(request)
-        pixels = list(rows.order_by("pixel_id").values_list("pixel_id", flat=True).distinct())
+        # Through an index that starts with pixel_id: one probe per pixel, however long the
+        # history (``admin_history.distinct_values``).
+        pixels = distinct_values(model_admin.model, "pixel_id")
         # One pixel: nothing to choose (a row of no market, "", is not a second one).
         if len([pixel for pixel in pixels if pixel != UNROUTED]) < 2 and not is_configured():
             return []
