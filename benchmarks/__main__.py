@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = ("middleware", "checkout", "throughput", "backlog", "sync", "reconcile")
+BENCHMARKS = ("middleware", "checkout", "throughput", "backlog", "sync", "reconcile", "history")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -129,6 +129,10 @@ def run_one(name: str) -> Callable[..., None]:
         from benchmarks import bench_sync
 
         return bench_sync.run
+    if name == "history":
+        from benchmarks import bench_history
+
+        return bench_history.run
     if name == "reconcile":
         from benchmarks import bench_reconcile
 

@@ -33,6 +33,8 @@ class Sizes:
     sync_small: int
     sync_events: int
     reconcile_orders: int
+    history_small: int
+    history_large: int
 
 
 FULL = Sizes(
@@ -49,6 +51,8 @@ FULL = Sizes(
     sync_small=10_000,
     sync_events=100_000,
     reconcile_orders=100_000,
+    history_small=100_000,
+    history_large=2_000_000,
 )
 QUICK = Sizes(
     name="quick",
@@ -64,6 +68,8 @@ QUICK = Sizes(
     sync_small=2_000,
     sync_events=20_000,
     reconcile_orders=20_000,
+    history_small=20_000,
+    history_large=400_000,
 )
 SMOKE = Sizes(
     name="smoke",
@@ -79,6 +85,8 @@ SMOKE = Sizes(
     sync_small=50,
     sync_events=500,
     reconcile_orders=300,
+    history_small=500,
+    history_large=10_000,
 )
 SIZES = {sizes.name: sizes for sizes in (FULL, QUICK, SMOKE)}
 

@@ -35,8 +35,33 @@ def _admin_connection(db: Mapping[str, Any]) -> Any:
     )
 
 
+def is_mariadb(db: Mapping[str, Any]) -> bool:
+    return str(db["ENGINE"]).endswith("mysql")
+
+
+def _mariadb(db: Mapping[str, Any], statement: str) -> None:
+    import pymysql
+
+    conn = pymysql.connect(
+        host=str(db["HOST"]),
+        port=int(db["PORT"] or 3306),
+        user=str(db["USER"]),
+        password=str(db["PASSWORD"]),
+        connect_timeout=5,
+    )
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(statement)
+    finally:
+        conn.close()
+
+
 def create_database(db: Mapping[str, Any]) -> None:
     """An empty database for this run (a leftover of an aborted run is dropped first)."""
+    if is_mariadb(db):
+        _mariadb(db, f"DROP DATABASE IF EXISTS `{db['NAME']}`")
+        _mariadb(db, f"CREATE DATABASE `{db['NAME']}` CHARACTER SET utf8mb4")
+        return
     if not is_postgres(db):
         path = Path(str(db["NAME"]))
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,6 +76,9 @@ def create_database(db: Mapping[str, Any]) -> None:
 
 
 def drop_database(db: Mapping[str, Any]) -> None:
+    if is_mariadb(db):
+        _mariadb(db, f"DROP DATABASE IF EXISTS `{db['NAME']}`")
+        return
     if not is_postgres(db):
         Path(str(db["NAME"])).unlink(missing_ok=True)
         return
@@ -67,6 +95,11 @@ def drop_database(db: Mapping[str, Any]) -> None:
 def describe_database(db: Mapping[str, Any]) -> str:
     from django.db import connection
 
+    if is_mariadb(db):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT VERSION()")
+            version = str(cursor.fetchone()[0]).split("-")[0]
+        return f"MariaDB {version} (database {db['NAME']}, loopback)"
     if is_postgres(db):
         with connection.cursor() as cursor:
             cursor.execute("SHOW server_version")

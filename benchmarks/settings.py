@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import dj_database_url
+
 from tests.settings import *  # noqa: F403
 from tests.settings import DATABASES, INSTALLED_APPS, PJPIXEL, POSTGRES_UNAVAILABLE
 
@@ -26,7 +28,17 @@ BENCH_DB_NAME = os.environ.get("PJPIXEL_BENCH_DB_NAME", "pjpixel_bench")
 BENCH_SQLITE = Path(
     os.environ.get("PJPIXEL_BENCH_SQLITE", ROOT_DIR / "artifacts" / "bench.sqlite3")
 )
-if POSTGRES_UNAVAILABLE or os.environ.get("PJPIXEL_BENCH_DB") == "sqlite":
+if os.environ.get("PJPIXEL_BENCH_DB") == "mariadb":  # the history benchmark's second run
+    from tests.settings import MARIADB_URL
+
+    DATABASES = {
+        "default": {
+            **dj_database_url.parse(MARIADB_URL),
+            "NAME": BENCH_DB_NAME,
+            "OPTIONS": {"charset": "utf8mb4"},
+        }
+    }
+elif POSTGRES_UNAVAILABLE or os.environ.get("PJPIXEL_BENCH_DB") == "sqlite":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",

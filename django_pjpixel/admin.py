@@ -27,7 +27,13 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_pjpixel import markets, mirror_admin, publisher, views
-from django_pjpixel.admin_history import CurrencyFilter, HistoryAdmin
+from django_pjpixel.admin_history import (
+    EXACT_UP_TO,
+    CurrencyFilter,
+    HistoryAdmin,
+    count_at_most,
+    estimate,
+)
 from django_pjpixel.admin_restatements import (
     RESTATE_PERMISSION,
     RestatedFilter,
@@ -234,21 +240,27 @@ class ConversionEventAdmin(MarketColumn, HistoryAdmin, ModelAdmin):
     # -- the changelist: counts per status, forged actions -------------------
 
     def status_counts(self, pixel_id: str | None = None) -> list[dict[str, Any]]:
-        """Rows per status (of the pixel ``pixel_id``), in one aggregate query, each linked
-        to its filter."""
+        """Rows per status (of the pixel ``pixel_id``), each linked to its filter: exact, in
+        one aggregate, up to ``EXACT_UP_TO`` rows; beyond, the planner's estimate of each
+        ("about"), so years of history are not counted on every page."""
         rows = ConversionEvent.objects.all()
         market = {} if pixel_id is None else {PixelFilter.parameter_name: pixel_id}
         if pixel_id is not None:
             rows = rows.filter(pixel_id=pixel_id)
-        totals = rows.aggregate(
-            **{value: Count("pk", filter=Q(status=value)) for value in Status.values}
-        )
+        about = count_at_most(rows, EXACT_UP_TO) > EXACT_UP_TO
+        if about:
+            totals = {value: estimate(rows.filter(status=value)) for value in Status.values}
+        else:
+            totals = rows.aggregate(
+                **{value: Count("pk", filter=Q(status=value)) for value in Status.values}
+            )
         base = reverse("admin:django_pjpixel_conversionevent_changelist")
         return [
             {
                 "status": value,
                 "label": label,
                 "count": totals[value],
+                "about": about,
                 "colour": BADGE_COLOURS.get(value, NEUTRAL),
                 "url": f"{base}?{urlencode({'status__exact': value, **market})}",
             }

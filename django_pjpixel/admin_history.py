@@ -54,7 +54,7 @@ class EstimatedPaginator(Paginator):
             return super().count
         if connections[rows.db].vendor not in ("postgresql", "mysql"):
             return rows.count()
-        bounded = rows.order_by().values("pk")[: EXACT_UP_TO + 1].count()
+        bounded = count_at_most(rows, EXACT_UP_TO)
         if bounded <= EXACT_UP_TO:
             return bounded
         self.estimated = True
@@ -66,6 +66,11 @@ class EstimatedPaginator(Paginator):
         if not self.estimated:
             return pages
         return min(pages, max(1, math.ceil(EXACT_UP_TO / self.per_page)))
+
+
+def count_at_most(rows: QuerySet[Any], most: int) -> int:
+    """The rows of ``rows``, counted up to ``most + 1`` (a bounded read of an index)."""
+    return rows.order_by().values("pk")[: most + 1].count()
 
 
 def estimate(rows: QuerySet[Any]) -> int:
