@@ -110,7 +110,8 @@ class ConversionEvent(OutboxRow):
             models.Index(fields=("request_id",), name="pjpixel_request_id"),
             # History at scale (docs/explanation/scale.md): the admin's list in its
             # ordering, unfiltered and by status or pixel; exact search by order id;
-            # erasure by click id; the health summary's recent failures and last send.
+            # erasure by click id; the health summary's recent failures and last send;
+            # reconciliation and the range totals: one pixel's purchases in a time range.
             models.Index(fields=("created_at", "id"), name="pjpixel_created"),
             models.Index(fields=("status", "created_at", "id"), name="pjpixel_status_created"),
             models.Index(fields=("pixel_id", "created_at", "id"), name="pjpixel_pixel_created"),
@@ -118,6 +119,7 @@ class ConversionEvent(OutboxRow):
             models.Index(fields=("click_id",), name="pjpixel_click_id"),
             models.Index(fields=("status", "updated_at"), name="pjpixel_status_updated"),
             models.Index(fields=("status", "sent_at"), name="pjpixel_status_sent"),
+            models.Index(fields=("pixel_id", "event_time"), name="pjpixel_event_time"),
         ]
 
     def __str__(self) -> str:

@@ -69,6 +69,7 @@ class Migration(migrations.Migration):
         _index("conversionevent", "pjpixel_click_id", "click_id"),
         _index("conversionevent", "pjpixel_status_updated", "status", "updated_at"),
         _index("conversionevent", "pjpixel_status_sent", "status", "sent_at"),
+        _index("conversionevent", "pjpixel_event_time", "pixel_id", "event_time"),
         _index("restatement", "pjpixel_restatement_created", "created_at", "id"),
         _index("restatement", "pjpixel_restatement_status", "status", "created_at", "id"),
         _index("restatement", "pjpixel_restatement_pixel", "pixel_id", "created_at", "id"),
