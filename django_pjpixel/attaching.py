@@ -33,7 +33,7 @@ from django_pjpixel.validation import OrderId, order_id_text
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.attaching")
 
 
 def attach_click(

@@ -39,7 +39,7 @@ from django_pjpixel.payloads import EVENT_NAME_PURCHASE, is_valid_click_id
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.attribution")
 
 SESSION_KEY = stores.SESSION_KEY
 # The checkout form's field for the browser script's click ({% pjpixel_click_input %}).

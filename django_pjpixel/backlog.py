@@ -50,7 +50,7 @@ from django_pjpixel.outbox import (
 )
 from django_pjpixel.signals import Cancel
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.backlog")
 
 Status = ConversionEvent.Status
 # Answers to a batch that a POST of each event would get as well: recorded for every row.

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import requests
 
-from django_pjpixel import __version__
+from django_pjpixel._version import __version__
 from django_pjpixel.auth import Credentials
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (

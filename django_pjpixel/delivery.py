@@ -39,7 +39,7 @@ from django_pjpixel.outbox import (
 from django_pjpixel.payloads import purchase_payload
 from django_pjpixel.signals import Cancel, post_send, pre_send
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.delivery")
 
 Status = ConversionEvent.Status
 _DELIVERED = frozenset({str(Status.SENT), str(Status.DUPLICATE)})

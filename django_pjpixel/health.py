@@ -36,7 +36,7 @@ from django_pjpixel.models import ConversionEvent, PrisjaktSync
 from django_pjpixel.outbox import due_filter
 from django_pjpixel.sync import last_sync
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.health")
 
 Status = ConversionEvent.Status
 DAY = timedelta(hours=24)

@@ -17,7 +17,7 @@ from django_pjpixel.stores import AFTER_VIEW
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.middleware")
 
 PARAM = "pjclid"
 _NEEDLE = PARAM + "="

@@ -46,7 +46,7 @@ from django_pjpixel.validation import (
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.purchases")
 
 ORDER_COMPLETED_UID = "django_pjpixel.purchases.on_order_completed"
 PURCHASE_FIELDS = frozenset(

@@ -50,7 +50,7 @@ from django_pjpixel.validation import (
     reason_text,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.restatements")
 
 Status = Restatement.Status
 EventStatus = ConversionEvent.Status

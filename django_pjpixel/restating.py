@@ -49,7 +49,7 @@ from django_pjpixel.restatements import (
     window_start,
 )
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.restating")
 
 Status = Restatement.Status
 EventStatus = ConversionEvent.Status

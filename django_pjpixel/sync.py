@@ -49,7 +49,7 @@ from django_pjpixel.exceptions import (
 )
 from django_pjpixel.models import PrisjaktEvent, PrisjaktSync
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.sync")
 
 # Mirror fields an upsert rewrites: all but the key and ``first_seen``.
 UPDATED_FIELDS = tuple(
