@@ -19,17 +19,22 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-ROUNDS = 3
+ROUNDS = 5
+# The floor of reconcile()'s counts: the range's orders joined to the mirror, counted.
+JOIN = "plain join of 30 days' orders with the mirror"
 ERASED = iter(range(301, 1_000_000, 7))  # the click ids erased, one a call, never twice
 
 
 def measures(now: Any, pixel: str, small: int) -> dict[str, Callable[[], object]]:
-    """What is timed: the admin's pages through a logged-in client, the rest as called."""
+    """What is timed: the admin's pages through a logged-in client, the rest as called.
+
+    (``JOIN`` is the baseline of ``reconcile()``, not a page.)"""
     from django.contrib.auth import get_user_model
     from django.core.management import CommandError, call_command
     from django.test import Client
     from django.test.utils import override_settings
 
+    from benchmarks.bench_reconcile import count_join
     from benchmarks.history_seed import PENDING, RATE, RETENTION_DAYS, TOP_ID
     from django_pjpixel import health, healthcheck, retention
     from django_pjpixel.charts import range_context
@@ -108,11 +113,12 @@ def measures(now: Any, pixel: str, small: int) -> dict[str, Callable[[], object]
         "health summary": lambda: health.delivery_health(now),
         "health-check backend": lambda: _unhealthy(healthcheck.DeliveryHealthCheck().check_status),
         "pjpixel_check --health": lambda: _check_health(call_command),
-        "pjpixel_check's failed count": lambda: Check(stdout=_Null(), stderr=_Null()).count_failed(),
+        "pjpixel_check's failed count": Check(stdout=_Null(), stderr=_Null()).count_failed,
         "deliver_due's claim (100 rows)": claim,
         "retention purge, a run": purge,
         "pjpixel_erase --click": erase_click,
         "reconcile(), 30 days": lambda: reconcile(now - timedelta(days=30), now).counts,
+        JOIN: lambda: count_join(now - timedelta(days=30), now),
     }
 
 

@@ -22,7 +22,7 @@ import json
 import math
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from django.contrib import admin
 from django.core.paginator import Paginator
@@ -38,7 +38,13 @@ from django_pjpixel.conf import SUPPORTED_CURRENCIES
 EXACT_UP_TO = 10_000
 
 
-class EstimatedPaginator(Paginator):
+if TYPE_CHECKING:
+    BasePaginator = Paginator[Any]
+else:  # Paginator is generic for the type checker only
+    BasePaginator = Paginator
+
+
+class EstimatedPaginator(BasePaginator):
     """Counts at most ``EXACT_UP_TO + 1`` rows; above that the planner's estimate.
 
     ``estimated`` says which the count is. SQLite, a small shop's database,
@@ -70,7 +76,7 @@ class EstimatedPaginator(Paginator):
 
 def count_at_most(rows: QuerySet[Any], most: int) -> int:
     """The rows of ``rows``, counted up to ``most + 1`` (a bounded read of an index)."""
-    return rows.order_by().values("pk")[: most + 1].count()
+    return int(rows.order_by().values("pk")[: most + 1].count())
 
 
 def estimate(rows: QuerySet[Any]) -> int:
@@ -93,7 +99,7 @@ def estimate(rows: QuerySet[Any]) -> int:
 class HistoryAdmin:
     """A read-only list over a table that keeps growing (mix in before ``ModelAdmin``)."""
 
-    paginator = EstimatedPaginator
+    paginator: ClassVar[type] = EstimatedPaginator
     show_full_result_count = False
 
 
@@ -105,11 +111,11 @@ def distinct_values(model: type[Model], column: str) -> list[str]:
     """
     alias = router.db_for_read(model)
     connection = connections[alias]
-    name = connection.ops.quote_name(model._meta.get_field(column).column)
+    name = connection.ops.quote_name(column)  # a concrete column named as its field
     table = connection.ops.quote_name(model._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH RECURSIVE found (value) AS ("
+            f"WITH RECURSIVE found (value) AS ("  # noqa: S608 (quoted names, no input)
             f" SELECT MIN({name}) FROM {table}"
             f" UNION ALL"
             f" SELECT (SELECT MIN({name}) FROM {table} WHERE {name} > found.value)"
@@ -133,7 +139,7 @@ class ChoicesFilter(admin.SimpleListFilter):
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         value = self.value()
-        return queryset if value is None else queryset.filter(**{self.parameter_name: value})
+        return queryset if value is None else queryset.filter(**{str(self.parameter_name): value})
 
 
 class CurrencyFilter(ChoicesFilter):

@@ -7,8 +7,8 @@ through ``admin_site.admin_view`` and allowed by
 ``has_reconciliation_permission``: to see both the shop's conversion events
 and Prisjakt's. The page covers a range of whole days (by default the last
 ``SYNC_DAYS``, what the periodic sync keeps): the orders per category and the
-differences, each linked to the shop's conversion event; the page shows the
-first ``SHOWN`` of them, the CSV export all of them.
+differences, each linked to the shop's conversion event; a page shows ``SHOWN``
+of them (``page``: which), the CSV export all of them.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 else:  # ModelAdmin is generic for the type checker only
     ModelAdmin = admin.ModelAdmin
 
-SHOWN = 500
+SHOWN = 100  # differences a page: the range is read once for each page shown
 LABELS = {
     "matched": _("Matched"),
     "amount_differs": _("Amount differs"),
@@ -145,8 +145,13 @@ class PrisjaktEventAdmin(MarketColumn, HistoryAdmin, ModelAdmin):
         }
         report = _report(request, form)
         if report is not None:
-            rows = [_row(difference) for difference in report.differences(limit=SHOWN + 1)]
+            found = sum(report.counts[category] for category in DIFFERENCES)
+            pages = max(1, -(-found // SHOWN))
+            number = _page_number(request, pages)
+            offset = (number - 1) * SHOWN
+            rows = [_row(one) for one in report.differences(limit=SHOWN, offset=offset)]
             query = urlencode(form.query())
+            here = reverse("admin:django_pjpixel_reconciliation")
             context.update(
                 {
                     "report": report,
@@ -160,9 +165,16 @@ class PrisjaktEventAdmin(MarketColumn, HistoryAdmin, ModelAdmin):
                         }
                         for category in CATEGORIES
                     ],
-                    "rows": rows[:SHOWN],
-                    "more": len(rows) > SHOWN,
+                    "rows": rows,
+                    "more": pages > 1,
                     "shown": SHOWN,
+                    "page": {"number": number, "pages": pages, "first": offset + 1},
+                    "previous_url": f"{here}?{urlencode(form.query(page=str(number - 1)))}"
+                    if number > 1
+                    else None,
+                    "next_url": f"{here}?{urlencode(form.query(page=str(number + 1)))}"
+                    if number < pages
+                    else None,
                     "csv_url": f"{reverse('admin:django_pjpixel_reconciliation_csv')}?{query}",
                 }
             )
@@ -208,6 +220,15 @@ def _report(request: HttpRequest, form: ReconciliationForm) -> Report | None:
     except NotSynced as err:
         messages.warning(request, str(err))
         return None
+
+
+def _page_number(request: HttpRequest, pages: int) -> int:
+    """The page of differences asked for (``page``), within 1 to ``pages``."""
+    try:
+        number = int(request.GET.get("page", "1"))
+    except ValueError:
+        number = 1
+    return min(max(number, 1), pages)
 
 
 def _row(difference: Difference) -> dict[str, Any]:

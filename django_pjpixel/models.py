@@ -223,9 +223,7 @@ class Restatement(OutboxRow):
             models.Index(fields=("status", "next_attempt_at"), name="pjpixel_restatement_due"),
             models.Index(fields=("status", "leased_until"), name="pjpixel_restatement_leases"),
             models.Index(fields=("created_at", "id"), name="pjpixel_restatement_created"),
-            models.Index(
-                fields=("status", "created_at", "id"), name="pjpixel_restatement_status"
-            ),
+            models.Index(fields=("status", "created_at", "id"), name="pjpixel_restatement_status"),
             models.Index(fields=("pixel_id", "created_at", "id"), name="pjpixel_restatement_pixel"),
             models.Index(fields=("order_id",), name="pjpixel_restatement_order"),
             models.Index(fields=("request_id",), name="pjpixel_restatement_request"),

@@ -141,10 +141,11 @@ class Report:
     def differs(self) -> bool:
         return any(self.counts.get(category) for category in DIFFERENCES)
 
-    def differences(self, limit: int | None = None) -> Iterator[Difference]:
-        """The orders in a difference category, by category then time (one query, chunked)."""
+    def differences(self, limit: int | None = None, offset: int = 0) -> Iterator[Difference]:
+        """The orders in a difference category, by category then time (one query, chunked);
+        ``limit`` of them after the first ``offset``: a page of them."""
         connection = _connection()
-        sql, params = _query(connection, self).differences(limit)
+        sql, params = _query(connection, self).differences(limit, offset)
         with connection.chunked_cursor() as cursor:
             cursor.execute(sql, params)
             while rows := cursor.fetchmany(CHUNK):
@@ -210,7 +211,7 @@ class _Query:
         )
         return sql, [*self.ours_params, *self.unknown_params]
 
-    def differences(self, limit: int | None) -> tuple[str, list[Any]]:
+    def differences(self, limit: int | None, offset: int = 0) -> tuple[str, list[Any]]:
         listed = ", ".join(f"'{category}'" for category in DIFFERENCES)
         sql = (
             f"SELECT * FROM ({self.ours} UNION ALL {self.unknown}) difference_rows "  # noqa: S608
@@ -219,8 +220,8 @@ class _Query:
         )
         params = [*self.ours_params, *self.unknown_params]
         if limit is not None:
-            sql += " LIMIT %s"
-            params.append(int(limit))
+            sql += " LIMIT %s OFFSET %s"
+            params += [int(limit), int(offset)]
         return sql, params
 
 

@@ -110,9 +110,7 @@ PLANS = {
     )[:50],
     "the search by order id": lambda: ConversionEvent.objects.filter(order_id="order-7").order_by(),
     "the erasure by click id": lambda: ConversionEvent.objects.filter(click_id="c-7").order_by(),
-    "the last send": lambda: ConversionEvent.objects.filter(status="sent").order_by("-sent_at")[
-        :1
-    ],
+    "the last send": lambda: ConversionEvent.objects.filter(status="sent").order_by("-sent_at")[:1],
 }
 
 

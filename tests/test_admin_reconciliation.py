@@ -140,8 +140,14 @@ def test_many_differences_are_shown_in_part(
     sync.sync_recent()
     page = admin_client.get(reverse(URL)).content.decode()
     assert page.count('<tr class="pjpixel-difference') == 2
-    assert "The first 2 are shown; the CSV has all of them." in page
-    assert SHOWN == 500
+    assert "2 are shown a page; the CSV has all of them." in page
+    assert "Page 1 of 2" in page
+    assert "missing-2" not in page
+    second = admin_client.get(reverse(URL), {"page": "2"}).content.decode()
+    assert second.count('<tr class="pjpixel-difference') == 1
+    assert "missing-2" in second
+    assert "Page 2 of 2" in second
+    assert SHOWN == 100
 
 
 def test_the_default_range_follows_sync_days(pjpixel: dict[str, object]) -> None:
