@@ -18,6 +18,7 @@ from django.contrib.auth import get_permission_codename
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -123,12 +124,16 @@ class RestatedFilter(admin.SimpleListFilter):
     def queryset(
         self, request: HttpRequest, queryset: QuerySet[ConversionEvent]
     ) -> QuerySet[ConversionEvent]:
-        restated = Exists(Restatement.objects.filter(event=OuterRef("pk")))
+        # Wrapped, so no database turns it into a join of every restatement (MariaDB's
+        # semi-join took seconds at 2,000,000 orders): the newest events are walked along
+        # their index, each looked up among the restatements by its key, until a page is full.
+        restated = Coalesce(Exists(Restatement.objects.filter(event=OuterRef("pk"))), False)
+        rows = queryset.alias(restated=restated)
         chosen: QuerySet[ConversionEvent] = queryset
         if self.value() == "yes":
-            chosen = queryset.filter(restated)
+            chosen = rows.filter(restated=True)
         elif self.value() == "no":
-            chosen = queryset.exclude(restated)
+            chosen = rows.filter(restated=False)
         return chosen
 
 

@@ -71,6 +71,7 @@ def test_beyond_the_exact_count_the_list_shows_an_estimate_and_no_deep_pages(
     admin_client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(admin_history, "EXACT_UP_TO", 10)
+    monkeypatch.setattr(admin_history, "DEEPEST", 10)
     monkeypatch.setattr("django_pjpixel.admin.EXACT_UP_TO", 10)
     for number in range(30):
         make_event(f"order-{number}", status="sent")
