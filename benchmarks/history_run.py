@@ -36,12 +36,13 @@ def measures(now: Any, pixel: str, small: int) -> dict[str, Callable[[], object]
 
     from benchmarks.bench_reconcile import count_join
     from benchmarks.history_seed import PENDING, RATE, RETENTION_DAYS, TOP_ID
-    from django_pjpixel import health, healthcheck, retention
-    from django_pjpixel.charts import range_context
+    from django_pjpixel import health, healthcheck
+    from django_pjpixel.admin.charts import range_context
+    from django_pjpixel.ledger import retention
     from django_pjpixel.management.commands.pjpixel_check import Command as Check
     from django_pjpixel.models import ConversionEvent
-    from django_pjpixel.outbox import claim_due
-    from django_pjpixel.reconciliation import reconcile
+    from django_pjpixel.record.reconciliation import reconcile
+    from django_pjpixel.sending.outbox import claim_due
 
     user, _ = get_user_model().objects.get_or_create(
         username="bench-admin", defaults={"is_staff": True, "is_superuser": True}
