@@ -20,6 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 ROUNDS = 5
+SETTLE_S = 20
 # The floor of reconcile()'s counts: the range's orders joined to the mirror, counted.
 JOIN = "plain join of 30 days' orders with the mirror"
 ERASED = iter(range(301, 1_000_000, 10))  # click ids erased, one a call, each mirrored too
@@ -198,6 +199,7 @@ def main() -> int:
             started = time.perf_counter()
             seed(first, last, now, pixel)
             print(f"  {last:,} orders seeded ({time.perf_counter() - started:.0f} s)", flush=True)
+            time.sleep(SETTLE_S)  # the server's own writing-out of what the seeding left
             found[last] = measure(measures(now, pixel, small))
         connection.close()
     finally:

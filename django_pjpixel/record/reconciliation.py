@@ -295,6 +295,9 @@ def _query(connection: BaseDatabaseWrapper, report: Report) -> _Query:
         *OPEN_STATUSES,
         *SENT_STATUSES,
     ]
+    # PostgreSQL would answer NOT EXISTS with a hash anti-join over the whole ledger (the
+    # shop's whole history); OFFSET 0 keeps it a lookup of each listed order in the index.
+    probe_each = " OFFSET 0" if connection.vendor == "postgresql" else ""
     unknown = (
         f"SELECT '{UNKNOWN_TO_SHOP}' AS category, {m('external_event_id')} AS order_id, "  # noqa: S608
         "NULL AS ours_id, NULL AS ours_status, NULL AS ours_amount, NULL AS ours_sent_amount, "
@@ -304,7 +307,7 @@ def _query(connection: BaseDatabaseWrapper, report: Report) -> _Query:
         f"{m('number_of_items')} AS pj_items, {m('event_time')} AS pj_time "
         f"FROM {mirror} m WHERE {in_range} AND NOT EXISTS (SELECT 1 FROM {ledger} c "
         f"WHERE {c('pixel_id')} = {m('pixel_id')} AND {c('order_id')} = {m('external_event_id')} "
-        f"AND {c('status')} IN (%s, %s, %s, %s))"
+        f"AND {c('status')} IN (%s, %s, %s, %s){probe_each})"
     )
     return _Query(ours, ours_params, unknown, [*range_params, *OPEN_STATUSES, *SENT_STATUSES])
 
