@@ -36,7 +36,7 @@ def measures(now: Any, pixel: str, small: int) -> dict[str, Callable[[], object]
     from django.test.utils import override_settings
 
     from benchmarks.bench_reconcile import count_join
-    from benchmarks.history_seed import PENDING, RATE, RETENTION_DAYS, TOP_ID
+    from benchmarks.history_seed import PENDING, RATE, RETENTION_DAYS, TOP_ID, ident
     from django_pjpixel import health, healthcheck
     from django_pjpixel.admin.charts import range_context
     from django_pjpixel.ledger import retention
@@ -91,7 +91,9 @@ def measures(now: Any, pixel: str, small: int) -> dict[str, Callable[[], object]
 
     def erase_click() -> object:
         try:
-            return call_command("pjpixel_erase", click=f"click-{next(ERASED)}", stdout=_Null())
+            return call_command(
+                "pjpixel_erase", click=ident("click-", next(ERASED)), stdout=_Null()
+            )
         except CommandError as err:  # erased before (a smoke run's few clicks): the same work
             return err
 
@@ -102,14 +104,14 @@ def measures(now: Any, pixel: str, small: int) -> dict[str, Callable[[], object]
         "outbox filtered by pixel": page(f"{outbox}?pixel_id={pixel}"),
         "outbox filtered by date (7 days)": page(f"{outbox}?{last_week}"),
         "outbox filtered by restated": page(f"{outbox}?restated=yes"),
-        "outbox search by order id": page(f"{outbox}?q=order-{probe}"),
-        "outbox search by request id": page(f"{outbox}?q=req-{probe}"),
+        "outbox search by order id": page(f"{outbox}?q={ident('order-', probe)}"),
+        "outbox search by request id": page(f"{outbox}?q={ident('req-', probe)}"),
         "outbox page 50": page(f"{outbox}?p={deep}"),
         "outbox row page": page(f"{outbox}{TOP_ID - probe}/change/"),
         "app index": page(f"{admin}/"),
         "restatements list": page(f"{admin}/restatement/"),
         "mirror list": page(f"{admin}/prisjaktevent/"),
-        "mirror search by order id": page(f"{admin}/prisjaktevent/?q=order-{probe}"),
+        "mirror search by order id": page(f"{admin}/prisjaktevent/?q={ident('order-', probe)}"),
         "reconciliation, 30 days": page(f"{admin}/prisjaktevent/reconciliation/"),
         "events page's range totals (7 days)": lambda: range_context(week_ago, today, pixel),
         "health summary": lambda: health.delivery_health(now),
