@@ -127,3 +127,44 @@ def test_an_index_serves(name: str) -> None:
     plan = PLANS[name]().explain()
     assert "Index" in plan
     assert "Sort" not in plan
+
+
+@postgres_only
+def test_reconciliation_reads_the_range_through_indexes() -> None:
+    """The range's orders through (pixel, event time); each listed event looked up in the
+    ledger by order id, never an anti-join hashing the whole ledger (the shop's history)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_pjpixel.models import PrisjaktEvent, PrisjaktSync
+    from django_pjpixel.record.reconciliation import _query, reconcile
+
+    now = timezone.now()
+    for number in range(20):
+        make_event(f"order-{number}", status="sent", event_time=now - timedelta(hours=number))
+        PrisjaktEvent.objects.create(
+            id=f"event-{number}",
+            pixel_id=PIXEL_ID,
+            external_event_id=f"order-{number}",
+            event_name="purchase",
+            event_time=now - timedelta(hours=number),
+            first_seen=now,
+            last_seen=now,
+        )
+    PrisjaktSync.objects.create(
+        pixel_id=PIXEL_ID,
+        start=now - timedelta(days=3),
+        end=now,
+        started_at=now,
+        finished_at=now,
+        complete=True,
+    )
+    report = reconcile(now - timedelta(days=2), now)
+    sql, params = _query(connection, report).counts()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "pjpixel_event_time" in plan
+    assert "Anti Join" not in plan
