@@ -60,6 +60,7 @@ def measures(now: Any, pixel: str, small: int) -> dict[str, Callable[[], object]
     last_week = urlencode(
         {"created_at__gte": str(midnight - timedelta(days=7)), "created_at__lt": str(midnight)}
     )
+    month = urlencode({"from": str(today - timedelta(days=29)), "to": str(today)})
     deep = min(50, small // 50)  # page 50, or the last page of a smoke run's few rows
     probe = min(PENDING + 4321, small // 2)  # an order found by exact search, at both sizes
     retention_settings = override_settings(
@@ -112,7 +113,7 @@ def measures(now: Any, pixel: str, small: int) -> dict[str, Callable[[], object]
         "restatements list": page(f"{admin}/restatement/"),
         "mirror list": page(f"{admin}/prisjaktevent/"),
         "mirror search by order id": page(f"{admin}/prisjaktevent/?q={ident('order-', probe)}"),
-        "reconciliation, 30 days": page(f"{admin}/prisjaktevent/reconciliation/"),
+        "reconciliation page, 30 days": page(f"{admin}/prisjaktevent/reconciliation/?{month}"),
         "events page's range totals (7 days)": lambda: range_context(week_ago, today, pixel),
         "health summary": lambda: health.delivery_health(now),
         "health-check backend": lambda: _unhealthy(healthcheck.DeliveryHealthCheck().check_status),

@@ -168,3 +168,20 @@ def test_reconciliation_reads_the_range_through_indexes() -> None:
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "pjpixel_event_time" in plan
     assert "Anti Join" not in plan
+
+
+def test_pjpixel_check_counts_failed_events_up_to_a_bound(
+    monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Callable[..., Any]
+) -> None:
+    """Years of failures are not all read: beyond ``FAILED_COUNTED``, "more than"."""
+    from io import StringIO
+
+    from django_pjpixel.management.commands import pjpixel_check
+
+    monkeypatch.setattr(pjpixel_check, "FAILED_COUNTED", 2)
+    for number in range(3):
+        make_event(f"order-{number}", status="failed")
+    err = StringIO()
+    with django_assert_num_queries(1):
+        pjpixel_check.Command(stdout=StringIO(), stderr=err).count_failed()
+    assert "Failed events: more than 2; see Conversion events" in err.getvalue()
