@@ -20,7 +20,7 @@ from datetime import timedelta
 from typing import Any
 
 ROUNDS = 5
-SETTLE_S = 20
+SETTLE_S = 120
 # The floor of reconcile()'s counts: the range's orders joined to the mirror, counted.
 JOIN = "plain join of 30 days' orders with the mirror"
 ERASED = iter(range(301, 1_000_000, 10))  # click ids erased, one a call, each mirrored too
@@ -157,6 +157,22 @@ class _Null:
         pass
 
 
+def settle() -> None:
+    """Wait for the server to write out what the seeding left (at most ``SETTLE_S``)."""
+    from django.db import connection
+
+    started = time.monotonic()
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("CHECKPOINT")
+            return
+        while time.monotonic() - started < SETTLE_S:
+            cursor.execute("SHOW GLOBAL STATUS LIKE 'Innodb_buffer_pool_pages_dirty'")
+            if int(cursor.fetchone()[1]) < 1000:
+                return
+            time.sleep(2)
+
+
 def measure(calls: dict[str, Callable[[], object]]) -> dict[str, tuple[float, int]]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -202,8 +218,11 @@ def main() -> int:
             started = time.perf_counter()
             seed(first, last, now, pixel)
             print(f"  {last:,} orders seeded ({time.perf_counter() - started:.0f} s)", flush=True)
-            time.sleep(SETTLE_S)  # the server's own writing-out of what the seeding left
-            found[last] = measure(measures(now, pixel, small))
+            settle()
+            calls = measures(now, pixel, small)
+            # Twice, a while apart, the best of both: a neighbour's burst hits one pass only.
+            first_pass, second_pass = measure(calls), measure(calls)
+            found[last] = {name: min(first_pass[name], second_pass[name]) for name in first_pass}
         connection.close()
     finally:
         services.drop_database(db)
