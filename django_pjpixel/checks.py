@@ -32,7 +32,8 @@ _NUMBERS: dict[str, tuple[float, float | None]] = {
     "RETRY_MAX_DELAY": (0, None),
     "MAX_ATTEMPTS": (1, None),
     "LEASE_SECONDS": (1, None),
-    "MAX_COUNTDOWN": (1, None),
+    # With a request's 600 s, within RabbitMQ's default consumer_timeout (1800 s).
+    "MAX_COUNTDOWN": (1, 1200),
     "PUBLISH_RETRIES": (0, 10),
     "PUBLISH_TIMEOUT": (0.01, 60),
     "PUBLISH_QUEUE_SIZE": (1, None),
