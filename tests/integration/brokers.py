@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+from contextlib import suppress
 from pathlib import Path
 
 from tests.integration.harness import free_port, unique_name, wait_until
@@ -131,10 +132,8 @@ class RabbitMQServer:
         if self.proc is None:
             return
         if self.proc.poll() is None:
-            try:
+            with suppress(subprocess.SubprocessError, OSError):
                 self.ctl("stop")
-            except (subprocess.SubprocessError, OSError):
-                pass
             try:
                 self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:

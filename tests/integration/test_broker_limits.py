@@ -80,9 +80,7 @@ def test_a_retry_after_past_the_consumer_timeout_is_left_to_deliver_due(
 ) -> None:
     emulator.scripted_retry_after = RETRY_AFTER
     emulator.script([503], method="POST")
-    worker = workers.start(
-        broker_url=private_rabbitmq.url, MAX_COUNTDOWN=DEFAULTS["MAX_COUNTDOWN"]
-    )
+    worker = workers.start(broker_url=private_rabbitmq.url, MAX_COUNTDOWN=DEFAULTS["MAX_COUNTDOWN"])
     with publishing_to(celery_app, private_rabbitmq.url, workers.queue):
         pay("busy-1")
         waiting = wait_until(

@@ -30,7 +30,7 @@ from django_pjpixel.exceptions import (
     PrisjaktTimeout,
 )
 from django_pjpixel.health import delivery_health
-from django_pjpixel.logtext import one_line
+from django_pjpixel.logtext import masked, one_line
 from django_pjpixel.markets import Market, all_markets, is_configured, market_named
 from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
 
@@ -213,4 +213,4 @@ def describe(err: PrisjaktAPIError, what: str) -> str:
     extra = [value for value in (err.title, err.detail) if value]
     if err.request_id:
         extra.append(_("request id %(id)s") % {"id": err.request_id})
-    return one_line(" — ".join([text, *extra]))
+    return one_line(masked(" — ".join([text, *extra])))
