@@ -26,7 +26,7 @@ from django.test import Client
 from django.urls import reverse
 
 from django_pjpixel import times
-from django_pjpixel.delivery import deliver_event
+from django_pjpixel.ledger.retention import erase, purge
 from django_pjpixel.models import (
     ConversionEvent,
     OrderClick,
@@ -34,7 +34,7 @@ from django_pjpixel.models import (
     PrisjaktSync,
     Restatement,
 )
-from django_pjpixel.retention import erase, purge
+from django_pjpixel.sending.delivery import deliver_event
 from tests.helpers import PIXEL_ID, make_event
 
 pytestmark = pytest.mark.django_db

@@ -19,10 +19,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
-from django_pjpixel.client import PrisjaktClient
-from django_pjpixel.delivery import deliver_event
+from django_pjpixel.api.client import PrisjaktClient
 from django_pjpixel.exceptions import PrisjaktAPIError
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.sending.delivery import deliver_event
 from tests.helpers import make_event, seed_payload
 
 pytestmark = pytest.mark.django_db

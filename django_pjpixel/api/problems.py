@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from django_pjpixel.api.payloads import parse_retry_after
 from django_pjpixel.exceptions import (
     PrisjaktAPIError,
     Problem,
@@ -26,7 +27,6 @@ from django_pjpixel.exceptions import (
     error_class_for,
 )
 from django_pjpixel.logtext import masked, masked_bytes, masked_value
-from django_pjpixel.payloads import parse_retry_after
 
 
 def api_error(response: requests.Response, *, hidden: Iterable[str]) -> PrisjaktAPIError:
