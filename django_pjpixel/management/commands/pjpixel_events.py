@@ -7,11 +7,11 @@ arrives: CSV rows, or one JSON array written element by element.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from argparse import ArgumentParser, ArgumentTypeError
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
+from itertools import chain
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -20,7 +20,7 @@ from django.utils.translation import gettext as _
 from django_pjpixel.api.client import get_client
 from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, PrisjaktAPIError
 from django_pjpixel.management.commands.pjpixel_check import describe, market_option
-from django_pjpixel.record.exports import safe_cell
+from django_pjpixel.record.exports import csv_lines
 from django_pjpixel.record.ranges import DATE_FORMAT, check_days
 
 CSV_COLUMNS = (
@@ -71,18 +71,10 @@ class Command(BaseCommand):
         except PjpixelConfigurationError as err:
             raise CommandError(_("The settings are incomplete: %s") % err) from err
 
-    def write_csv(self, events: Any) -> None:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for event in events:
-            data = event.get("data") if isinstance(event.get("data"), dict) else {}
-            writer.writerow(
-                [safe_cell(event.get(name)) for name in CSV_COLUMNS[:5]]
-                + [safe_cell(data.get(name)) for name in CSV_COLUMNS[5:]]
-            )
-            self.flush(buffer)
-        self.flush(buffer)
+    def write_csv(self, events: Iterable[dict[str, Any]]) -> None:
+        for line in csv_lines(chain([CSV_COLUMNS], _rows(events))):
+            self.stdout.write(line, ending="")
+            self.stdout.flush()
 
     def write_json(self, events: Any) -> None:
         separator = "[\n"
@@ -92,8 +84,10 @@ class Command(BaseCommand):
             separator = ",\n"
         self.stdout.write("[]\n" if separator == "[\n" else "\n]\n", ending="")
 
-    def flush(self, buffer: io.StringIO) -> None:
-        self.stdout.write(buffer.getvalue(), ending="")
-        self.stdout.flush()
-        buffer.seek(0)
-        buffer.truncate()
+
+def _rows(events: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
+    for event in events:
+        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        yield [event.get(name) for name in CSV_COLUMNS[:5]] + [
+            data.get(name) for name in CSV_COLUMNS[5:]
+        ]
