@@ -87,7 +87,9 @@ class Command(BaseCommand):
 
 def _rows(events: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
     for event in events:
-        data = event.get("data") if isinstance(event.get("data"), dict) else {}
+        data = event.get("data")
+        if not isinstance(data, dict):
+            data = {}
         yield [event.get(name) for name in CSV_COLUMNS[:5]] + [
             data.get(name) for name in CSV_COLUMNS[5:]
         ]
