@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import responses
 from django.apps import apps
+from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.db import models
 from django.test import Client
@@ -37,7 +38,10 @@ from django_pjpixel.models import (
 from django_pjpixel.sending.delivery import deliver_event
 from tests.helpers import PIXEL_ID, make_event
 
-pytestmark = pytest.mark.django_db
+# On MariaDB too: a JSON column is searched as its text there (``Cast``), as on
+# PostgreSQL and SQLite.
+ALIASES = ["default", *(["mariadb"] if "mariadb" in django_settings.DATABASES else [])]
+pytestmark = pytest.mark.django_db(databases=ALIASES)
 
 CLICK = "4f1c2a9e-7b3d-4e8f-a1b2-c3d4e5f60718_0a1b2c3d4e5f6a7b"
 OTHER = "9f0e1d2c-3b4a-4c5d-8e7f-001122334455_0123456789abcdef"
@@ -135,6 +139,17 @@ def test_every_place_is_written() -> None:
     assert len(holding(CLICK)) >= 15
 
 
+@pytest.fixture(
+    params=["default", pytest.param("mariadb", marks=[pytest.mark.mariadb, pytest.mark.services])]
+)
+def database(request: pytest.FixtureRequest, settings: Any) -> str:
+    """The database the app's tables live in for this test."""
+    if request.param == "mariadb":
+        settings.DATABASE_ROUTERS = ["tests.integration.test_concurrency.OutboxOnMariaDB"]
+    return str(request.param)
+
+
+@pytest.mark.usefixtures("database")
 def test_erase_a_click_leaves_no_copy() -> None:
     rows_for(ORDER, CLICK, OLD)
     rows_for("ORD-other", OTHER, OLD)
@@ -143,13 +158,15 @@ def test_erase_a_click_leaves_no_copy() -> None:
     assert len(holding(OTHER)) >= 15
 
 
+@pytest.mark.usefixtures("database")
 def test_erase_an_order_leaves_no_copy() -> None:
     rows_for(ORDER, CLICK, OLD)
     erase(order_id=ORDER)
     assert holding(CLICK) == []
 
 
-def test_purge_leaves_no_copy(settings: Any) -> None:
+@pytest.mark.usefixtures("database")
+def test_purge_leaves_no_copy() -> None:
     rows_for(ORDER, CLICK, OLD)
     PrisjaktSync.objects.all().delete()  # see NO_CLICK_OF_ITS_OWN
     young = times.as_django(times.now())
