@@ -32,8 +32,9 @@ _NUMBERS: dict[str, tuple[float, float | None]] = {
     "RETRY_MAX_DELAY": (0, None),
     "MAX_ATTEMPTS": (1, None),
     "LEASE_SECONDS": (1, None),
-    # With a request's 600 s, within RabbitMQ's default consumer_timeout (1800 s).
-    "MAX_COUNTDOWN": (1, 1200),
+    # With a request's 600 s at most, 5 minutes short of RabbitMQ's consumer_timeout
+    # (1800 s by default): a retried message is held for the countdown and the run.
+    "MAX_COUNTDOWN": (1, 900),
     "PUBLISH_RETRIES": (0, 10),
     "PUBLISH_TIMEOUT": (0.01, 60),
     "PUBLISH_QUEUE_SIZE": (1, None),

@@ -84,7 +84,8 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "E007 publish retries": (pjpixel(PUBLISH_RETRIES=11), ["E007"]),
     "E007 batch size": (pjpixel(BATCH_SIZE=1001), ["E007"]),
     # A countdown past RabbitMQ's patience (consumer_timeout, 30 min) once the run is added.
-    "E007 countdown": (pjpixel(MAX_COUNTDOWN=3000.0), ["E007"]),
+    "E007 countdown": (pjpixel(MAX_COUNTDOWN=901.0), ["E007"]),
+    "E007 countdown of the old default": (pjpixel(MAX_COUNTDOWN=3000.0), ["E007"]),
     "E007 window zero": (pjpixel(ATTRIBUTION_WINDOW=timedelta(0)), ["E007"]),
     "E007 window negative": (pjpixel(ATTRIBUTION_WINDOW=-5), ["E007"]),
     "E007 window string": (pjpixel(ATTRIBUTION_WINDOW="30 days"), ["E007"]),
