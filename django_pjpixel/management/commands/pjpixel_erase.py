@@ -1,9 +1,11 @@
 """``manage.py pjpixel_erase --order ID | --click ID``: a data subject's request for erasure.
 
 Erases the click id of one order, or one click id wherever it is, from every
-table that holds one (``retention.CLICK_COLUMNS``), whatever its age; an
-event not sent yet is skipped rather than sent. Prints how many rows of each
-table it erased. The exit status says what it found:
+table that holds one (``retention.CLICK_COLUMNS``), whatever its age, and
+every copy of it in a text or JSON column (a problem's detail, the field errors
+that echo the value sent, the mirror's event as listed); an event not sent yet
+is skipped rather than sent. Prints how many rows of each table held the click
+id. The exit status says what it found:
 
 - 0: it erased something;
 - 1: nothing held that order's or that click's id (nothing to erase);
