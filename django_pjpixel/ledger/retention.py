@@ -44,6 +44,8 @@ PURGE_BATCH = 1000
 ERASED_REASON = "click id erased"
 # What a copy of an erased click id becomes in a text or JSON column.
 ERASED = "[erased]"
+# erase()'s count of rows that held a copy only.
+COPIES = "copies"
 
 
 @dataclass(frozen=True)
@@ -112,7 +114,9 @@ def erase(*, order_id: str | None = None, click_id: str | None = None) -> dict[s
     With ``click_id`` the click id leaves every row of every table, its copies
     too; with ``order_id`` the order's click ids leave the order's rows and the
     rows of no order (another order attributed to the same click keeps it:
-    erase the click id for that).
+    erase the click id for that). ``COPIES`` counts, when there were any, the
+    rows that held a copy only (their click column erased before, by an older
+    version or a purge).
     """
     if (order_id is None) == (click_id is None):
         raise TypeError("erase() takes order_id or click_id, one of them")
@@ -126,13 +130,16 @@ def erase(*, order_id: str | None = None, click_id: str | None = None) -> dict[s
         if order_id is not None:
             clicks.update(_clicks_of(column, where))
         counts[column.label] = _erase_where(column, where, PURGE_BATCH, settle=True)
+    copies = 0
     for model in app_models():
         rows = model._default_manager.using(router.db_for_write(model)).all()
         order_field = ORDER_FIELDS.get(model._meta.label)
         if order_id is not None and order_field is not None:
             rows = rows.filter(**{order_field: order_id})
         for click in sorted(clicks):
-            _erase_copies(rows, click)
+            copies += _erase_copies(rows, click)
+    if copies:
+        counts[COPIES] = copies
     return counts
 
 

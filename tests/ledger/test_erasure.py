@@ -208,3 +208,16 @@ def test_pjpixel_erase_clears_the_value_sent_in_the_admin(
     assert CLICK not in page
     assert "[erased]" in page
     assert holding(CLICK) == []
+
+
+def test_a_copy_left_by_an_earlier_erasure_is_found_and_erased() -> None:
+    """A row whose click column an older version (or a purge) already cleared, its
+    copies kept: erasing the click id again finds them, and says so (exit 0)."""
+    event = make_event(ORDER, click_id="", status=ConversionEvent.Status.FAILED)
+    ConversionEvent.objects.filter(pk=event.pk).update(
+        field_errors={"signed_click_id": {"message": "unknown click", "value": CLICK}}
+    )
+    out = StringIO()
+    call_command("pjpixel_erase", "--click", CLICK, stdout=out)
+    assert "other rows holding a copy: 1" in out.getvalue()
+    assert holding(CLICK) == []

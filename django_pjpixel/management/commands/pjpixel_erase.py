@@ -25,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils.translation import gettext as _
 
-from django_pjpixel.ledger.retention import erase
+from django_pjpixel.ledger.retention import COPIES, erase
 
 NOTHING_FOUND, CANNOT_RUN = 1, 2
 
@@ -53,6 +53,9 @@ class Command(BaseCommand):
                 _("The erasure failed in the database: %s") % err, returncode=CANNOT_RUN
             ) from err
         for label, count in counts.items():
+            if label == COPIES:
+                self.stdout.write(_("other rows holding a copy: %(count)d") % {"count": count})
+                continue
             table = apps.get_model(label)._meta.verbose_name_plural
             self.stdout.write(f"{table}: {count}")
         if not any(counts.values()):
