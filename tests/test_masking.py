@@ -130,3 +130,14 @@ def test_pjpixel_check_shows_no_token(api: responses.RequestsMock, oauth: dict[s
         call_command("pjpixel_check", stdout=stdout, stderr=stderr)
     assert "HTTP 401" in stderr.getvalue()
     shows_none(stdout.getvalue(), stderr.getvalue())
+
+
+def test_a_token_answered_in_another_encoding_is_not_quoted(
+    api: responses.RequestsMock, oauth: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # A token endpoint answering a form rather than JSON: its body is the token.
+    api.post(TOKEN_URL, status=200, body=f"access_token={TOKEN}&token_type=bearer")
+    with pytest.raises(PrisjaktAPIError) as info:
+        PrisjaktClient().create_event(seed_payload())
+    shows_none(str(info.value), repr(info.value), info.value.as_record())
+    assert "not JSON" in str(info.value)

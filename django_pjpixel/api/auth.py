@@ -28,7 +28,11 @@ import requests.auth
 
 from django_pjpixel.api.problems import api_error, decode_json
 from django_pjpixel.api.transport import Deadline, exchange
-from django_pjpixel.exceptions import PjpixelConfigurationError, PrisjaktAuthError
+from django_pjpixel.exceptions import (
+    PjpixelConfigurationError,
+    PrisjaktAPIError,
+    PrisjaktAuthError,
+)
 
 AUTH_MODES = ("headers", "oauth2")
 # The roles of a client are admin, shop_user and event_publisher [docs]. Prisjakt's
@@ -159,7 +163,16 @@ class Credentials(requests.auth.AuthBase):
                     request_id=error.request_id,
                 )
             raise error
-        data = decode_json(response, hidden=self.hidden()) if answer.complete else None
+        try:
+            data = decode_json(response, hidden=self.hidden()) if answer.complete else None
+        except PrisjaktAPIError as err:
+            # Not JSON, maybe a form: its text may be the token itself, so none of it is kept.
+            raise PrisjaktAPIError(
+                "Prisjakt token endpoint answered 200 with a body that is not JSON",
+                status=err.status,
+                request_id=err.request_id,
+                retryable=False,
+            ) from None
         token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise PrisjaktAuthError(
