@@ -20,6 +20,7 @@ import requests
 
 from django_pjpixel.client import PrisjaktClient
 from django_pjpixel.exceptions import PrisjaktConnectionError, PrisjaktTimeout
+from django_pjpixel.testing import cli
 from django_pjpixel.testing import server as server_module
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.server import EmulatorServer, make_wsgi_app
@@ -325,19 +326,72 @@ def test_main_in_process(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(EmulatorServer, "wait", interrupted)
-    monkeypatch.setattr(server_module, "is_loopback", lambda host: loopback)
+    monkeypatch.setattr(cli, "is_loopback", lambda host: loopback)
     argv = ["--port", "0", "--pixel", "p1", "--pixel", "p2", "--page-size", "3"]
-    assert server_module.main([*argv, "--latency", "0.1"]) == 0
+    assert cli.main([*argv, "--latency", "0.1"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("pjpixel emulator: API at http://127.0.0.1:")
     assert "/click-conversion, token at http://127.0.0.1:" in out
     assert "/libs/pjpixel/pjpixel.min.js" in out
     assert ("not loopback only" in err) is not loopback
+    assert '"PIXEL_ID": "p1",  # also: p2' in out
+    assert "Roles of demo-client: event_publisher, shop_user." in out
+
+
+def test_the_emulator_prints_the_settings_that_reach_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a new user pastes into settings.py: every value the emulator accepts."""
+    seen: list[EmulatorServer] = []
+
+    def interrupted(self: EmulatorServer, timeout: float | None = None) -> bool:
+        seen.append(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EmulatorServer, "wait", interrupted)
+    assert cli.main(["--port", "0", "--client-id", "my-shop", "--client-secret", "pssst"]) == 0
+    out = capsys.readouterr().out
+    [server] = seen
+    block = out[out.index("PJPIXEL = {") :]
+    assert block.splitlines()[:6] == [
+        "PJPIXEL = {",
+        f'        "API_URL": "{server.url}",',
+        f'        "PIXEL_ID": "{PIXEL}",',
+        '        "CLIENT_ID": "my-shop",',
+        '        "CLIENT_SECRET": "pssst",',
+        "    }",
+    ]
+    assert server.url == f"http://127.0.0.1:{server.port}/click-conversion"
+
+
+def test_help_shows_every_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # no value cut at a line's end
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in (
+        "(default: 127.0.0.1)",
+        "(default: 8765)",
+        f"(default: {PIXEL})",
+        "(default: demo-client)",
+        "(default: demo-secret)",
+        "(default: event_publisher,shop_user)",
+        "(default: 1)",
+        "(default: /click-conversion)",
+        "(default: 50)",
+        "(default: 10000)",
+        "(default: 30.0)",
+    ):
+        assert default in text
+    assert '"API_URL": "http://127.0.0.1:8765/click-conversion",' in text
+    assert '"CLIENT_SECRET": "demo-secret",' in text
 
 
 def test_emulator_from_args_defaults() -> None:
-    args = server_module.build_parser().parse_args([])
-    emulator = server_module.emulator_from_args(args)
+    args = cli.build_parser().parse_args([])
+    emulator = cli.emulator_from_args(args)
     assert args.host == "127.0.0.1"
     assert emulator.state()["pixels"] == [PIXEL]
     assert emulator.base_path == "/click-conversion"

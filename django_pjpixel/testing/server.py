@@ -1,13 +1,14 @@
 """The emulator over real HTTP: a threaded WSGI server, loopback only by default.
 
-Run it::
+Run it (``cli.py``; ``--help`` shows every option's default)::
 
-    python -m django_pjpixel.testing.server --port 8765 \\
-        --pixel 5c034de4-8e86-4d16-9fd1-20cfec6c97e4 \\
-        --client-id demo-client --client-secret demo-secret
+    python -m django_pjpixel.testing.server
 
 The API is then at ``http://127.0.0.1:8765/click-conversion`` and the OAuth2
-token endpoint at ``http://127.0.0.1:8765/oauth2/token``. ``Link`` headers
+token endpoint at ``http://127.0.0.1:8765/oauth2/token``, for the client
+``demo-client`` with the secret ``demo-secret`` (roles ``event_publisher`` and
+``shop_user``) and the pixel ``5c034de4-8e86-4d16-9fd1-20cfec6c97e4``: it
+prints these as the ``PJPIXEL`` settings that report to it. ``Link`` headers
 point back at the server itself.
 
 In tests, ``with EmulatorServer(emulator) as server:`` serves ``emulator`` on a
@@ -26,20 +27,17 @@ a stand-in for Prisjakt's browser script (``browser_script.py``).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import socket
 import struct
-import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from types import TracebackType
 from typing import Any
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
 from wsgiref.util import request_uri
 
-from django_pjpixel.checks import is_loopback
 from django_pjpixel.testing.admin_path import ADMIN_PREFIX, answer_admin
 from django_pjpixel.testing.browser_script import HEADERS, SCRIPT_PATH, standin_script
 from django_pjpixel.testing.emulator import PrisjaktEmulator
@@ -314,67 +312,7 @@ class EmulatorServer:
         self.stop()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m django_pjpixel.testing.server",
-        description="Serve the emulated Prisjakt Click & Conversion API over HTTP.",
-    )
-    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--pixel", action="append", help=f"repeatable; default {DEFAULT_PIXEL}")
-    parser.add_argument("--client-id", default="demo-client")
-    parser.add_argument("--client-secret", default="demo-secret")
-    parser.add_argument(
-        "--roles", default="event_publisher,shop_user", help="comma-separated roles"
-    )
-    parser.add_argument("--shop", default="1", help="the shop id that holds the pixels")
-    parser.add_argument("--base-path", default="/click-conversion")
-    parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
-    parser.add_argument("--page-size", type=int, default=50)
-    parser.add_argument("--rate-limit", type=int, default=10_000)
-    parser.add_argument("--timeout-sleep", type=float, default=30.0)
-    parser.add_argument("--verbose", action="store_true", help="log every request")
-    return parser
-
-
-def emulator_from_args(args: argparse.Namespace) -> PrisjaktEmulator:
-    pixels = args.pixel or [DEFAULT_PIXEL]
-    emulator = PrisjaktEmulator(
-        base_url=f"http://{args.host}:{args.port}{args.base_path}",
-        token_url=f"http://{args.host}:{args.port}/oauth2/token",
-        pixels=pixels,
-        shops={args.shop: pixels},
-        page_size=args.page_size,
-        rate_limit=args.rate_limit,
-        latency=args.latency,
-    )
-    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    emulator.add_client(args.client_id, args.client_secret, roles)
-    return emulator
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not is_loopback(args.host):
-        sys.stderr.write(f"warning: serving on {args.host}, not loopback only\n")
-    emulator = emulator_from_args(args)
-    server = EmulatorServer(
-        emulator, args.host, args.port, timeout_sleep=args.timeout_sleep, verbose=args.verbose
-    )
-    server.start()
-    sys.stdout.write(
-        f"pjpixel emulator: API at {server.url}, token at {server.token_url}, "
-        f"browser script at {server.script_url}\n"
-    )
-    sys.stdout.flush()
-    try:
-        server.wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
-
-
 if __name__ == "__main__":
+    from django_pjpixel.testing.cli import main
+
     raise SystemExit(main())
