@@ -219,3 +219,25 @@ def test_the_outbox_shows_delivery_health(
     assert "Delivery to Prisjakt needs attention" in page
     assert "An event has waited 2" in page
     assert '<dd class="pjpixel-failed-24h">0</dd>' in page
+
+
+def test_a_new_install_is_not_synced_yet(
+    admin_client: Client, pjpixel_api: PrisjaktEmulator
+) -> None:
+    """Never synced, moments after the first migrate: no band until a sync is due."""
+    changelist = reverse("admin:django_pjpixel_conversionevent_changelist")
+    page = admin_client.get(changelist).content.decode()
+    assert 'class="pjpixel-health"' in page
+    assert "needs attention" not in page
+    assert '<dd class="pjpixel-last-sync">not synced yet</dd>' in page
+
+
+@pytest.mark.usefixtures("installed_long_ago")
+def test_an_install_never_synced_when_a_sync_is_due(
+    admin_client: Client, pjpixel_api: PrisjaktEmulator
+) -> None:
+    changelist = reverse("admin:django_pjpixel_conversionevent_changelist")
+    page = admin_client.get(changelist).content.decode()
+    assert "Delivery to Prisjakt needs attention" in page
+    assert "never been synced completely" in page
+    assert '<dd class="pjpixel-last-sync">never</dd>' in page
