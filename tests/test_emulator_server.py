@@ -18,10 +18,10 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 import requests
 
-from django_pjpixel.client import PrisjaktClient
+from django_pjpixel.api.client import PrisjaktClient
 from django_pjpixel.exceptions import PrisjaktConnectionError, PrisjaktTimeout
-from django_pjpixel.testing import cli
 from django_pjpixel.testing import server as server_module
+from django_pjpixel.testing import wsgi
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.server import EmulatorServer, make_wsgi_app
 
@@ -326,9 +326,9 @@ def test_main_in_process(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(EmulatorServer, "wait", interrupted)
-    monkeypatch.setattr(cli, "is_loopback", lambda host: loopback)
+    monkeypatch.setattr(server_module, "is_loopback", lambda host: loopback)
     argv = ["--port", "0", "--pixel", "p1", "--pixel", "p2", "--page-size", "3"]
-    assert cli.main([*argv, "--latency", "0.1"]) == 0
+    assert server_module.main([*argv, "--latency", "0.1"]) == 0
     out, err = capsys.readouterr()
     assert out.startswith("pjpixel emulator: API at http://127.0.0.1:")
     assert "/click-conversion, token at http://127.0.0.1:" in out
@@ -349,7 +349,10 @@ def test_the_emulator_prints_the_settings_that_reach_it(
         raise KeyboardInterrupt
 
     monkeypatch.setattr(EmulatorServer, "wait", interrupted)
-    assert cli.main(["--port", "0", "--client-id", "my-shop", "--client-secret", "pssst"]) == 0
+    assert (
+        server_module.main(["--port", "0", "--client-id", "my-shop", "--client-secret", "pssst"])
+        == 0
+    )
     out = capsys.readouterr().out
     [server] = seen
     block = out[out.index("PJPIXEL = {") :]
@@ -369,7 +372,7 @@ def test_help_shows_every_default(
 ) -> None:
     monkeypatch.setenv("COLUMNS", "200")  # no value cut at a line's end
     with pytest.raises(SystemExit):
-        cli.main(["--help"])
+        server_module.main(["--help"])
     text = " ".join(capsys.readouterr().out.split())
     for default in (
         "(default: 127.0.0.1)",
@@ -390,8 +393,8 @@ def test_help_shows_every_default(
 
 
 def test_emulator_from_args_defaults() -> None:
-    args = cli.build_parser().parse_args([])
-    emulator = cli.emulator_from_args(args)
+    args = server_module.build_parser().parse_args([])
+    emulator = server_module.emulator_from_args(args)
     assert args.host == "127.0.0.1"
     assert emulator.state()["pixels"] == [PIXEL]
     assert emulator.base_path == "/click-conversion"
@@ -517,7 +520,7 @@ def test_stop_ends_kept_alive_connections(emulator: PrisjaktEmulator) -> None:
 def test_an_idle_connection_is_closed(
     server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server_module._Handler, "IDLE_TIMEOUT", 0.2)
+    monkeypatch.setattr(wsgi.Handler, "IDLE_TIMEOUT", 0.2)
     with socket.create_connection((server.host, server.port), timeout=5) as sock:
         began = time.monotonic()
         assert sock.recv(1) == b""  # closed by the server, not by our timeout

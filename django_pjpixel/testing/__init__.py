@@ -4,8 +4,8 @@
   built on ``clock``, ``model``, ``wire``, ``faults``, ``routes`` and
   ``divergence``;
 - ``responses_adapter.EmulatorMock``: the emulator behind ``requests``;
-- ``server.EmulatorServer`` and ``python -m django_pjpixel.testing.server``
-  (``cli``): the emulator over real HTTP, with its ``admin_path``, and the
+- ``server.EmulatorServer`` and ``python -m django_pjpixel.testing.server``:
+  the emulator over real HTTP (``wsgi``), with its ``admin_path``, and the
   stand-in for Prisjakt's browser script (``browser_script``);
 - ``pytest_plugin``: the ``pjpixel_api`` fixture.
 
