@@ -8,8 +8,10 @@ import json
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
@@ -280,6 +282,28 @@ def test_events_csv_odd_values(pjpixel_api: PrisjaktEmulator) -> None:
     assert safe_cell(3) == "3"
     out, _err = run("pjpixel_events", *today_args())
     assert out.splitlines()[0].startswith("id,click_id")
+
+
+def test_events_without_dates_lists_the_last_7_days(
+    use_tz: bool, pjpixel_api: PrisjaktEmulator
+) -> None:
+    events = seed(pjpixel_api, 2)
+    pjpixel_api.add_event(
+        event_time=datetime.now(dt_timezone.utc) - timedelta(days=8), external_event_id="old"
+    )
+    out, _err = run("pjpixel_events", "--format", "json")
+    assert json.loads(out) == events
+    [listing] = [r for r in pjpixel_api.requests if r.path.endswith("/events")]
+    today = timezone.localtime(datetime.now(dt_timezone.utc)).date()
+    start = datetime.fromisoformat(listing.query["from"].replace("Z", "+00:00"))
+    first_day = start.astimezone(ZoneInfo(settings.TIME_ZONE)).date()
+    assert first_day == today - timedelta(days=6)
+
+
+def test_events_takes_from_and_to_together(pjpixel_api: PrisjaktEmulator) -> None:
+    _out, _err, message = fails("pjpixel_events", "--from", "2025-03-01")
+    assert message == "Give --from and --to together."
+    assert pjpixel_api.requests == []
 
 
 def test_events_range_over_60_days_refused_before_any_request(
