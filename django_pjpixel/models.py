@@ -134,7 +134,7 @@ class ConversionEvent(OutboxRow):
     def reason(self) -> str:
         """Why the row is where it is, in one line: a skipped row's reason; else the last
         answer (its HTTP status, its problem's title) and the first field error; "" if none."""
-        if self.status == self.Status.SKIPPED and self.skip_reason:
+        if self.status == "skipped" and self.skip_reason:
             return one_line(self.skip_reason)
         code = "" if self.last_status_code is None else str(self.last_status_code)
         answer = " ".join(part for part in (code, self.problem_title) if part)
