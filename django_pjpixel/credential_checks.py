@@ -23,7 +23,13 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.markets import CREDENTIALS, env_name, is_market, market_setting
+from django_pjpixel.markets import (
+    CREDENTIALS,
+    env_name,
+    is_market,
+    market_setting,
+    setting_name,
+)
 
 _IDS = {
     "PIXEL_ID": "django_pjpixel.E002",
@@ -73,11 +79,6 @@ def _value(key: str, entry: Mapping[str, Any] | None, name: str) -> Any:
 
 def _is_set(value: Any) -> bool:
     return isinstance(value, str) and bool(value.strip())
-
-
-def setting_name(key: str, name: str) -> str:
-    """``PJPIXEL["CLIENT_SECRET"]``, or a market's ``PJPIXEL["PIXELS"]["no"]["CLIENT_SECRET"]``."""
-    return f'PJPIXEL["PIXELS"]["{key}"]["{name}"]' if key else f'PJPIXEL["{name}"]'
 
 
 @register(Tags.compatibility)
