@@ -118,7 +118,7 @@ def measures(now: Any, pixel: str, small: int) -> dict[str, Callable[[], object]
         "health summary": lambda: health.delivery_health(now),
         "health-check backend": lambda: _unhealthy(healthcheck.DeliveryHealthCheck().check_status),
         "pjpixel_check --health": lambda: _check_health(call_command),
-        "pjpixel_check's failed count": Check(stdout=_Null(), stderr=_Null()).count_failed,
+        "pjpixel_check's failed count": Check(stdout=_Null(), stderr=_Null()).report_failed,
         "deliver_due's claim (100 rows)": claim,
         "retention purge, a run": purge,
         "pjpixel_erase --click": erase_click,
