@@ -11,7 +11,7 @@ each page does about it is written down in ``docs/explanation/scale.md``:
 - ``HistoryAdmin``: that paginator, no second count of the whole table
   (``show_full_result_count``), search by exact id (``field__exact``).
 - ``distinct_values``: the pixel filter's choices by skipping through an index
-  that starts with the column, one probe per value, not a ``SELECT DISTINCT``.
+  that starts with the column, one probe per value, not a read of the table.
 - ``ChoicesFilter``: the choices of a column no index leads with from a fixed list
   (the supported currencies), plus the value chosen.
 """
