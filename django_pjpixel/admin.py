@@ -35,7 +35,7 @@ from django_pjpixel.admin_restatements import (
 )
 from django_pjpixel.health import delivery_health
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
-from django_pjpixel.pixel_filter import MarketColumn, PixelFilter
+from django_pjpixel.pixel_filter import ClickFilter, MarketColumn, PixelFilter
 
 Status = ConversionEvent.Status
 
@@ -82,6 +82,7 @@ class ConversionEventAdmin(MarketColumn, ModelAdmin):
     list_filter = (
         "status",
         "currency",
+        ClickFilter,
         RestatedFilter,
         PixelFilter,
         ("created_at", admin.DateFieldListFilter),

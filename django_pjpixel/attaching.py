@@ -22,9 +22,17 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from django.db import router, transaction
+from django.db.models import Q
 
 from django_pjpixel import markets, publisher, times
-from django_pjpixel.attribution import UNNAMED, Click, keep_click_for_order, order_pixels
+from django_pjpixel.attribution import (
+    SKIP_ODD_CLICK,
+    UNNAMED,
+    Click,
+    keep_click_for_order,
+    order_pixels,
+)
+from django_pjpixel.clickids import is_well_formed
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import ConversionEvent, OrderClick
 from django_pjpixel.payloads import EVENT_NAME_PURCHASE
@@ -88,19 +96,23 @@ def attach_click(
 def attribute(event: ConversionEvent, click: Click, alias: str) -> bool:
     """A row skipped for want of a usable click takes ``click`` and is ``pending`` again.
 
-    Only when the click is within the window of the recorded purchase. One
-    conditional ``UPDATE``: of two reports racing here, one turns the row.
-    A row sent, being sent, failed, or skipped by ``pre_send`` (it has a
+    Only a well-formed click (``clickids``), within the window of the
+    recorded purchase; a row held for a click of an odd shape takes it too.
+    One conditional ``UPDATE``: of two reports racing here, one turns the
+    row. A row sent, being sent, failed, or skipped by ``pre_send`` (it has a
     click) never changes.
     """
     Status = ConversionEvent.Status
     skipped = event.status == str(Status.SKIPPED)
-    if not skipped or event.click_id or click.skip_reason_at(event.event_time):
+    held = event.skip_reason == SKIP_ODD_CLICK
+    if not skipped or (event.click_id and not held) or not is_well_formed(click.click_id):
+        return False
+    if click.skip_reason_at(event.event_time):
         return False
     captured_at = click.captured_at
     updated = (
         ConversionEvent.objects.using(alias)
-        .filter(pk=event.pk, status=Status.SKIPPED, click_id="")
+        .filter(Q(click_id="") | Q(skip_reason=SKIP_ODD_CLICK), pk=event.pk, status=Status.SKIPPED)
         .update(
             status=Status.PENDING,
             click_id=click.click_id,
@@ -130,8 +142,8 @@ def _skipped_row(
             order_id=order_id,
             event_name=EVENT_NAME_PURCHASE,
             status=ConversionEvent.Status.SKIPPED,
-            click_id="",
         )
+        .filter(Q(click_id="") | Q(skip_reason=SKIP_ODD_CLICK))
         .first()
     )
     if row is None or market is not None or not markets.is_configured():

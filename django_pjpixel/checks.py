@@ -17,6 +17,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import router
 from django.utils.module_loading import import_string
 
+from django_pjpixel.clickids import check_click_pattern
 from django_pjpixel.conf import DEFAULTS, SUPPORTED_CURRENCIES, pjpixel_settings
 from django_pjpixel.markets import is_configured
 
@@ -168,6 +169,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     cookie_name = raw.get("COOKIE_NAME", DEFAULTS["COOKIE_NAME"])
     if not isinstance(cookie_name, str) or not _COOKIE_NAME_RE.fullmatch(cookie_name):
         messages.append(_type_error("COOKIE_NAME", cookie_name, "a cookie name"))
+    if "CLICK_ID_PATTERN" in raw:
+        messages.extend(check_click_pattern(raw["CLICK_ID_PATTERN"]))
     for key, choices in _CHOICES.items():
         if key in raw and raw[key] not in choices:
             messages.append(_type_error(key, raw[key], " or ".join(repr(c) for c in choices)))

@@ -26,6 +26,7 @@ import requests
 
 from django_pjpixel import __version__
 from django_pjpixel.auth import Credentials
+from django_pjpixel.clickids import is_valid_click_id
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,
@@ -42,7 +43,6 @@ from django_pjpixel.payloads import (
     MAX_VALUE,
     check_range,
     format_time,
-    is_valid_click_id,
     parse_retry_after,
     purchase_payload,
     to_api_amount,

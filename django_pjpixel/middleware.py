@@ -11,7 +11,7 @@ from django.core.exceptions import SuspiciousOperation
 
 from django_pjpixel import stores
 from django_pjpixel.attribution import Click, has_consent, store_click
-from django_pjpixel.payloads import is_valid_click_id
+from django_pjpixel.clickids import is_valid_click_id
 from django_pjpixel.stores import AFTER_VIEW
 
 if TYPE_CHECKING:
@@ -32,10 +32,11 @@ class PjclidMiddleware:
     in its query string costs one substring test and one look at the
     request's attributes: the store is not read, so such responses get no
     ``Vary: Cookie`` and no session query. On a landing the value is checked
-    (``[A-Za-z0-9_-]{1,128}``; of a repeated parameter the last value
+    by the click rule (``clickids``; of a repeated parameter the last value
     counts), consent is asked of ``PJPIXEL["CONSENT"]``, and the click is
-    kept with its capture time; a newer click replaces an older one, an
-    invalid value never does. An invalid value or a refusal is logged at
+    kept with its capture time; a newer click replaces an older one, junk
+    never does, nor does a click of an odd shape replace a well-formed one.
+    An invalid value or a refusal is logged at
     DEBUG and otherwise ignored: the landing page is always served, and a
     landing on a page that answers 404 keeps the click all the same.
 

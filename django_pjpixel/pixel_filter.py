@@ -1,5 +1,6 @@
-"""The pixel filter and the market column of the outbox's, the restatements' and the
-mirror's changelists: each pixel of the rows, its market's key beside it."""
+"""The outbox's filters: the pixel filter and the market column of the outbox's, the
+restatements' and the mirror's changelists (each pixel of the rows, its market's key
+beside it); the outbox's click filter."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
+from django_pjpixel.attribution import SKIP_ODD_CLICK
 from django_pjpixel.markets import UNROUTED, is_configured, label
 
 if TYPE_CHECKING:
@@ -46,3 +48,24 @@ class MarketColumn:
     @admin.display(description=_("market"), ordering="pixel_id")
     def market(self, obj: Any) -> str:
         return label(obj.pixel_id)
+
+
+class ClickFilter(admin.SimpleListFilter):
+    """Rows by their click: held for a click of an unexpected shape (``clickids``), or none."""
+
+    title = _("click")
+    parameter_name = "click"
+
+    def lookups(self, request: HttpRequest, model_admin: ModelAdmin[Any]) -> list[tuple[str, Any]]:
+        return [
+            ("odd", _("Held: a click id of an unexpected shape")),
+            ("none", _("No click")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        chosen: QuerySet[Any] = queryset
+        if self.value() == "odd":
+            chosen = queryset.filter(status="skipped", skip_reason=SKIP_ODD_CLICK)
+        elif self.value() == "none":
+            chosen = queryset.filter(click_id="")
+        return chosen

@@ -30,7 +30,8 @@ from django.dispatch import Signal
 from django_pjpixel import markets, publisher, times
 from django_pjpixel.attaching import attach_click as attach_click  # where it always was
 from django_pjpixel.attaching import attribute
-from django_pjpixel.attribution import resolve_click
+from django_pjpixel.attribution import SKIP_ODD_CLICK, resolve_click
+from django_pjpixel.clickids import is_well_formed
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
@@ -249,6 +250,9 @@ def _record(
             )
             click = resolution.click
             captured_at = click.captured_at if click else None
+            # A click of an odd shape is kept on the row, which is held (clickids).
+            held = click is not None and not is_well_formed(click.click_id)
+            reason = SKIP_ODD_CLICK if held else resolution.skip_reason[:200]
             values: dict[str, Any] = {
                 "event_time": times.as_django(purchase.event_time),
                 "amount": purchase.amount,
@@ -257,8 +261,8 @@ def _record(
                 "number_of_items": purchase.number_of_items,
                 "click_id": click.click_id if click else "",
                 "click_captured_at": times.as_django(captured_at) if captured_at else None,
-                "status": Status.PENDING if click else Status.SKIPPED,
-                "skip_reason": "" if click else resolution.skip_reason[:200],
+                "status": Status.PENDING if click and not held else Status.SKIPPED,
+                "skip_reason": "" if click and not held else reason,
                 "created_at": times.as_django(now),
             }
             event = ConversionEvent.objects.using(alias).create(**lookup, **values)
