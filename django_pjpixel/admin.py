@@ -26,7 +26,7 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_pjpixel import markets, mirror_admin, publisher, views
+from django_pjpixel import conflicts, markets, mirror_admin, publisher, views
 from django_pjpixel.admin_restatements import (
     RESTATE_PERMISSION,
     RestatedFilter,
@@ -35,7 +35,7 @@ from django_pjpixel.admin_restatements import (
 )
 from django_pjpixel.health import delivery_health
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
-from django_pjpixel.pixel_filter import ClickFilter, MarketColumn, PixelFilter
+from django_pjpixel.pixel_filter import ClickFilter, ConflictFilter, MarketColumn, PixelFilter
 
 Status = ConversionEvent.Status
 
@@ -83,6 +83,7 @@ class ConversionEventAdmin(MarketColumn, ModelAdmin):
         "status",
         "currency",
         ClickFilter,
+        ConflictFilter,
         RestatedFilter,
         PixelFilter,
         ("created_at", admin.DateFieldListFilter),
@@ -102,6 +103,8 @@ class ConversionEventAdmin(MarketColumn, ModelAdmin):
                     "pixel_id",
                     "click_id",
                     "click_captured_at",
+                    "conflicting_report",
+                    "conflict_at",
                 )
             },
         ),
@@ -223,6 +226,10 @@ class ConversionEventAdmin(MarketColumn, ModelAdmin):
             _("Value sent"),
             rows,
         )
+
+    @admin.display(description=_("reported again as another purchase"))
+    def conflicting_report(self, obj: ConversionEvent) -> str:
+        return conflicts.reported_text(obj) or self.get_empty_value_display()
 
     @admin.display(description=_("request id to quote to Prisjakt"))
     def request_id_to_quote(self, obj: ConversionEvent) -> str | SafeString:

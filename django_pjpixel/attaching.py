@@ -33,6 +33,7 @@ from django_pjpixel.attribution import (
     order_pixels,
 )
 from django_pjpixel.clickids import is_well_formed
+from django_pjpixel.conflicts import is_recent
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import ConversionEvent, OrderClick
 from django_pjpixel.payloads import EVENT_NAME_PURCHASE
@@ -83,7 +84,7 @@ def attach_click(
         with transaction.atomic(using=router.db_for_write(OrderClick)):
             pixel_id = UNNAMED if market is None else market.pixel_id
             click = keep_click_for_order(request, text, pixel_id=pixel_id, now=now)
-            event = _skipped_row(text, alias, market) if click else None
+            event = _skipped_row(text, alias, market, now) if click else None
             if event is not None and click is not None and attribute(event, click, alias):
                 logger.info("pjpixel: order %s, skipped before, now has a click", text)
                 transaction.on_commit(partial(publisher.enqueue, event), using=alias, robust=True)
@@ -127,12 +128,14 @@ def attribute(event: ConversionEvent, click: Click, alias: str) -> bool:
 
 
 def _skipped_row(
-    order_id: str, alias: str, market: markets.Market | None
+    order_id: str, alias: str, market: markets.Market | None, now: datetime | None
 ) -> ConversionEvent | None:
     """``order_id``'s row in ``market`` if it was skipped for want of a usable click.
 
     ``market`` None: the order's row in the one market that has the order;
-    none when the order is recorded in several (logged).
+    none when the order is recorded in several (logged). A row whose purchase
+    is older than a checkout's (``conflicts.is_recent``) is another purchase
+    under a reused order id: none (logged).
     """
     pixel_ids = markets.pixel_ids() if market is None else [market.pixel_id]
     row: ConversionEvent | None = (
@@ -146,6 +149,14 @@ def _skipped_row(
         .filter(Q(click_id="") | Q(skip_reason=SKIP_ODD_CLICK))
         .first()
     )
+    if row is not None and not is_recent(row, times.now() if now is None else now):
+        logger.warning(
+            "pjpixel: order %s was recorded skipped at %s, too long ago to be this checkout's "
+            "purchase: the click attached is not sent with it (is the order id used again?)",
+            order_id,
+            row.event_time.isoformat(),
+        )
+        return None
     if row is None or market is not None or not markets.is_configured():
         return row
     found = order_pixels(order_id)

@@ -55,7 +55,9 @@ class DeliveryHealth:
     hours; ``last_sent_at``: the latest ``sent_at`` (``sent`` or
     ``duplicate``); ``syncs``: each market's label (its key and pixel; "" for
     the single pixel) and its latest complete ``PrisjaktSync`` (None: never);
-    ``last_sync``: the oldest of those, None when a market was never synced.
+    ``last_sync``: the oldest of those, None when a market was never synced;
+    ``conflicts``: orders reported again as another purchase in the last 24
+    hours (``conflicts``).
     """
 
     checked_at: datetime
@@ -67,6 +69,7 @@ class DeliveryHealth:
     last_sync: PrisjaktSync | None
     syncs: list[tuple[str, PrisjaktSync | None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    conflicts: int = 0
 
     @property
     def healthy(self) -> bool:
@@ -95,6 +98,8 @@ class DeliveryHealth:
                 lines.append(
                     _("Last complete sync of Prisjakt's events: %(when)s") % {"when": when}
                 )
+        line = _("Orders reported again as another purchase in the last 24 hours: %(count)d")
+        lines.append(line % {"count": self.conflicts})
         return lines
 
 
@@ -120,6 +125,7 @@ def delivery_health(now: datetime | None = None, *, pixel_id: str | None = None)
         failed=Count("pk", filter=recent & Q(status=Status.FAILED)),
         dead=Count("pk", filter=recent & Q(status=Status.DEAD)),
         last_sent_at=Max("sent_at", filter=Q(status__in=DELIVERED)),
+        conflicts=Count("pk", filter=Q(conflict_at__gte=now - DAY)),
     )
     several = markets.is_configured()
     pixels = markets.pixel_ids() if pixel_id is None else [pixel_id]
@@ -164,6 +170,17 @@ def _problems(health: DeliveryHealth) -> list[str]:
                 health.dead,
             )
             % {"count": health.dead, "limit": conf.HEALTH_MAX_DEAD}
+        )
+    if health.conflicts:
+        problems.append(
+            ngettext(
+                "%(count)d order id was reported again as another purchase in the last 24 "
+                "hours: see Conversion events (conflicting report).",
+                "%(count)d order ids were reported again as another purchase in the last 24 "
+                "hours: see Conversion events (conflicting report).",
+                health.conflicts,
+            )
+            % {"count": health.conflicts}
         )
     for market, run in health.syncs:
         problem = _sync_problem(run.finished_at if run else None, now)

@@ -93,6 +93,10 @@ class ConversionEvent(OutboxRow):
     )
     restated_currency = models.CharField(_("restated currency"), max_length=3, blank=True)
     restated_at = models.DateTimeField(_("restated at"), null=True, blank=True)
+    # The latest report of this order id whose purchase differs from the recorded one (an
+    # order id used again): its values, never sent (``conflicts``). Null: none.
+    conflict = models.JSONField(_("conflicting report"), null=True, blank=True)
+    conflict_at = models.DateTimeField(_("conflicting report at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("conversion event")

@@ -1,6 +1,6 @@
 """The outbox's filters: the pixel filter and the market column of the outbox's, the
 restatements' and the mirror's changelists (each pixel of the rows, its market's key
-beside it); the outbox's click filter."""
+beside it); the outbox's click and conflict filters."""
 
 from __future__ import annotations
 
@@ -68,4 +68,23 @@ class ClickFilter(admin.SimpleListFilter):
             chosen = queryset.filter(status="skipped", skip_reason=SKIP_ODD_CLICK)
         elif self.value() == "none":
             chosen = queryset.filter(click_id="")
+        return chosen
+
+
+class ConflictFilter(admin.SimpleListFilter):
+    """Rows whose order id was reported again as another purchase (``conflicts``)."""
+
+    title = _("conflicting report")
+    parameter_name = "conflict"
+
+    def lookups(self, request: HttpRequest, model_admin: ModelAdmin[Any]) -> list[tuple[str, Any]]:
+        return [
+            ("yes", _("Order id reported again as another purchase")),
+            ("no", _("No conflicting report")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        chosen: QuerySet[Any] = queryset
+        if self.value() in ("yes", "no"):
+            chosen = queryset.filter(conflict_at__isnull=self.value() == "no")
         return chosen

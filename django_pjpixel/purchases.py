@@ -33,6 +33,7 @@ from django_pjpixel.attaching import attribute
 from django_pjpixel.attribution import SKIP_ODD_CLICK, resolve_click
 from django_pjpixel.clickids import is_well_formed
 from django_pjpixel.conf import pjpixel_settings
+from django_pjpixel.conflicts import record_conflict
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
 from django_pjpixel.payloads import EVENT_NAME_PURCHASE
@@ -84,22 +85,24 @@ def track_purchase(
 ) -> ConversionEvent | None:
     """Record a paid order for delivery to Prisjakt; returns its ``ConversionEvent``.
 
-    Call it inside the transaction that marks the order paid: the row is
-    written there, and delivery is queued only once it commits. The click is
-    ``signed_click_id``, else the click attached to ``order_id``, else the
-    one in ``request``'s click store; without one the row is stored ``skipped``
-    with the reason. The same order tracked again returns the existing row;
-    a ``skipped`` one becomes ``pending`` if this report brings a usable click.
-    With several markets (``PJPIXEL["PIXELS"]``) the row is the market's
-    ``pixel`` (a market key) names, else the one ``PIXEL_ROUTER`` chooses;
-    one per (pixel, order).
+        Call it inside the transaction that marks the order paid: the row is
+        written there, and delivery is queued only once it commits. The click is
+        ``signed_click_id``, else the click attached to ``order_id``, else the
+        one in ``request``'s click store; without one the row is stored ``skipped``
+        with the reason. The same order tracked again returns the existing row;
+        a ``skipped`` one becomes ``pending`` if this report brings a usable click.
+        With several markets (``PJPIXEL["PIXELS"]``) the row is the market's
+        ``pixel`` (a market key) names, else the one ``PIXEL_ROUTER`` chooses;
+        one per (pixel, order). A report of the order that is another purchase (a
+    different amount, currency, number of items, or given time) is a conflict:
+    logged at WARNING and kept on the row, never sent (``conflicts``).
 
-    ``order_id`` is a string, an int or a UUID (sent as its ``str``);
-    ``event_time`` (default: now) is aware, or naive in ``TIME_ZONE`` under
-    ``USE_TZ = False``. An invalid value is logged at ERROR and recorded as a
-    ``failed`` row whose ``field_errors`` name the field. Never raises for
-    what the shop passes, in either ``DEBUG`` mode; returns None when
-    ``PJPIXEL["ENABLED"]`` is false or the row could not be written (logged).
+        ``order_id`` is a string, an int or a UUID (sent as its ``str``);
+        ``event_time`` (default: now) is aware, or naive in ``TIME_ZONE`` under
+        ``USE_TZ = False``. An invalid value is logged at ERROR and recorded as a
+        ``failed`` row whose ``field_errors`` name the field. Never raises for
+        what the shop passes, in either ``DEBUG`` mode; returns None when
+        ``PJPIXEL["ENABLED"]`` is false or the row could not be written (logged).
     """
     if not pjpixel_settings.ENABLED:
         return None
@@ -121,7 +124,8 @@ def track_purchase(
             pixel_id = markets.route(asdict(purchase), request, pixel).pixel_id
         except InvalidInput as err:
             return _record_invalid(err, reported, now, sender, markets.UNROUTED)
-        return _record(purchase, request, signed_click_id, now, pixel_id)
+        time_given = event_time is not None
+        return _record(purchase, request, signed_click_id, now, pixel_id, time_given)
     except Exception:
         logger.exception(
             "pjpixel: could not record the purchase of order %r (sender %r)", order_id, sender
@@ -227,6 +231,7 @@ def _record(
     signed_click_id: str | None,
     now: datetime,
     pixel_id: str,
+    time_given: bool,
 ) -> ConversionEvent:
     Status = ConversionEvent.Status
     alias = router.db_for_write(ConversionEvent)
@@ -269,9 +274,12 @@ def _record(
         created = True
     except IntegrityError:  # the same order reported again
         event = ConversionEvent.objects.using(alias).get(**lookup)
-        created = _replaces_invalid(event, values) or (
-            click is not None and attribute(event, click, alias)
-        )
+        created = _replaces_invalid(event, values)
+        if not created and record_conflict(
+            event, purchase, time_given=time_given, alias=alias, now=now
+        ):
+            return event  # another purchase under this order id: told, never mixed with it
+        created = created or (click is not None and attribute(event, click, alias))
     extra = {"pjpixel_event": event.pk, "order_id": event.order_id, "status": event.status}
     if not created:
         logger.info(

@@ -233,6 +233,8 @@ def test_detail_shows_its_fields_in_the_order_of_its_fieldsets(admin_client: Cli
         "Pixel id",
         "Click id",
         "Click captured at",
+        "Reported again as another purchase",
+        "Conflicting report at",
         # Delivery
         "Status",
         "Skip reason",

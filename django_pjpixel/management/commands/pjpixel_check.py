@@ -1,7 +1,8 @@
 """``manage.py pjpixel_check``: can this shop report purchases to Prisjakt?
 
 Counts the outbox's failed events (purchases the shop reported with a bad
-value among them: those never reach Prisjakt), then reaches the API with the
+value among them: those never reach Prisjakt) and the orders reported again as
+another purchase (``conflicts``), then reaches the API with the
 configured credentials, tells who they are and their roles, whether the pixel
 exists and whether it can be written; with several markets (``PJPIXEL["PIXELS"]``)
 a section for each. Exit status 0 when the credentials and the pixel (of every
@@ -96,6 +97,7 @@ class Command(BaseCommand):
         counts = failed.aggregate(
             total=Count("pk"), invalid=Count("pk", filter=Q(problem_title=INVALID_PURCHASE))
         )
+        self.count_conflicts(market)
         if not counts["total"]:
             self.stdout.write(_("Failed events: none."))
             return
@@ -106,6 +108,19 @@ class Command(BaseCommand):
             )
             % counts
         )
+
+    def count_conflicts(self, market: Market | None) -> None:
+        """Orders reported again as another purchase (``conflicts``), if any."""
+        rows = ConversionEvent.objects.filter(conflict_at__isnull=False)
+        count = (rows if market is None else rows.filter(pixel_id=market.pixel_id)).count()
+        if count:
+            self.stderr.write(
+                _(
+                    "Orders reported again as another purchase: %(count)d; see Conversion "
+                    "events in the admin (conflicting report)."
+                )
+                % {"count": count}
+            )
 
     def report_roles(self, roles: list[str] | None) -> bool:
         """Say what the roles allow; whether they may send events at all."""
