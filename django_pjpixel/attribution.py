@@ -31,16 +31,16 @@ from django.db import router
 from django.utils.module_loading import import_string
 
 from django_pjpixel import markets, stores, times
-from django_pjpixel.clickids import best, is_valid_click_id, is_well_formed, replaces
+from django_pjpixel.api.clickids import best, is_valid_click_id, is_well_formed, replaces
+from django_pjpixel.api.payloads import EVENT_NAME_PURCHASE
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import ConversionEvent, OrderClick
-from django_pjpixel.payloads import EVENT_NAME_PURCHASE
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.attribution")
 
 SESSION_KEY = stores.SESSION_KEY
 # The checkout form's field for the browser script's click ({% pjpixel_click_input %}).

@@ -17,7 +17,6 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.db import router
 from django.utils.module_loading import import_string
 
-from django_pjpixel.clickids import check_click_pattern
 from django_pjpixel.conf import DEFAULTS, SUPPORTED_CURRENCIES, pjpixel_settings
 from django_pjpixel.markets import is_configured
 
@@ -169,8 +168,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     cookie_name = raw.get("COOKIE_NAME", DEFAULTS["COOKIE_NAME"])
     if not isinstance(cookie_name, str) or not _COOKIE_NAME_RE.fullmatch(cookie_name):
         messages.append(_type_error("COOKIE_NAME", cookie_name, "a cookie name"))
-    if "CLICK_ID_PATTERN" in raw:
-        messages.extend(check_click_pattern(raw["CLICK_ID_PATTERN"]))
+    if "CLICK_ID_PATTERN" in raw and not _is_regex(raw["CLICK_ID_PATTERN"]):
+        messages.append(_type_error("CLICK_ID_PATTERN", raw["CLICK_ID_PATTERN"], "a regex"))
     for key, choices in _CHOICES.items():
         if key in raw and raw[key] not in choices:
             messages.append(_type_error(key, raw[key], " or ".join(repr(c) for c in choices)))
@@ -237,6 +236,14 @@ def _type_error(key: str, value: Any, expected: str) -> CheckMessage:
         hint=f'Fix PJPIXEL["{key}"] or remove it to use the default ({DEFAULTS[key]!r}).',
         id="django_pjpixel.E007",
     )
+
+
+def _is_regex(value: Any) -> bool:
+    try:
+        re.compile(value)
+    except (re.error, TypeError):
+        return False
+    return True
 
 
 def _check_number(key: str, value: Any, low: float, high: float | None) -> list[CheckMessage]:

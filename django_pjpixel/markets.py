@@ -39,7 +39,7 @@ from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.markets")
 
 # What a market's dict holds; the credentials may come from the environment.
 CREDENTIALS = ("PIXEL_ID", "CLIENT_ID", "CLIENT_SECRET")

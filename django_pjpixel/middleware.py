@@ -10,14 +10,14 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.core.exceptions import SuspiciousOperation
 
 from django_pjpixel import stores
+from django_pjpixel.api.clickids import is_valid_click_id
 from django_pjpixel.attribution import Click, has_consent, store_click
-from django_pjpixel.clickids import is_valid_click_id
 from django_pjpixel.stores import AFTER_VIEW
 
 if TYPE_CHECKING:
     from django.http import HttpRequest, HttpResponseBase
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.middleware")
 
 PARAM = "pjclid"
 _NEEDLE = PARAM + "="

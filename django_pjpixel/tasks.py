@@ -25,17 +25,30 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery import Task, shared_task
+from celery import Task, current_app, shared_task
 from celery.exceptions import MaxRetriesExceededError
+from django.core.checks import CheckMessage, Error, Tags, register
 from django.utils import timezone
 
-from django_pjpixel import backlog, delivery, retention, sync
 from django_pjpixel.conf import DEFAULTS, pjpixel_settings
+from django_pjpixel.ledger import retention
+from django_pjpixel.ledger.publisher import DELIVER_EVENT_TASK
+from django_pjpixel.record import sync
+from django_pjpixel.sending import backlog, delivery
 
 logger = logging.getLogger("django_pjpixel.delivery")
 
 
+# Pinned, so that moving this module never renames a task that shops schedule with
+# Celery beat, or that messages already queued name.
+DELIVER_DUE_TASK = "django_pjpixel.tasks.deliver_due"
+SYNC_EVENTS_TASK = "django_pjpixel.tasks.sync_events"
+PURGE_TASK = "django_pjpixel.tasks.purge"
+TASK_NAMES = (DELIVER_EVENT_TASK, DELIVER_DUE_TASK, SYNC_EVENTS_TASK, PURGE_TASK)
+
+
 @shared_task(
+    name=DELIVER_EVENT_TASK,
     bind=True,
     acks_late=True,
     ignore_result=True,
@@ -63,13 +76,13 @@ def deliver_event(self: Task[[int], str], event_pk: int) -> str:
         return outcome.status
 
 
-@shared_task(ignore_result=True)
+@shared_task(name=DELIVER_DUE_TASK, ignore_result=True)
 def deliver_due(limit: int | None = None) -> dict[str, int]:
     """Send every ``ConversionEvent`` that is due; counts per outcome."""
     return backlog.deliver_due(limit)
 
 
-@shared_task(ignore_result=True)
+@shared_task(name=SYNC_EVENTS_TASK, ignore_result=True)
 def sync_events(days: int | None = None) -> dict[str, Any]:
     """Mirror Prisjakt's events of the last ``days`` (default ``SYNC_DAYS``), each market's
     pixel with its own credentials; what it did, in all and per pixel.
@@ -97,7 +110,28 @@ def sync_events(days: int | None = None) -> dict[str, Any]:
     }
 
 
-@shared_task(ignore_result=True)
+@shared_task(name=PURGE_TASK, ignore_result=True)
 def purge() -> dict[str, int]:
     """Erase click ids older than ``PJPIXEL["RETENTION"]`` from rows done with; counts per table."""
     return retention.purge()
+
+
+@register(Tags.compatibility)
+def check_tasks(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``django_pjpixel.E016``: a task of this module is not registered with the Celery app.
+
+    The publisher sends ``deliver_event`` by its name; were it missing, every
+    checkout's message would fail to publish and wait for ``deliver_due``.
+    """
+    registered = current_app.tasks
+    return [
+        Error(
+            f"The Celery task {name!r} is not registered with the Celery app {current_app.main!r}.",
+            hint="Keep 'django_pjpixel' in INSTALLED_APPS and let the Celery app load "
+            "Django's settings (app.config_from_object('django.conf:settings', "
+            "namespace='CELERY')) before its tasks are used.",
+            id="django_pjpixel.E016",
+        )
+        for name in TASK_NAMES
+        if name not in registered
+    ]

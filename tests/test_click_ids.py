@@ -19,12 +19,12 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
+from django_pjpixel.api.clickids import ClickShape, click_shape
+from django_pjpixel.api.payloads import purchase_payload
 from django_pjpixel.attribution import POST_FIELD, SESSION_KEY, SKIP_ODD_CLICK, click_for_order
-from django_pjpixel.clickids import ClickShape, click_shape
 from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.ledger.purchases import attach_click, track_purchase
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.payloads import purchase_payload
-from django_pjpixel.purchases import attach_click, track_purchase
 from django_pjpixel.signals import order_completed
 from tests import test_middleware
 from tests.test_middleware import Visitor
@@ -226,3 +226,11 @@ def test_an_attached_well_formed_click_is_never_replaced_by_an_odd_one() -> None
     attached = click_for_order("o-1")
     assert attached is not None
     assert attached.click_id == CLICK
+
+
+def test_a_pattern_that_does_not_compile_is_logged_and_the_documented_one_used(
+    pjpixel: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    pjpixel["CLICK_ID_PATTERN"] = "[0-9a-f"
+    assert click_shape(CLICK) is ClickShape.WELL_FORMED
+    assert "CLICK_ID_PATTERN" in caplog.text

@@ -23,8 +23,8 @@ from django.utils import timezone
 
 from django_pjpixel.attribution import SESSION_KEY
 from django_pjpixel.health import delivery_health
+from django_pjpixel.ledger.purchases import attach_click, track_purchase
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.purchases import attach_click, track_purchase
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import CLICK, complete_sync
 from tests.test_commands_admin import fails, run

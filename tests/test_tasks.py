@@ -14,8 +14,8 @@ from django.utils import timezone
 from kombu import Producer
 
 from django_pjpixel import tasks
+from django_pjpixel.ledger.publisher import enqueue, flush_publishes
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.publisher import enqueue, flush_publishes
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.celery_app import app as celery_app
 from tests.celery_app import reset_publisher
@@ -156,3 +156,40 @@ def test_the_message_carries_the_key_only(memory_broker: Celery) -> None:
     assert SECRET not in everything
     assert "order-1" not in everything
     assert CLICK not in everything
+
+
+def test_every_task_keeps_its_documented_name() -> None:
+    assert {
+        tasks.deliver_event.name,
+        tasks.deliver_due.name,
+        tasks.sync_events.name,
+        tasks.purge.name,
+    } == {
+        "django_pjpixel.tasks.deliver_event",
+        "django_pjpixel.tasks.deliver_due",
+        "django_pjpixel.tasks.sync_events",
+        "django_pjpixel.tasks.purge",
+    }
+    assert set(tasks.TASK_NAMES) <= set(celery_app.tasks)
+
+
+def test_the_check_passes_while_every_task_is_registered() -> None:
+    assert tasks.check_tasks() == []
+
+
+def test_a_task_missing_from_the_celery_app_is_a_check_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from django.core.management import call_command
+    from django.core.management.base import SystemCheckError
+
+    registered = dict(celery_app.tasks)
+    del registered["django_pjpixel.tasks.deliver_event"]
+    monkeypatch.setattr(tasks, "current_app", mock.Mock(tasks=registered, main="shop"))
+
+    errors = tasks.check_tasks()
+
+    assert [error.id for error in errors] == ["django_pjpixel.E016"]
+    assert "'django_pjpixel.tasks.deliver_event'" in errors[0].msg
+    with pytest.raises(SystemCheckError, match=r"django_pjpixel\.E016"):
+        call_command("check")

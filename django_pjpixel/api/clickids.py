@@ -23,14 +23,13 @@ own say-so (``attribution.SKIP_ODD_CLICK``).
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from functools import lru_cache
-from typing import Any
-
-from django.core.checks import CheckMessage, Error
 
 from django_pjpixel.conf import DEFAULTS, pjpixel_settings
-from django_pjpixel.exceptions import PjpixelConfigurationError
+
+logger = logging.getLogger(__name__)
 
 # The documented shape [docs][ref]: a UUID v4, an underscore, 16 lowercase hex digits.
 DEFAULT_CLICK_ID_PATTERN: str = DEFAULTS["CLICK_ID_PATTERN"]
@@ -93,25 +92,13 @@ def best(candidates: list[str]) -> str | None:
 
 @lru_cache(maxsize=8)
 def _pattern(pattern: str) -> re.Pattern[str]:
+    """``pattern`` compiled; one that does not compile (check ``E007``) is the default's."""
     try:
         return re.compile(pattern)
     except re.error as err:
-        raise PjpixelConfigurationError(
-            f'PJPIXEL["CLICK_ID_PATTERN"] is not a regular expression ({err}); '
-            f"remove it to use the documented shape, {DEFAULT_CLICK_ID_PATTERN!r}."
-        ) from err
-
-
-def check_click_pattern(pattern: Any) -> list[CheckMessage]:
-    """System check ``E017``: ``PJPIXEL["CLICK_ID_PATTERN"]`` must be a regular expression."""
-    try:
-        re.compile(pattern)
-    except (re.error, TypeError) as err:
-        return [
-            Error(
-                f'PJPIXEL["CLICK_ID_PATTERN"] is not a regular expression: {err}.',
-                hint="Remove it to accept the documented shape (a UUID v4, '_', 16 hex digits).",
-                id="django_pjpixel.E017",
-            )
-        ]
-    return []
+        logger.error(
+            'PJPIXEL["CLICK_ID_PATTERN"] is not a regular expression (%s): the documented '
+            "shape is used; fix the setting or remove it.",
+            err,
+        )
+        return re.compile(DEFAULT_CLICK_ID_PATTERN)

@@ -15,7 +15,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from django_pjpixel.clickids import is_valid_click_id
+from django_pjpixel.api.clickids import is_valid_click_id
 from django_pjpixel.conf import SUPPORTED_CURRENCIES, pjpixel_settings
 from django_pjpixel.exceptions import MAX_HEADER_WAIT, InvalidInput
 

@@ -26,7 +26,7 @@ from django.db import connections
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.models import ConversionEvent
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.publisher")
 
 Status = ConversionEvent.Status
 # Published by name: ``tasks`` imports this module's callers, not the other way round.

@@ -29,7 +29,7 @@ from django_pjpixel import times
 from django_pjpixel.models import ConversionEvent
 
 if TYPE_CHECKING:
-    from django_pjpixel.validation import Purchase
+    from django_pjpixel.ledger.validation import Purchase
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING
 from django.db import router, transaction
 from django.db.models import Q
 
-from django_pjpixel import markets, publisher, times
+from django_pjpixel import markets, times
+from django_pjpixel.api.clickids import is_well_formed
+from django_pjpixel.api.payloads import EVENT_NAME_PURCHASE
 from django_pjpixel.attribution import (
     SKIP_ODD_CLICK,
     UNNAMED,
@@ -32,17 +34,16 @@ from django_pjpixel.attribution import (
     keep_click_for_order,
     order_pixels,
 )
-from django_pjpixel.clickids import is_well_formed
-from django_pjpixel.conflicts import is_recent
 from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.ledger import publisher
+from django_pjpixel.ledger.conflicts import is_recent
+from django_pjpixel.ledger.validation import OrderId, order_id_text
 from django_pjpixel.models import ConversionEvent, OrderClick
-from django_pjpixel.payloads import EVENT_NAME_PURCHASE
-from django_pjpixel.validation import OrderId, order_id_text
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.attaching")
 
 
 def attach_click(
