@@ -193,7 +193,9 @@ def keep_click_for_order(
     """Keep the visitor's click for ``order_id`` (``attaching.attach_click``); returns it.
 
     The store's click, else the browser script's click the checkout form
-    posted, kept for the market of ``pixel_id`` (``UNNAMED``: for none named).
+    posted, kept for the market of ``pixel_id`` (``UNNAMED``: for none named);
+    a well-formed click wins over an odd one, and a click attached before is
+    never replaced by an odd one (``clickids``).
     Nothing is kept without consent, without a click, or when a purchase at
     ``now`` (default: the current time) would not be attributed to it.
     """
@@ -243,7 +245,7 @@ def attached_click(order_id: str, pixel_id: str | None = None) -> Resolution:
         named = (UNNAMED,) if pixel_id is None else (pixel_id, UNNAMED)
         rows = rows.filter(pixel_id__in=named).order_by("-pixel_id")  # the market's own first
     row = rows.first()
-    if row is None:
+    if row is None or not is_valid_click_id(row.click_id):  # junk kept by an older version
         return Resolution(None, SKIP_NO_CLICK)
     unnamed = row.pixel_id == UNNAMED and markets.is_configured()
     if unnamed and pixel_id is not None and order_pixels(order_id) - {pixel_id}:
@@ -282,9 +284,10 @@ def resolve_click(
     attached = attached_click(order_id, pixel_id)
     click = attached.click
     if (click is None or not is_well_formed(click.click_id)) and request is not None:
-        if not has_consent(request):
+        if has_consent(request):
+            click = _better(click, get_click(request))
+        elif click is None:
             return _odd_or(given, SKIP_NO_CONSENT)
-        click = _better(click, get_click(request))
     if click is None:
         return _odd_or(given, SKIP_INVALID_CLICK_ID if given else attached.skip_reason)
     reason = click.skip_reason_at(times.now() if at is None else at)

@@ -234,3 +234,29 @@ def test_a_pattern_that_does_not_compile_is_logged_and_the_documented_one_used(
     pjpixel["CLICK_ID_PATTERN"] = "[0-9a-f"
     assert click_shape(CLICK) is ClickShape.WELL_FORMED
     assert "CLICK_ID_PATTERN" in caplog.text
+
+
+def test_an_attached_odd_click_is_held_when_the_request_has_no_consent(
+    pjpixel: dict[str, Any],
+) -> None:
+    attach_click(posted(ODD), "o-1")
+    pjpixel["CONSENT"] = lambda request: False
+    event = track_purchase(order_id="o-1", amount=100, number_of_items=1, request=store_only(NEWER))
+    assert event is not None
+    assert (event.status, event.click_id, event.skip_reason) == ("skipped", ODD, SKIP_ODD_CLICK)
+
+
+def test_junk_attached_or_recorded_by_an_older_version_is_never_sent() -> None:
+    from django_pjpixel.models import OrderClick
+    from django_pjpixel.sending.delivery import deliver_event
+    from tests.helpers import make_event
+
+    OrderClick.objects.create(order_id="o-1", click_id="undefined", captured_at=timezone.now())
+    event = track_purchase(order_id="o-1", amount=100, number_of_items=1)
+    assert event is not None
+    assert (event.status, event.click_id) == ("skipped", "")
+    old = make_event("o-2", click_id="PANTHEON_STRIPPED")
+    deliver_event(old.pk)
+    old.refresh_from_db()
+    assert old.status == "failed"
+    assert "signed_click_id" in old.field_errors

@@ -60,7 +60,7 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
     ids=["amount", "currency", "items", "time"],
 )
 def test_a_report_of_another_purchase_is_a_conflict_staff_are_told_of(
-    other: dict[str, Any], caplog: pytest.LogCaptureFixture
+    other: dict[str, Any], caplog: pytest.LogCaptureFixture, use_tz: bool
 ) -> None:
     placed = timezone.now() - timedelta(days=3)
     first = report(signed_click_id=CLICK, event_time=placed)
@@ -82,7 +82,7 @@ def test_a_report_of_another_purchase_is_a_conflict_staff_are_told_of(
 
 
 def test_the_same_purchase_reported_again_is_no_conflict(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, use_tz: bool
 ) -> None:
     placed = timezone.now() - timedelta(days=3)
     report(signed_click_id=CLICK, event_time=placed)
@@ -113,7 +113,9 @@ def test_a_skipped_row_is_completed_by_the_same_purchases_click(
     assert row.conflict is None
 
 
-def test_attach_click_never_completes_an_old_purchase_recorded_under_the_order_id() -> None:
+def test_attach_click_never_completes_an_old_purchase_recorded_under_the_order_id(
+    use_tz: bool,
+) -> None:
     report(event_time=timezone.now() - timedelta(days=3))  # skipped, three days ago
     request = RequestFactory().get("/checkout/")
     request.session = SessionStore()

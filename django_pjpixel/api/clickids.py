@@ -29,7 +29,7 @@ from functools import lru_cache
 
 from django_pjpixel.conf import DEFAULTS, pjpixel_settings
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.clickids")
 
 # The documented shape [docs][ref]: a UUID v4, an underscore, 16 lowercase hex digits.
 DEFAULT_CLICK_ID_PATTERN: str = DEFAULTS["CLICK_ID_PATTERN"]

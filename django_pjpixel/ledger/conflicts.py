@@ -23,7 +23,7 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.utils.translation import ngettext
+from django.utils.translation import gettext, ngettext
 
 from django_pjpixel import times
 from django_pjpixel.models import ConversionEvent
@@ -31,7 +31,7 @@ from django_pjpixel.models import ConversionEvent
 if TYPE_CHECKING:
     from django_pjpixel.ledger.validation import Purchase
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("django_pjpixel.purchases")
 
 # Two reports of one purchase whose given times differ more than this are two purchases.
 TIME_TOLERANCE = timedelta(hours=1)
@@ -85,10 +85,21 @@ def record_conflict(
     return True
 
 
-def describe(amount: object, currency: str, items: int, when: datetime) -> str:
-    """``100.00 SEK, 1 item, at 2026-12-04T10:00:00+00:00``: a purchase, for a log or a page."""
-    counted = ngettext("%d item", "%d items", items) % items
-    return f"{amount} {currency}, {counted}, at {times.aware(when).isoformat()}"
+def describe(
+    amount: object, currency: str, items: int, when: datetime, *, translated: bool = False
+) -> str:
+    """``100.00 SEK, 1 item, at 2026-12-04T10:00:00+00:00``: a purchase, for a log line
+    (English), or ``translated`` for a page."""
+    at = times.aware(when).isoformat()
+    if translated:
+        counted = ngettext("%d item", "%d items", items) % items
+        return gettext("%(amount)s %(currency)s, %(items)s, at %(time)s") % {
+            "amount": amount,
+            "currency": currency,
+            "items": counted,
+            "time": at,
+        }
+    return f"{amount} {currency}, {items} item{'' if items == 1 else 's'}, at {at}"
 
 
 def is_recent(event: ConversionEvent, now: datetime) -> bool:
@@ -104,6 +115,7 @@ def reported_text(event: ConversionEvent) -> str:
     try:
         when = datetime.fromisoformat(str(reported["event_time"]))
         items = int(reported["number_of_items"])
-        return describe(reported["amount"], str(reported["currency"]), items, when)
+        currency = str(reported["currency"])
+        return describe(reported["amount"], currency, items, when, translated=True)
     except (KeyError, TypeError, ValueError):  # not written by this module
         return str(reported)
