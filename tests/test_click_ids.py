@@ -19,7 +19,6 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from django_pjpixel.api.clickids import ClickShape, click_shape
 from django_pjpixel.api.payloads import purchase_payload
 from django_pjpixel.attribution import POST_FIELD, SESSION_KEY, SKIP_ODD_CLICK, click_for_order
 from django_pjpixel.exceptions import InvalidInput
@@ -56,34 +55,6 @@ store, visitor = test_middleware.store, test_middleware.visitor
 
 def land(visitor: Visitor, value: str) -> None:
     visitor.get("pjclid=" + value)
-
-
-# --- the rule -------------------------------------------------------------------
-
-
-def test_the_documented_shape_is_well_formed() -> None:
-    assert click_shape(CLICK) is ClickShape.WELL_FORMED
-    assert click_shape(NEWER) is ClickShape.WELL_FORMED
-
-
-@pytest.mark.parametrize("value", ODD_TOKENS)
-def test_another_plausible_shape_is_odd(value: str) -> None:
-    assert click_shape(value) is ClickShape.ODD
-
-
-@pytest.mark.parametrize("value", [*JUNK, "", "a" * 129, CLICK + "\n", None, 42])
-def test_placeholders_and_junk_are_refused(value: Any) -> None:
-    assert click_shape(value) is ClickShape.JUNK
-
-
-def test_the_pattern_is_a_setting(pjpixel: dict[str, Any]) -> None:
-    pjpixel["CLICK_ID_PATTERN"] = r"[0-9a-f]{8}-[0-9a-f-]{27}_[0-9a-f]{20}"
-    assert click_shape(CLICK + "abcd") is ClickShape.WELL_FORMED
-    assert click_shape(CLICK) is ClickShape.ODD
-    # A setting never lets in what cannot be a click at all.
-    pjpixel["CLICK_ID_PATTERN"] = r".*"
-    assert click_shape("undefined") is ClickShape.JUNK
-    assert click_shape("a b" * 10) is ClickShape.JUNK
 
 
 # --- the landing, both stores, sync and async ------------------------------------------
@@ -226,14 +197,6 @@ def test_an_attached_well_formed_click_is_never_replaced_by_an_odd_one() -> None
     attached = click_for_order("o-1")
     assert attached is not None
     assert attached.click_id == CLICK
-
-
-def test_a_pattern_that_does_not_compile_is_logged_and_the_documented_one_used(
-    pjpixel: dict[str, Any], caplog: pytest.LogCaptureFixture
-) -> None:
-    pjpixel["CLICK_ID_PATTERN"] = "[0-9a-f"
-    assert click_shape(CLICK) is ClickShape.WELL_FORMED
-    assert "CLICK_ID_PATTERN" in caplog.text
 
 
 def test_an_attached_odd_click_is_held_when_the_request_has_no_consent(

@@ -11,12 +11,16 @@ are never sent together.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.contrib.sessions.backends.signed_cookies import SessionStore
+from django.db import connection, transaction
 from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
@@ -154,3 +158,40 @@ def test_conflicts_are_counted_by_health_and_pjpixel_check(
     assert "Orders reported again as another purchase in the last 24 hours: 1" in out
     out, err = run("pjpixel_check")
     assert "Orders reported again as another purchase: 1" in err
+
+
+OTHER = "9f0e1d2c-3b4a-4c5d-8e7f-001122334455_0123456789abcdef"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_purchase_and_another_under_its_id_racing_never_mix() -> None:
+    report()  # skipped: the webhook came first, without the click
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def send(**fields: Any) -> None:
+        try:
+            with transaction.atomic():
+                barrier.wait(timeout=10)
+                report(**fields)
+                time.sleep(0.3)  # both have read the skipped row before either commits
+        except BaseException as err:
+            errors.append(err)
+        finally:
+            connection.close()
+
+    same = {"signed_click_id": CLICK}
+    another = {"signed_click_id": OTHER, "amount": 990, "number_of_items": 4}
+    with mock.patch("django_pjpixel.ledger.publisher.enqueue") as enqueue:
+        threads = [threading.Thread(target=send, kwargs=f) for f in (same, another)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert errors == []
+    row = ConversionEvent.objects.get()
+    assert (row.status, row.click_id, row.amount) == ("pending", CLICK, Decimal("100.00"))
+    assert row.conflict is not None
+    assert row.conflict["amount"] == "990.00"
+    assert enqueue.call_count == 1
