@@ -37,6 +37,7 @@ from django_pjpixel.admin.restatements import (
 )
 from django_pjpixel.health import delivery_health
 from django_pjpixel.ledger import conflicts, publisher
+from django_pjpixel.ledger.attaching import release_held
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
 
 Status = ConversionEvent.Status
@@ -297,6 +298,8 @@ class ConversionEventAdmin(MarketColumn, ModelAdmin):
 
     @admin.action(description=_("Send now"), permissions=("change",))
     def send_now(self, request: HttpRequest, queryset: QuerySet[ConversionEvent]) -> None:
+        if self.has_change_permission(request):
+            release_held(queryset)  # held for a click CLICK_ID_PATTERN now accepts: pending
         self._hand_back(request, queryset, SEND_NOW_STATUSES)
 
     @admin.action(description=_("Retry failed events"), permissions=("change",))

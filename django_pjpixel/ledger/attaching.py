@@ -41,6 +41,7 @@ from django_pjpixel.ledger.validation import OrderId, order_id_text
 from django_pjpixel.models import ConversionEvent, OrderClick
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
     from django.http import HttpRequest
 
 logger = logging.getLogger("django_pjpixel.attaching")
@@ -126,6 +127,18 @@ def attribute(event: ConversionEvent, click: Click, alias: str) -> bool:
     if updated:
         event.refresh_from_db(using=alias)
     return bool(updated)
+
+
+def release_held(rows: QuerySet[ConversionEvent]) -> int:
+    """Of ``rows``, those held for a click of an odd shape that is now well-formed become
+    ``pending`` (after ``CLICK_ID_PATTERN`` changed: the admin's *Send now*); how many."""
+    Status = ConversionEvent.Status
+    held = rows.filter(status=Status.SKIPPED, skip_reason=SKIP_ODD_CLICK)
+    pks = [pk for pk, click_id in held.values_list("pk", "click_id") if is_well_formed(click_id)]
+    released: int = ConversionEvent.objects.filter(
+        pk__in=pks, status=Status.SKIPPED, skip_reason=SKIP_ODD_CLICK
+    ).update(status=Status.PENDING, skip_reason="", next_attempt_at=None)
+    return released
 
 
 def _skipped_row(
