@@ -36,9 +36,9 @@ class PjclidMiddleware:
     counts), consent is asked of ``PJPIXEL["CONSENT"]``, and the click is
     kept with its capture time; a newer click replaces an older one, junk
     never does, nor does a click of an odd shape replace a well-formed one.
-    An invalid value or a refusal is logged at
-    DEBUG and otherwise ignored: the landing page is always served, and a
-    landing on a page that answers 404 keeps the click all the same.
+    An invalid value or a refusal is logged at DEBUG and otherwise ignored:
+    the landing page is always served, and a landing on a page that answers
+    404 keeps the click all the same.
 
     After the view it writes to the response what a store left for it: the
     cookie store's cookie (set, or deleted by ``forget_click``), the session

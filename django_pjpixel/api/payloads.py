@@ -130,7 +130,9 @@ def purchase_payload(
     }
     if signed_click_id is not None:
         if not is_valid_click_id(signed_click_id):
-            raise InvalidInput("signed_click_id", "is not a Prisjakt click id (clickids)")
+            raise InvalidInput(
+                "signed_click_id", "is not a Prisjakt click id (a placeholder, or junk)"
+            )
         payload["signed_click_id"] = signed_click_id
     return payload
 

@@ -86,24 +86,25 @@ def track_purchase(
 ) -> ConversionEvent | None:
     """Record a paid order for delivery to Prisjakt; returns its ``ConversionEvent``.
 
-        Call it inside the transaction that marks the order paid: the row is
-        written there, and delivery is queued only once it commits. The click is
-        ``signed_click_id``, else the click attached to ``order_id``, else the
-        one in ``request``'s click store; without one the row is stored ``skipped``
-        with the reason. The same order tracked again returns the existing row;
-        a ``skipped`` one becomes ``pending`` if this report brings a usable click.
-        With several markets (``PJPIXEL["PIXELS"]``) the row is the market's
-        ``pixel`` (a market key) names, else the one ``PIXEL_ROUTER`` chooses;
-        one per (pixel, order). A report of the order that is another purchase (a
-    different amount, currency, number of items, or given time) is a conflict:
-    logged at WARNING and kept on the row, never sent (``conflicts``).
+    Call it inside the transaction that marks the order paid: the row is
+    written there, and delivery is queued only once it commits. The click is
+    ``signed_click_id``, else the click attached to ``order_id``, else the
+    one in ``request``'s click store; without one the row is stored ``skipped``
+    with the reason. The same order tracked again returns the existing row;
+    a ``skipped`` one becomes ``pending`` if this report brings a usable click.
+    A report of the order that is another purchase (a different amount,
+    currency, number of items, or given time) is a conflict: logged at
+    WARNING and kept on the row, never sent (``conflicts``). With several
+    markets (``PJPIXEL["PIXELS"]``) the row is the market's ``pixel`` (a
+    market key) names, else the one ``PIXEL_ROUTER`` chooses; one per
+    (pixel, order).
 
-        ``order_id`` is a string, an int or a UUID (sent as its ``str``);
-        ``event_time`` (default: now) is aware, or naive in ``TIME_ZONE`` under
-        ``USE_TZ = False``. An invalid value is logged at ERROR and recorded as a
-        ``failed`` row whose ``field_errors`` name the field. Never raises for
-        what the shop passes, in either ``DEBUG`` mode; returns None when
-        ``PJPIXEL["ENABLED"]`` is false or the row could not be written (logged).
+    ``order_id`` is a string, an int or a UUID (sent as its ``str``);
+    ``event_time`` (default: now) is aware, or naive in ``TIME_ZONE`` under
+    ``USE_TZ = False``. An invalid value is logged at ERROR and recorded as a
+    ``failed`` row whose ``field_errors`` name the field. Never raises for
+    what the shop passes, in either ``DEBUG`` mode; returns None when
+    ``PJPIXEL["ENABLED"]`` is false or the row could not be written (logged).
     """
     if not pjpixel_settings.ENABLED:
         return None
