@@ -37,8 +37,8 @@ from benchmarks.harness import (
     spread,
     wsgi_environ,
 )
-from django_pjpixel import publisher
 from django_pjpixel.attribution import SESSION_KEY
+from django_pjpixel.ledger import publisher
 from django_pjpixel.models import ConversionEvent
 
 API_LATENCY = 0.100

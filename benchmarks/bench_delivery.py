@@ -32,9 +32,9 @@ from django.utils import timezone
 
 from benchmarks.emulator import EmulatorProcess
 from benchmarks.harness import Report, Row, Sizes, alternating, median, ms
-from django_pjpixel import delivery
-from django_pjpixel.client import PrisjaktClient, get_client
+from django_pjpixel.api.client import PrisjaktClient, get_client
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.sending import delivery
 from django_pjpixel.tasks import deliver_event
 from tests.integration.harness import CeleryWorker
 

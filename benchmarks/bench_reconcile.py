@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from benchmarks.harness import Report, Row, Sizes, median, ms
 from django_pjpixel.models import ConversionEvent, PrisjaktEvent, PrisjaktSync
-from django_pjpixel.reconciliation import reconcile
+from django_pjpixel.record.reconciliation import reconcile
 
 DAYS = 30
 ROUNDS = 3

@@ -24,8 +24,8 @@ def main() -> int:
     import django
 
     django.setup()
-    from django_pjpixel import backlog
     from django_pjpixel.models import ConversionEvent
+    from django_pjpixel.sending import backlog
 
     ConversionEvent.objects.exists()  # connected, as a running worker is
     idle_kib = current_rss_kib() or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -25,9 +25,9 @@ def main() -> int:
     from django.conf import settings
     from django.test.utils import override_settings
 
-    from django_pjpixel import sync
-    from django_pjpixel.client import get_client
+    from django_pjpixel.api.client import get_client
     from django_pjpixel.models import PrisjaktEvent
+    from django_pjpixel.record import sync
 
     PrisjaktEvent.objects.exists()  # connected, as a running worker is
     days = int(os.environ.get("PJPIXEL_BENCH_SYNC_DAYS", "30"))

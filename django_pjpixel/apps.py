@@ -15,7 +15,7 @@ class PjpixelConfig(AppConfig):
         # Registers the checks, and the tasks the publisher sends by name.
         from django_pjpixel import checks, market_checks, tasks  # noqa: F401
         from django_pjpixel.health import FAILURE_STREAK_UID, failure_streak
-        from django_pjpixel.purchases import ORDER_COMPLETED_UID, on_order_completed
+        from django_pjpixel.ledger.purchases import ORDER_COMPLETED_UID, on_order_completed
         from django_pjpixel.signals import order_completed, post_send
         from django_pjpixel.stores import KEEP_AT_LOGOUT_UID, keep_at_logout
 

@@ -31,10 +31,10 @@ from django.db import router
 from django.utils.module_loading import import_string
 
 from django_pjpixel import markets, stores, times
+from django_pjpixel.api.payloads import EVENT_NAME_PURCHASE, is_valid_click_id
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import ConversionEvent, OrderClick
-from django_pjpixel.payloads import EVENT_NAME_PURCHASE, is_valid_click_id
 
 if TYPE_CHECKING:
     from django.http import HttpRequest

@@ -33,8 +33,8 @@ from django.utils.translation import ngettext
 from django_pjpixel import markets
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.models import ConversionEvent, PrisjaktSync
-from django_pjpixel.outbox import due_filter
-from django_pjpixel.sync import last_sync
+from django_pjpixel.record.sync import last_sync
+from django_pjpixel.sending.outbox import due_filter
 
 logger = logging.getLogger("django_pjpixel.health")
 

@@ -10,8 +10,8 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.core.exceptions import SuspiciousOperation
 
 from django_pjpixel import stores
+from django_pjpixel.api.payloads import is_valid_click_id
 from django_pjpixel.attribution import Click, has_consent, store_click
-from django_pjpixel.payloads import is_valid_click_id
 from django_pjpixel.stores import AFTER_VIEW
 
 if TYPE_CHECKING:

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from django.dispatch import Signal
 
 if TYPE_CHECKING:
-    from django_pjpixel.purchases import connect_order_signal, track_purchase
-    from django_pjpixel.restatements import connect_restatement_signal
+    from django_pjpixel.ledger.purchases import connect_order_signal, track_purchase
+    from django_pjpixel.ledger.restatements import connect_restatement_signal
 
 __all__ = [
     "Cancel",
@@ -54,11 +54,11 @@ def __getattr__(name: str) -> Any:
     # ``django_pjpixel.signals.connect_order_signal`` is where the README has
     # always pointed; the function lives with the rest of the purchase code.
     if name in {"connect_order_signal", "track_purchase"}:
-        from django_pjpixel import purchases
+        from django_pjpixel.ledger import purchases
 
         return getattr(purchases, name)
     if name == "connect_restatement_signal":
-        from django_pjpixel import restatements
+        from django_pjpixel.ledger import restatements
 
         return restatements.connect_restatement_signal
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -30,9 +30,11 @@ from celery.exceptions import MaxRetriesExceededError
 from django.core.checks import CheckMessage, Error, Tags, register
 from django.utils import timezone
 
-from django_pjpixel import backlog, delivery, retention, sync
 from django_pjpixel.conf import DEFAULTS, pjpixel_settings
-from django_pjpixel.publisher import DELIVER_EVENT_TASK
+from django_pjpixel.ledger import retention
+from django_pjpixel.ledger.publisher import DELIVER_EVENT_TASK
+from django_pjpixel.record import sync
+from django_pjpixel.sending import backlog, delivery
 
 logger = logging.getLogger("django_pjpixel.delivery")
 

@@ -22,7 +22,7 @@ def reset_publisher(app: Celery = app) -> None:
     so switching back to a URL finds its pool as it was. What this process
     still has to publish goes out first, to the broker it was queued for.
     """
-    from django_pjpixel.publisher import flush_publishes
+    from django_pjpixel.ledger.publisher import flush_publishes
 
     flush_publishes(10)
     app._pool = None  # type: ignore[attr-defined]  # Celery's private connection pool

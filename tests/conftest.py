@@ -29,7 +29,7 @@ def _services_for_markers(request: pytest.FixtureRequest) -> None:
 def _publishes_done() -> Iterator[None]:
     """What a test's commits queued is published before the next test (to the same broker)."""
     yield
-    from django_pjpixel.publisher import flush_publishes
+    from django_pjpixel.ledger.publisher import flush_publishes
 
     flush_publishes(10)
 
@@ -37,7 +37,7 @@ def _publishes_done() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _no_rate_limit_pause() -> Iterator[None]:
     """A stop of ``deliver_due`` for the rate limit is kept by the process: not between tests."""
-    from django_pjpixel import backlog
+    from django_pjpixel.sending import backlog
 
     backlog._pauses.clear()
     yield

@@ -18,7 +18,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from django_pjpixel.payloads import purchase_payload
+from django_pjpixel.api.payloads import purchase_payload
 
 if TYPE_CHECKING:
     from datetime import timedelta
@@ -56,7 +56,7 @@ def make_event(order_id: str = "order-1", **fields: Any) -> ConversionEvent:
 
 def claim_due_one(**fields: Any) -> list[ConversionEvent]:
     """A new row (``make_event(**fields)``), claimed: a list of that one leased row."""
-    from django_pjpixel.outbox import claim_due
+    from django_pjpixel.sending.outbox import claim_due
 
     make_event(**fields)
     claimed = claim_due(1)

@@ -18,9 +18,9 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from django_pjpixel import admin as pjadmin
+from django_pjpixel.admin import outbox as pjadmin
+from django_pjpixel.ledger.purchases import track_purchase
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.purchases import track_purchase
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -383,7 +383,7 @@ def test_action_on_nothing_that_qualifies(operator: Client, handed: list[int]) -
 
 
 def test_deliver_now_queues_the_row(monkeypatch: pytest.MonkeyPatch) -> None:
-    from django_pjpixel import publisher
+    from django_pjpixel.ledger import publisher
 
     event = make_event()
     queued: list[ConversionEvent] = []

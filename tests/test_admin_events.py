@@ -19,10 +19,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import formats, timezone, translation
 
-from django_pjpixel import range_forms, views
-from django_pjpixel.client import format_time
+from django_pjpixel.admin import events as events_page
+from django_pjpixel.api.client import format_time
 from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, Problem
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.record import ranges
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
@@ -89,7 +90,7 @@ def test_default_range_is_the_last_seven_days(
     assert f'value="{(today - timedelta(days=6)).isoformat()}"' in page
     assert f'value="{today.isoformat()}"' in page
     (request,) = listings(pjpixel_api)
-    start, end = range_forms.day_range(today - timedelta(days=6), today)
+    start, end = ranges.day_range(today - timedelta(days=6), today)
     assert request.query["from"] == format_time(start)
     assert request.query["to"] == format_time(end)
     assert request.query["page"] == "1"
@@ -97,7 +98,7 @@ def test_default_range_is_the_last_seven_days(
 
 
 def test_dates_are_whole_days_in_the_current_time_zone() -> None:
-    start, end = range_forms.day_range(date(2025, 3, 1), date(2025, 3, 2))
+    start, end = ranges.day_range(date(2025, 3, 1), date(2025, 3, 2))
     assert start.isoformat() == "2025-03-01T00:00:00+01:00"
     assert end.isoformat() == "2025-03-02T23:59:59.999999+01:00"
 
@@ -253,7 +254,9 @@ def test_unstable_pages_show_a_repeated_event_once_per_page(
 
 def test_rows_are_de_duplicated_within_a_page() -> None:
     event = {"id": "a", "event_name": "purchase", "data": {"amount": 5, "currency": "SEK"}}
-    rows = views.event_rows([event, dict(event), {"id": "b", "data": "junk", "event_time": 7}])
+    rows = events_page.event_rows(
+        [event, dict(event), {"id": "b", "data": "junk", "event_time": 7}]
+    )
     assert [row.id for row in rows] == ["a", "b"]
     assert rows[1].amount is None
     assert rows[1].time is None
@@ -261,31 +264,31 @@ def test_rows_are_de_duplicated_within_a_page() -> None:
 
 def test_summary_counts_purchases_with_what_they_carry() -> None:
     when = timezone.make_aware(datetime(2025, 3, 13, 23, 30))
-    rows = views.event_rows(
+    rows = events_page.event_rows(
         [
             {"event_name": "purchase", "event_time": when.isoformat(), "data": {"amount": 5}},
             {"event_name": "purchase", "data": {"amount": 7, "currency": "NOK"}},
             {"event_name": "refund", "event_time": when.isoformat()},
         ]
     )
-    summary = views.summarize(rows, date(2025, 3, 13), date(2025, 3, 14))
+    summary = events_page.summarize(rows, date(2025, 3, 13), date(2025, 3, 14))
     assert summary.purchases == 2
     assert summary.amounts == [("NOK", Decimal(7))]
     assert [(bar.day.day, bar.count, bar.height) for bar in summary.bars] == [
-        (13, 1, views.CHART_HEIGHT),
+        (13, 1, events_page.CHART_HEIGHT),
         (14, 0, 0),
     ]
 
 
 def test_long_ranges_label_fewer_days() -> None:
-    summary = views.summarize([], date(2025, 1, 1), date(2025, 2, 28))
+    summary = events_page.summarize([], date(2025, 1, 1), date(2025, 2, 28))
     assert len(summary.bars) == 59
     assert [bar.label for bar in summary.bars if bar.label] == ["01", "15", "01", "15"]
-    assert summary.width == 59 * (views.CHART_BAR + views.CHART_GAP)
+    assert summary.width == 59 * (events_page.CHART_BAR + events_page.CHART_GAP)
 
 
 def test_odd_event_values_are_shown_as_blank() -> None:
-    rows = views.event_rows(
+    rows = events_page.event_rows(
         [
             {"id": "n", "event_time": "2025-03-13T10:45:46", "data": {"amount": "x"}},
             {"id": "m", "data": {"amount": True, "number_of_items": "3"}},
@@ -297,7 +300,7 @@ def test_odd_event_values_are_shown_as_blank() -> None:
 
 def test_minor_units_are_shown_as_whole_units() -> None:
     with override_settings(PJPIXEL={"AMOUNT_UNITS": "minor"}):
-        (row,) = views.event_rows([{"id": "x", "data": {"amount": 12345}}])
+        (row,) = events_page.event_rows([{"id": "x", "data": {"amount": 12345}}])
     assert row.amount == Decimal("123.45")
 
 
@@ -422,18 +425,18 @@ def test_missing_pixel_setting(admin_client: Client, pjpixel_api: PrisjaktEmulat
 
 def test_describe_error_without_a_status() -> None:
     err = PrisjaktAPIError("odd", problem=Problem(detail="no list"))
-    assert views.describe_error(err) == (
+    assert events_page.describe_error(err) == (
         "Prisjakt answered something the listing cannot use. — no list"
     )
-    assert views.describe_error(PrisjaktAPIError(status=599)) == (
+    assert events_page.describe_error(PrisjaktAPIError(status=599)) == (
         "Prisjakt answered HTTP 599: no problem title"
     )
 
 
 def test_check_days_keeps_the_api_limit() -> None:
     with pytest.raises(InvalidInput, match="at most 60 days"):
-        range_forms.check_days(date(2025, 1, 1), date(2025, 3, 2))
-    start, end = range_forms.check_days(date(2025, 1, 1), date(2025, 1, 1))
+        ranges.check_days(date(2025, 1, 1), date(2025, 3, 2))
+    start, end = ranges.check_days(date(2025, 1, 1), date(2025, 1, 1))
     assert end - start < timedelta(days=1)
     assert isinstance(start, datetime)
 

@@ -25,10 +25,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from django_pjpixel import sync
 from django_pjpixel.health import delivery_health
+from django_pjpixel.ledger.restatements import restate_purchase
 from django_pjpixel.models import ConversionEvent, PrisjaktSync
-from django_pjpixel.restatements import restate_purchase
+from django_pjpixel.record import sync
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.pytest_plugin import emulator_from_settings
 from django_pjpixel.testing.responses_adapter import EmulatorMock

@@ -13,10 +13,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_pjpixel import sync
-from django_pjpixel.mirror_admin import SHOWN
+from django_pjpixel.admin.mirror import SHOWN
 from django_pjpixel.models import ConversionEvent, PrisjaktEvent
-from django_pjpixel.range_forms import ReconciliationForm
+from django_pjpixel.record import sync
+from django_pjpixel.record.ranges import ReconciliationForm
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.test_reconciliation import order
 
@@ -134,7 +134,7 @@ def test_nothing_differs(admin_client: Client, pjpixel_api: PrisjaktEmulator) ->
 def test_many_differences_are_shown_in_part(
     admin_client: Client, pjpixel_api: PrisjaktEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("django_pjpixel.mirror_admin.SHOWN", 2)
+    monkeypatch.setattr("django_pjpixel.admin.mirror.SHOWN", 2)
     for index in range(3):
         order(pjpixel_api, f"missing-{index}", listed=False)
     sync.sync_recent()

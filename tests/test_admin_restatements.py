@@ -14,10 +14,10 @@ from django.core.exceptions import PermissionDenied
 from django.test import Client
 from django.urls import reverse
 
-from django_pjpixel.admin_restatements import restate_view
-from django_pjpixel.backlog import deliver_due
+from django_pjpixel.admin.restatements import restate_view
+from django_pjpixel.ledger.restatements import NEVER_REPORTED, restate_purchase
 from django_pjpixel.models import ConversionEvent, Restatement
-from django_pjpixel.restatements import NEVER_REPORTED, restate_purchase
+from django_pjpixel.sending.backlog import deliver_due
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import MARKETS, PIXEL_ID, make_event, markets
 

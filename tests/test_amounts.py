@@ -11,9 +11,9 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_pjpixel.delivery import build_payload, deliver_event
+from django_pjpixel.ledger.purchases import track_purchase
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.purchases import track_purchase
+from django_pjpixel.sending.delivery import build_payload, deliver_event
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import CLICK, PIXEL_ID
 

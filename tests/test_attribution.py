@@ -11,7 +11,6 @@ from django.http import HttpRequest
 from django.test import RequestFactory
 
 import django_pjpixel
-from django_pjpixel import purchases
 from django_pjpixel.attribution import (
     POST_FIELD,
     SESSION_KEY,
@@ -31,8 +30,9 @@ from django_pjpixel.attribution import (
     store_click,
 )
 from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.ledger import purchases
+from django_pjpixel.ledger.purchases import attach_click
 from django_pjpixel.models import OrderClick
-from django_pjpixel.purchases import attach_click
 
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
 OTHER = "9f0e1d2c-3b4a-4c5d-8e7f-001122334455_0123456789abcdef"

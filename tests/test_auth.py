@@ -1,4 +1,4 @@
-"""Credentials on the wire (``django_pjpixel.auth``): the seed's headers, OAuth2 tokens."""
+"""Credentials on the wire (``django_pjpixel.api.auth``): the seed's headers, OAuth2 tokens."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import responses
 from django.test import override_settings
 from responses import matchers
 
-from django_pjpixel.client import PrisjaktClient
+from django_pjpixel.api.client import PrisjaktClient
 from django_pjpixel.exceptions import (
     PjpixelConfigurationError,
     PrisjaktAPIError,

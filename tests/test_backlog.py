@@ -15,12 +15,13 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_pjpixel import backlog, delivery, markets, outbox
-from django_pjpixel.backlog import deliver_due
-from django_pjpixel.client import ApiResult
+from django_pjpixel import markets
+from django_pjpixel.api.client import ApiResult
 from django_pjpixel.exceptions import PrisjaktAPIError, RateLimit
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.outbox import claim_due
+from django_pjpixel.sending import backlog, delivery, outbox
+from django_pjpixel.sending.backlog import deliver_due
+from django_pjpixel.sending.outbox import claim_due
 from django_pjpixel.signals import Cancel, post_send, pre_send
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import connect

@@ -11,9 +11,9 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from django_pjpixel.backlog import chunk_size, deliver_due
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.outbox import claim_due
+from django_pjpixel.sending.backlog import chunk_size, deliver_due
+from django_pjpixel.sending.outbox import claim_due
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import make_event
 

@@ -25,8 +25,8 @@ from django.template import engines
 from django.test import RequestFactory, override_settings
 from django.urls import path
 
+from django_pjpixel.ledger.purchases import attach_click
 from django_pjpixel.models import ConversionEvent, OrderClick
-from django_pjpixel.purchases import attach_click
 from django_pjpixel.signals import order_completed
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.pytest_plugin import emulator_from_settings

@@ -19,8 +19,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.utils import timezone
 
-from django_pjpixel import sync
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.record import sync
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.server import EmulatorServer
 from tests.browser import SCREENSHOTS, admin_page, chromium

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_pjpixel.charts import BAR, GAP, LEFT, PLOT_HEIGHT, TOP, bar_width, daily_chart
+from django_pjpixel.admin.charts import BAR, GAP, LEFT, PLOT_HEIGHT, TOP, bar_width, daily_chart
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.test_totals import week  # noqa: F401  (the fixture)
 

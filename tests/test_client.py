@@ -15,7 +15,7 @@ from django.test import override_settings
 from responses import matchers
 
 from django_pjpixel import __version__
-from django_pjpixel.client import ApiResult, PrisjaktClient, get_client
+from django_pjpixel.api.client import ApiResult, PrisjaktClient, get_client
 from django_pjpixel.exceptions import (
     InvalidInput,
     PjpixelConfigurationError,

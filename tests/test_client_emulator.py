@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from django_pjpixel.client import PrisjaktClient, purchase_payload
+from django_pjpixel.api.client import PrisjaktClient, purchase_payload
 from django_pjpixel.exceptions import (
     PrisjaktAPIError,
     PrisjaktAuthError,

@@ -18,9 +18,9 @@ from django.core.management import call_command
 from django.db import connections
 from django.test import override_settings
 
-from django_pjpixel.client import PrisjaktClient, get_client
-from django_pjpixel.delivery import deliver_event
+from django_pjpixel.api.client import PrisjaktClient, get_client
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.sending.delivery import deliver_event
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.server import EmulatorServer
 from tests.helpers import PIXEL_ID, api_settings, make_event

@@ -60,8 +60,8 @@ def test_check_all_good(use_tz: bool, pjpixel_api: PrisjaktEmulator) -> None:
 
 
 def test_check_counts_failed_events(pjpixel_api: PrisjaktEmulator) -> None:
+    from django_pjpixel.ledger.purchases import track_purchase
     from django_pjpixel.models import ConversionEvent
-    from django_pjpixel.purchases import track_purchase
 
     track_purchase(order_id=100006.5, amount=10, number_of_items=1)  # not an order id
     track_purchase(order_id="order-2", amount=10, currency="USD", number_of_items=1)
@@ -146,7 +146,7 @@ def test_check_without_settings() -> None:
 
 
 def test_check_odd_client_answer(pjpixel_api: PrisjaktEmulator, monkeypatch: Any) -> None:
-    from django_pjpixel.client import ApiResult, PrisjaktClient
+    from django_pjpixel.api.client import ApiResult, PrisjaktClient
 
     monkeypatch.setattr(PrisjaktClient, "get_client", lambda self: ApiResult(200, ["x"]))
     out, _err, _message = fails("pjpixel_check")
@@ -227,7 +227,7 @@ def test_events_json_empty(pjpixel_api: PrisjaktEmulator) -> None:
 
 
 def test_events_csv_odd_values(pjpixel_api: PrisjaktEmulator) -> None:
-    from django_pjpixel.exports import safe_cell  # the cells of pjpixel_events' CSV
+    from django_pjpixel.record.exports import safe_cell  # the cells of pjpixel_events' CSV
 
     assert safe_cell(None) == ""
     assert safe_cell({"a": 1}) == '{"a": 1}'
@@ -264,7 +264,7 @@ def test_events_without_pixel() -> None:
 def test_check_counts_failed_events_in_swedish(pjpixel_api: PrisjaktEmulator) -> None:
     from django.utils import translation
 
-    from django_pjpixel.purchases import track_purchase
+    from django_pjpixel.ledger.purchases import track_purchase
 
     track_purchase(order_id=None, amount=10, number_of_items=1)  # type: ignore[arg-type]
     with translation.override("sv"):

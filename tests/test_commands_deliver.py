@@ -10,8 +10,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from django_pjpixel.ledger.restatements import restate_purchase
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.restatements import restate_purchase
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 
 pytestmark = pytest.mark.django_db

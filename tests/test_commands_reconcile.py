@@ -14,8 +14,8 @@ from django.core.management.base import CommandError
 from django.db import DatabaseError
 from django.utils import timezone
 
-from django_pjpixel import reconciliation, sync
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.record import reconciliation, sync
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.test_reconciliation import order
 

@@ -23,8 +23,8 @@ from django_pjpixel import stores
 from django_pjpixel.attribution import forget_click
 from django_pjpixel.consent import cookie_consent_group, cookie_equals
 from django_pjpixel.exceptions import PjpixelConfigurationError
+from django_pjpixel.ledger.purchases import attach_click
 from django_pjpixel.models import OrderClick
-from django_pjpixel.purchases import attach_click
 
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
 

@@ -19,7 +19,7 @@ import pytest
 from django.test import RequestFactory, override_settings
 from django.views.debug import ExceptionReporter, technical_500_response
 
-from django_pjpixel.client import PrisjaktClient
+from django_pjpixel.api.client import PrisjaktClient
 from django_pjpixel.exceptions import PrisjaktTimeout
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.server import EmulatorServer

@@ -10,8 +10,6 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from django_pjpixel import delivery
-from django_pjpixel.delivery import deliver_event, record_outcome, send_one
 from django_pjpixel.exceptions import (
     PjpixelConfigurationError,
     PrisjaktAPIError,
@@ -19,7 +17,9 @@ from django_pjpixel.exceptions import (
     RateLimit,
 )
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.outbox import NOT_DUE, Outcome
+from django_pjpixel.sending import delivery
+from django_pjpixel.sending.delivery import deliver_event, record_outcome, send_one
+from django_pjpixel.sending.outbox import NOT_DUE, Outcome
 from django_pjpixel.signals import Cancel, post_send, pre_send
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import CLICK, claim_due_one, connect, make_event

@@ -18,7 +18,7 @@ from wsgiref.util import setup_testing_defaults
 import pytest
 import requests
 
-from django_pjpixel.client import PrisjaktClient
+from django_pjpixel.api.client import PrisjaktClient
 from django_pjpixel.exceptions import PrisjaktConnectionError, PrisjaktTimeout
 from django_pjpixel.testing import server as server_module
 from django_pjpixel.testing.emulator import PrisjaktEmulator

@@ -322,9 +322,9 @@ def test_a_rate_limit_reset_is_bounded_by_the_one_hour_window(reset: str, second
 def test_a_huge_reset_on_a_success_defers_due_rows_an_hour_at_most(
     api: responses.RequestsMock, pjpixel: dict[str, Any]
 ) -> None:
-    from django_pjpixel import backlog
-    from django_pjpixel.backlog import deliver_due
     from django_pjpixel.models import ConversionEvent
+    from django_pjpixel.sending import backlog
+    from django_pjpixel.sending.backlog import deliver_due
     from tests.helpers import PIXEL_ID, make_event
 
     pjpixel.update(BATCH_SIZE=1, RATE_LIMIT_MAX_WAIT=0)

@@ -8,7 +8,7 @@ import io
 import pytest
 from django.utils import timezone
 
-from django_pjpixel.exports import csv_lines, safe_cell
+from django_pjpixel.record.exports import csv_lines, safe_cell
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.test_commands_admin import run
 

@@ -17,9 +17,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from django_pjpixel import backlog, markets
-from django_pjpixel.backlog import deliver_due
+from django_pjpixel import markets
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.sending import backlog
+from django_pjpixel.sending.backlog import deliver_due
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import forked, make_event
 

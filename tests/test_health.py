@@ -10,9 +10,9 @@ import pytest
 from django.utils import timezone
 
 from django_pjpixel import health
-from django_pjpixel.delivery import deliver_event
 from django_pjpixel.health import FailureStreak, delivery_health
 from django_pjpixel.models import ConversionEvent, PrisjaktSync
+from django_pjpixel.sending.delivery import deliver_event
 from django_pjpixel.signals import post_send
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import PIXEL_ID, complete_sync, make_event

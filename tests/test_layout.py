@@ -1,4 +1,5 @@
-"""The package's layout: one concern a module, none over 400 lines (DESIGN.md)."""
+"""The package's layout (DESIGN.md, "Package layout: by concern"): the root keeps the public
+face, each concern is a subpackage, one concern a module, none over 400 lines."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import django_pjpixel
 
 PACKAGE = Path(django_pjpixel.__file__).resolve().parent
 MAX_LINES = 400
+MAX_ROOT_MODULES = 22
+CONCERNS = {"api", "ledger", "sending", "record", "admin"}
 # Generated or data, not code a reader navigates.
 EXEMPT = ("migrations", "locale")
 
@@ -22,7 +25,28 @@ def modules() -> list[Path]:
 
 def test_the_package_has_its_modules() -> None:
     names = {path.relative_to(PACKAGE).as_posix() for path in modules()}
-    assert {"delivery.py", "outbox.py", "backlog.py", "publisher.py", "purchases.py"} <= names
+    assert {
+        "sending/delivery.py",
+        "sending/outbox.py",
+        "sending/backlog.py",
+        "ledger/publisher.py",
+        "ledger/purchases.py",
+        "api/client.py",
+        "record/sync.py",
+        "admin/outbox.py",
+    } <= names
+
+
+def test_the_root_keeps_the_public_face_and_no_more() -> None:
+    root = sorted(path.name for path in PACKAGE.glob("*.py"))
+    assert len(root) <= MAX_ROOT_MODULES, f"{len(root)} modules at the package's root: {root}"
+
+
+def test_each_concern_is_a_subpackage() -> None:
+    packages = {
+        path.parent.name for path in PACKAGE.glob("*/__init__.py") if path.parent.name in CONCERNS
+    }
+    assert packages == CONCERNS
 
 
 def test_no_module_is_over_400_lines() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from django_pjpixel.links import Link, origin, parse_links
+from django_pjpixel.api.links import Link, origin, parse_links
 
 BASE = "https://api.pj.nu/click-conversion/pixels/p/events?from=a&to=b&page=1"
 P2 = "https://api.pj.nu/click-conversion/pixels/p/events?page=2"

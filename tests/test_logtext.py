@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 import responses
 
-from django_pjpixel.backlog import deliver_due
-from django_pjpixel.delivery import deliver_event
 from django_pjpixel.exceptions import PrisjaktAPIError, Problem
 from django_pjpixel.logtext import one_line
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.sending.backlog import deliver_due
+from django_pjpixel.sending.delivery import deliver_event
 from tests.helpers import PIXEL_ID, make_event
 
 EVENTS_URL = f"https://api.pj.nu/click-conversion/pixels/{PIXEL_ID}/events"

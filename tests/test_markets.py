@@ -21,13 +21,14 @@ from django.test import Client, RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
-from django_pjpixel import backlog, markets, tasks
+from django_pjpixel import markets, tasks
+from django_pjpixel.api.client import get_client
 from django_pjpixel.attribution import Click, click_for_order, store_click
-from django_pjpixel.backlog import deliver_due
-from django_pjpixel.client import get_client
 from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.ledger.purchases import attach_click, connect_order_signal, track_purchase
 from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent, OrderClick
-from django_pjpixel.purchases import attach_click, connect_order_signal, track_purchase
+from django_pjpixel.sending import backlog
+from django_pjpixel.sending.backlog import deliver_due
 from django_pjpixel.signals import order_completed
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.pytest_plugin import emulator_from_settings
@@ -754,7 +755,7 @@ def test_without_pixels_every_purchase_goes_to_the_single_pixel_as_before(
 def test_a_refund_is_restated_on_its_markets_pixel_with_its_credentials(
     api: PrisjaktEmulator,
 ) -> None:
-    from django_pjpixel.restatements import restate_purchase
+    from django_pjpixel.ledger.restatements import restate_purchase
 
     pay(order_id="order-se", currency="SEK")
     pay(order_id="order-no", currency="NOK")

@@ -11,12 +11,19 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from django_pjpixel.delivery import deliver_event, record_outcome
 from django_pjpixel.exceptions import (
     PrisjaktServerError,
 )
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.outbox import NOT_DUE, STALE, Outcome, backoff_delay, claim_due, claim_one
+from django_pjpixel.sending.delivery import deliver_event, record_outcome
+from django_pjpixel.sending.outbox import (
+    NOT_DUE,
+    STALE,
+    Outcome,
+    backoff_delay,
+    claim_due,
+    claim_one,
+)
 from django_pjpixel.signals import Cancel
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import claim_due_one, make_event

@@ -1,4 +1,4 @@
-"""Listing pages (``django_pjpixel.pagination``): bodies, ``Link`` pages, the origin."""
+"""Listing pages (``django_pjpixel.api.pagination``): bodies, ``Link`` pages, the origin."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import requests
 import responses
 from django.test import override_settings
 
-from django_pjpixel.client import PrisjaktClient
+from django_pjpixel.api.client import PrisjaktClient
 from django_pjpixel.exceptions import PrisjaktAPIError, PrisjaktServerError
 from tests import seed
 

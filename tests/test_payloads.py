@@ -1,4 +1,4 @@
-"""The API's field formats (``django_pjpixel.payloads``): bodies, times, amounts, limits."""
+"""The API's field formats (``django_pjpixel.api.payloads``): bodies, times, amounts, limits."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 import responses
 from django.test import override_settings
 
-from django_pjpixel.client import PrisjaktClient
+from django_pjpixel.api.client import PrisjaktClient
+from django_pjpixel.api.payloads import check_range, format_time, parse_retry_after, to_api_amount
 from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.payloads import check_range, format_time, parse_retry_after, to_api_amount
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests import seed
 from tests.helpers import CLICK, seed_payload

@@ -1,4 +1,4 @@
-"""Errors from answers (``django_pjpixel.problems``): problem details, hints, no secret."""
+"""Errors from answers (``django_pjpixel.api.problems``): problem details, hints, no secret."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from email.utils import format_datetime
 import pytest
 import responses
 
-from django_pjpixel.client import PrisjaktClient
+from django_pjpixel.api.client import PrisjaktClient
 from django_pjpixel.exceptions import (
     PrisjaktAPIError,
     PrisjaktAuthError,

@@ -17,7 +17,7 @@ import responses
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from django_pjpixel.client import (
+from django_pjpixel.api.client import (
     MAX_VALUE,
     PrisjaktClient,
     parse_retry_after,

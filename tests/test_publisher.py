@@ -17,11 +17,12 @@ import pytest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from django_pjpixel import publisher, tasks
-from django_pjpixel.backlog import deliver_due
+from django_pjpixel import tasks
+from django_pjpixel.ledger import publisher
+from django_pjpixel.ledger.publisher import enqueue, flush_publishes
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.outbox import due_filter
-from django_pjpixel.publisher import enqueue, flush_publishes
+from django_pjpixel.sending.backlog import deliver_due
+from django_pjpixel.sending.outbox import due_filter
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.celery_app import app as celery_app
 from tests.helpers import make_event
@@ -254,7 +255,8 @@ def test_what_is_queued_at_exit_is_published_before_the_process_ends(tmp_path: P
 import time, django
 django.setup()
 from unittest import mock
-from django_pjpixel import publisher, tasks
+from django_pjpixel import tasks
+from django_pjpixel.ledger import publisher
 from django_pjpixel.models import ConversionEvent
 
 def publish(*args, **kwargs):

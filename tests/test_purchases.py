@@ -26,9 +26,9 @@ from kombu.exceptions import OperationalError
 import django_pjpixel
 from django_pjpixel import tasks
 from django_pjpixel.attribution import store_click
-from django_pjpixel.backlog import deliver_due
+from django_pjpixel.ledger.purchases import attach_click, connect_order_signal, track_purchase
 from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
-from django_pjpixel.purchases import attach_click, connect_order_signal, track_purchase
+from django_pjpixel.sending.backlog import deliver_due
 from django_pjpixel.signals import order_completed
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import make_event
@@ -369,7 +369,7 @@ def test_an_unexpected_error_is_logged_not_raised(
     settings: Any, published: mock.Mock, caplog: pytest.LogCaptureFixture, debug: bool
 ) -> None:
     settings.DEBUG = debug
-    with mock.patch("django_pjpixel.purchases.resolve_click", side_effect=KeyError("bug")):
+    with mock.patch("django_pjpixel.ledger.purchases.resolve_click", side_effect=KeyError("bug")):
         assert track_purchase(**purchase()) is None
     assert caplog.records[-1].exc_info is not None
 
@@ -794,7 +794,7 @@ def test_two_concurrent_reports_turn_a_skipped_row_once() -> None:
         finally:
             connection.close()
 
-    with mock.patch("django_pjpixel.publisher.enqueue") as enqueue:
+    with mock.patch("django_pjpixel.ledger.publisher.enqueue") as enqueue:
         threads = [threading.Thread(target=report) for _ in range(2)]
         for thread in threads:
             thread.start()

@@ -12,9 +12,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_pjpixel import reconciliation, sync
 from django_pjpixel.models import ConversionEvent, PrisjaktSync
-from django_pjpixel.reconciliation import NotSynced, reconcile
+from django_pjpixel.record import reconciliation, sync
+from django_pjpixel.record.reconciliation import NotSynced, reconcile
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import CLICK, make_event
 
@@ -282,8 +282,8 @@ def test_another_pixel_is_compared_on_its_own(shop: PrisjaktEmulator) -> None:
 
 def test_an_amount_is_compared_as_it_was_sent(pjpixel_api: PrisjaktEmulator) -> None:
     # 1234.495 is kept as 1234.50 for display, but was sent once rounded: 1234.
-    from django_pjpixel.backlog import deliver_due
-    from django_pjpixel.purchases import track_purchase
+    from django_pjpixel.ledger.purchases import track_purchase
+    from django_pjpixel.sending.backlog import deliver_due
 
     track_purchase(
         order_id="half", amount=Decimal("1234.495"), number_of_items=1, signed_click_id=CLICK
@@ -295,9 +295,9 @@ def test_an_amount_is_compared_as_it_was_sent(pjpixel_api: PrisjaktEmulator) -> 
 
 
 def test_a_restated_order_is_compared_as_restated(pjpixel_api: PrisjaktEmulator) -> None:
-    from django_pjpixel.backlog import deliver_due
-    from django_pjpixel.purchases import track_purchase
-    from django_pjpixel.restatements import restate_purchase
+    from django_pjpixel.ledger.purchases import track_purchase
+    from django_pjpixel.ledger.restatements import restate_purchase
+    from django_pjpixel.sending.backlog import deliver_due
 
     track_purchase(order_id="refund", amount=1000, number_of_items=2, signed_click_id=CLICK)
     deliver_due()

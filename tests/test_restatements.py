@@ -24,19 +24,19 @@ from django.utils import timezone
 
 import django_pjpixel
 import django_pjpixel.signals
-from django_pjpixel import restating
-from django_pjpixel.backlog import deliver_due
-from django_pjpixel.client import get_client
-from django_pjpixel.delivery import deliver_event
-from django_pjpixel.models import INVALID_RESTATEMENT, ConversionEvent, Restatement
-from django_pjpixel.purchases import track_purchase
-from django_pjpixel.restatements import (
+from django_pjpixel.api.client import get_client
+from django_pjpixel.ledger.purchases import track_purchase
+from django_pjpixel.ledger.restatements import (
     NEVER_REPORTED,
     SUPERSEDED,
     TOO_OLD,
     connect_restatement_signal,
     restate_purchase,
 )
+from django_pjpixel.models import INVALID_RESTATEMENT, ConversionEvent, Restatement
+from django_pjpixel.sending import restating
+from django_pjpixel.sending.backlog import deliver_due
+from django_pjpixel.sending.delivery import deliver_event
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import CLICK, make_event
 
@@ -218,7 +218,7 @@ def test_an_event_claimed_as_it_is_restated_is_patched_after_it_is_sent(
     event = make_event(api_amount=1234)
     stale = ConversionEvent.objects.get(pk=event.pk)
     ConversionEvent.objects.filter(pk=event.pk).update(status=EventStatus.SENDING, attempts=1)
-    with mock.patch("django_pjpixel.restatements._event_of", return_value=stale):
+    with mock.patch("django_pjpixel.ledger.restatements._event_of", return_value=stale):
         row = restate_purchase(order_id="order-1", amount=0, number_of_items=0)
     assert row is not None
     assert row.status == Status.PENDING

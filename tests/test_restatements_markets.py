@@ -15,14 +15,14 @@ from django.db import transaction
 from django.dispatch import Signal
 
 from django_pjpixel import markets
-from django_pjpixel.backlog import deliver_due
-from django_pjpixel.models import INVALID_RESTATEMENT, ConversionEvent, Restatement
-from django_pjpixel.purchases import track_purchase
-from django_pjpixel.restatements import (
+from django_pjpixel.ledger.purchases import track_purchase
+from django_pjpixel.ledger.restatements import (
     NEVER_REPORTED,
     connect_restatement_signal,
     restate_purchase,
 )
+from django_pjpixel.models import INVALID_RESTATEMENT, ConversionEvent, Restatement
+from django_pjpixel.sending.backlog import deliver_due
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.pytest_plugin import emulator_from_settings
 from django_pjpixel.testing.responses_adapter import EmulatorMock

@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from django_pjpixel import restating
-from django_pjpixel.backlog import deliver_due
-from django_pjpixel.client import get_client
+from django_pjpixel.api.client import get_client
+from django_pjpixel.ledger.restatements import restate_purchase
 from django_pjpixel.models import ConversionEvent, Restatement
-from django_pjpixel.restatements import restate_purchase
+from django_pjpixel.sending import restating
+from django_pjpixel.sending.backlog import deliver_due
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import CLICK, PIXEL_ID
 

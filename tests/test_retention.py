@@ -11,9 +11,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from django_pjpixel import tasks, times
-from django_pjpixel.backlog import deliver_due
+from django_pjpixel.ledger.retention import CLICK_COLUMNS, ERASED_REASON, erase, purge
 from django_pjpixel.models import ConversionEvent, OrderClick, PrisjaktEvent
-from django_pjpixel.retention import CLICK_COLUMNS, ERASED_REASON, erase, purge
+from django_pjpixel.sending.backlog import deliver_due
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.helpers import CLICK, make_event
 

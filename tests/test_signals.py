@@ -8,8 +8,9 @@ import pytest
 from django.dispatch import Signal
 
 import django_pjpixel
-from django_pjpixel import purchases, signals, tasks
-from django_pjpixel.publisher import DELIVER_EVENT_TASK
+from django_pjpixel import signals, tasks
+from django_pjpixel.ledger import purchases
+from django_pjpixel.ledger.publisher import DELIVER_EVENT_TASK
 from tests.celery_app import app as celery_app
 
 

@@ -27,9 +27,9 @@ from django.urls import path
 from django_pjpixel import stores
 from django_pjpixel.attribution import forget_click, get_click, store_click
 from django_pjpixel.exceptions import PjpixelConfigurationError
+from django_pjpixel.ledger.purchases import attach_click, track_purchase
 from django_pjpixel.middleware import PjclidMiddleware
 from django_pjpixel.models import ConversionEvent, OrderClick
-from django_pjpixel.purchases import attach_click, track_purchase
 from django_pjpixel.signals import order_completed
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 

@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from django_pjpixel import sync, tasks
+from django_pjpixel import tasks
 from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError
 from django_pjpixel.models import PrisjaktEvent, PrisjaktSync
+from django_pjpixel.record import sync
 from django_pjpixel.testing.emulator import PrisjaktEmulator, parse_iso_time
 from tests.helpers import CLICK, PIXEL_ID
 

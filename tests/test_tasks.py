@@ -14,8 +14,8 @@ from django.utils import timezone
 from kombu import Producer
 
 from django_pjpixel import tasks
+from django_pjpixel.ledger.publisher import enqueue, flush_publishes
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.publisher import enqueue, flush_publishes
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.celery_app import app as celery_app
 from tests.celery_app import reset_publisher

@@ -11,10 +11,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from django_pjpixel import sync
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.record import sync
+from django_pjpixel.record.totals import OURS, PRISJAKT, _as_date, range_totals
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from django_pjpixel.totals import OURS, PRISJAKT, _as_date, range_totals
 from tests.helpers import make_event
 
 pytestmark = pytest.mark.django_db

@@ -19,7 +19,7 @@ from django.urls import reverse
 from django.utils import translation
 
 import django_pjpixel
-from django_pjpixel import sync
+from django_pjpixel.record import sync
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.test_reconciliation import order
 

@@ -20,8 +20,8 @@ import pytest
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from django_pjpixel.client import PrisjaktClient, get_client
-from django_pjpixel.delivery import deliver_event
+from django_pjpixel.api.client import PrisjaktClient, get_client
+from django_pjpixel.api.transport import Deadline, _Inflater, bounded_session, exchange
 from django_pjpixel.exceptions import (
     PrisjaktAnswerTooLarge,
     PrisjaktRedirectRefused,
@@ -30,8 +30,8 @@ from django_pjpixel.exceptions import (
     PrisjaktValidationError,
 )
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.sending.delivery import deliver_event
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from django_pjpixel.transport import Deadline, _Inflater, bounded_session, exchange
 from tests.helpers import api_settings, forked, make_event, seed_payload
 
 SECRET = "s3cr3t-never-shown"

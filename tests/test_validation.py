@@ -1,4 +1,4 @@
-"""What a shop reports, checked where it enters (``django_pjpixel.validation``)."""
+"""What a shop reports, checked where it enters (``django_pjpixel.ledger.validation``)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.validation import (
+from django_pjpixel.ledger.validation import (
     NO_ORDER_ID,
     event_time_of,
     invalid_values,

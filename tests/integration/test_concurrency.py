@@ -25,11 +25,11 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connections
 
-from django_pjpixel.backlog import deliver_due
-from django_pjpixel.delivery import deliver_event
+from django_pjpixel.ledger.restatements import restate_purchase
 from django_pjpixel.models import ConversionEvent, Restatement
-from django_pjpixel.outbox import NOT_DUE
-from django_pjpixel.restatements import restate_purchase
+from django_pjpixel.sending.backlog import deliver_due
+from django_pjpixel.sending.delivery import deliver_event
+from django_pjpixel.sending.outbox import NOT_DUE
 from tests.integration.faults_harness import due_rows
 from tests.integration.harness import RecordingEmulator, event_counts, times_sent
 

@@ -27,9 +27,9 @@ from django.conf import settings as django_settings
 from django.db import connection, connections
 from django.utils import timezone
 
-from django_pjpixel import delivery
-from django_pjpixel.backlog import deliver_due
 from django_pjpixel.models import FINAL_STATUSES, ConversionEvent
+from django_pjpixel.sending import delivery
+from django_pjpixel.sending.backlog import deliver_due
 from django_pjpixel.tasks import deliver_due as deliver_due_task
 from tests import services
 from tests.celery_app import app as celery_app

@@ -25,11 +25,12 @@ from django.db import connections, router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from django_pjpixel import keyed, restating
-from django_pjpixel.backlog import _Lease
+from django_pjpixel.ledger import keyed
+from django_pjpixel.ledger.restatements import restate_purchase
 from django_pjpixel.models import ConversionEvent, Restatement
-from django_pjpixel.outbox import claim_due, release, write_chunk
-from django_pjpixel.restatements import restate_purchase
+from django_pjpixel.sending import restating
+from django_pjpixel.sending.backlog import _Lease
+from django_pjpixel.sending.outbox import claim_due, release, write_chunk
 from tests.integration.faults_harness import due_rows
 from tests.integration.test_concurrency import ALIASES, claims_db, restated_at_prisjakt
 

@@ -13,10 +13,10 @@ from oscar.core.loading import get_class
 from oscar.core.prices import Price
 from oscar.test import factories
 
-from django_pjpixel.backlog import deliver_due
 from django_pjpixel.contrib.oscar import receivers
 from django_pjpixel.contrib.oscar.receivers import order_cancelled
 from django_pjpixel.models import ConversionEvent, Restatement
+from django_pjpixel.sending.backlog import deliver_due
 from tests.helpers import CLICK
 from tests.oscar.shop import buy, land
 

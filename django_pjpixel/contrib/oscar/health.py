@@ -9,7 +9,7 @@ from django.db.models import Count, Max, Min, Q
 from django.utils import timezone
 
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.outbox import due_filter
+from django_pjpixel.sending.outbox import due_filter
 
 Status = ConversionEvent.Status
 DELIVERED = (Status.SENT, Status.DUPLICATE)

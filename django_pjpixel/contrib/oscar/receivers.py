@@ -18,9 +18,9 @@ import logging
 from typing import Any
 
 from django_pjpixel.conf import pjpixel_settings
+from django_pjpixel.ledger.purchases import attach_click, track_purchase
+from django_pjpixel.ledger.restatements import restate_purchase
 from django_pjpixel.models import ConversionEvent, Restatement
-from django_pjpixel.purchases import attach_click, track_purchase
-from django_pjpixel.restatements import restate_purchase
 
 logger = logging.getLogger("django_pjpixel.contrib.oscar.receivers")
 

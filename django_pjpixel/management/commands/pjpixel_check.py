@@ -20,8 +20,8 @@ from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
 from django_pjpixel import times
-from django_pjpixel.auth import BATCH_ROLES, SEND_ROLES
-from django_pjpixel.client import PrisjaktClient, get_client
+from django_pjpixel.api.auth import BATCH_ROLES, SEND_ROLES
+from django_pjpixel.api.client import PrisjaktClient, get_client
 from django_pjpixel.exceptions import (
     InvalidInput,
     PjpixelConfigurationError,

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_pjpixel.backlog import deliver_due
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.sending.backlog import deliver_due
 
 Status = ConversionEvent.Status
 PERMANENT = (str(Status.FAILED), str(Status.DEAD))

@@ -23,7 +23,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils.translation import gettext as _
 
-from django_pjpixel.retention import erase
+from django_pjpixel.ledger.retention import erase
 
 NOTHING_FOUND, CANNOT_RUN = 1, 2
 

@@ -17,11 +17,11 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from django_pjpixel.client import get_client
+from django_pjpixel.api.client import get_client
 from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, PrisjaktAPIError
-from django_pjpixel.exports import safe_cell
 from django_pjpixel.management.commands.pjpixel_check import describe, market_option
-from django_pjpixel.range_forms import DATE_FORMAT, check_days
+from django_pjpixel.record.exports import safe_cell
+from django_pjpixel.record.ranges import DATE_FORMAT, check_days
 
 CSV_COLUMNS = (
     "id",

@@ -30,12 +30,12 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.exports import csv_lines
 from django_pjpixel.management.commands.pjpixel_check import market_option
 from django_pjpixel.management.commands.pjpixel_events import day
 from django_pjpixel.markets import is_configured, keys_text
-from django_pjpixel.range_forms import day_range
-from django_pjpixel.reconciliation import (
+from django_pjpixel.record.exports import csv_lines
+from django_pjpixel.record.ranges import day_range
+from django_pjpixel.record.reconciliation import (
     CATEGORIES,
     CSV_HEADER,
     NotSynced,

@@ -21,14 +21,14 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from tqdm import tqdm
 
-from django_pjpixel.client import get_client
+from django_pjpixel.api.client import get_client
 from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, PrisjaktAPIError
 from django_pjpixel.management.commands.pjpixel_check import describe, market_option
 from django_pjpixel.management.commands.pjpixel_events import day
 from django_pjpixel.markets import all_markets, is_configured
 from django_pjpixel.models import PrisjaktSync
-from django_pjpixel.range_forms import day_range
-from django_pjpixel.sync import Progress, sync_events, sync_recent
+from django_pjpixel.record.ranges import day_range
+from django_pjpixel.record.sync import Progress, sync_events, sync_recent
 
 
 class Command(BaseCommand):

@@ -25,7 +25,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from django_pjpixel.client import PrisjaktClient
+from django_pjpixel.api.client import PrisjaktClient
 from django_pjpixel.exceptions import PrisjaktAPIError
 from django_pjpixel.models import FINAL_STATUSES, ConversionEvent
 from shop.models import Product

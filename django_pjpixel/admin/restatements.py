@@ -28,9 +28,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from django_pjpixel import markets
+from django_pjpixel.admin.filters import MarketColumn, PixelFilter
+from django_pjpixel.ledger.restatements import restate_purchase
 from django_pjpixel.models import ConversionEvent, Restatement
-from django_pjpixel.pixel_filter import MarketColumn, PixelFilter
-from django_pjpixel.restatements import restate_purchase
 
 if TYPE_CHECKING:
     EventAdmin = admin.ModelAdmin[ConversionEvent]

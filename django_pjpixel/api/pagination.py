@@ -22,8 +22,8 @@ import requests
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from django_pjpixel.api.links import origin, parse_links
 from django_pjpixel.exceptions import PrisjaktAPIError, RateLimit
-from django_pjpixel.links import origin, parse_links
 from django_pjpixel.logtext import one_line
 
 # The client's logger, where these warnings were always logged.

@@ -25,7 +25,7 @@ from django.utils import timezone
 from django_pjpixel import markets
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.models import CURRENT_CURRENCY, ConversionEvent, PrisjaktEvent, PrisjaktSync
-from django_pjpixel.sync import last_sync
+from django_pjpixel.record.sync import last_sync
 
 Status = ConversionEvent.Status
 OURS, PRISJAKT = "ours", "prisjakt"

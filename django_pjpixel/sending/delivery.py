@@ -15,8 +15,9 @@ from typing import Any
 from django.utils import timezone
 
 from django_pjpixel import times
-from django_pjpixel.auth import SEND_ROLES
-from django_pjpixel.client import get_client
+from django_pjpixel.api.auth import SEND_ROLES
+from django_pjpixel.api.client import get_client
+from django_pjpixel.api.payloads import purchase_payload
 from django_pjpixel.exceptions import (
     InvalidInput,
     PjpixelConfigurationError,
@@ -26,7 +27,7 @@ from django_pjpixel.exceptions import (
 from django_pjpixel.logtext import one_line
 from django_pjpixel.markets import market_of
 from django_pjpixel.models import ConversionEvent, Restatement
-from django_pjpixel.outbox import (
+from django_pjpixel.sending.outbox import (
     NOT_DUE,
     STALE,
     Outcome,
@@ -36,7 +37,6 @@ from django_pjpixel.outbox import (
     write_chunk,
     write_outcome,
 )
-from django_pjpixel.payloads import purchase_payload
 from django_pjpixel.signals import Cancel, post_send, pre_send
 
 logger = logging.getLogger("django_pjpixel.delivery")

@@ -46,7 +46,7 @@ from django_pjpixel import markets
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import PjpixelError
 from django_pjpixel.models import ConversionEvent, PrisjaktEvent, PrisjaktSync
-from django_pjpixel.sync import covering_sync
+from django_pjpixel.record.sync import covering_sync
 
 MATCHED = "matched"
 AMOUNT_DIFFERS = "amount_differs"

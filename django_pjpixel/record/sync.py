@@ -40,7 +40,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from django_pjpixel import markets
-from django_pjpixel.client import MAX_LIST_RANGE, PrisjaktClient, get_client
+from django_pjpixel.api.client import MAX_LIST_RANGE, PrisjaktClient, get_client
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,

@@ -24,9 +24,9 @@ import time
 import requests
 import requests.auth
 
+from django_pjpixel.api.problems import api_error, decode_json
+from django_pjpixel.api.transport import Deadline, exchange
 from django_pjpixel.exceptions import PjpixelConfigurationError, PrisjaktAuthError
-from django_pjpixel.problems import api_error, decode_json
-from django_pjpixel.transport import Deadline, exchange
 
 AUTH_MODES = ("headers", "oauth2")
 # The roles of a client are admin, shop_user and event_publisher [docs]. Prisjakt's

@@ -31,15 +31,15 @@ from django.db import router, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from django_pjpixel import restating
-from django_pjpixel.auth import BATCH_ROLES
-from django_pjpixel.client import ApiResult
+from django_pjpixel.api.auth import BATCH_ROLES
+from django_pjpixel.api.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.delivery import patch, post, prepare, record_chunk, record_outcome
 from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, RateLimit
 from django_pjpixel.markets import Lane, lanes
 from django_pjpixel.models import ConversionEvent, Restatement
-from django_pjpixel.outbox import (
+from django_pjpixel.sending import restating
+from django_pjpixel.sending.delivery import patch, post, prepare, record_chunk, record_outcome
+from django_pjpixel.sending.outbox import (
     Outcome,
     Row,
     SendResult,

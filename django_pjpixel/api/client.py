@@ -25,18 +25,9 @@ from urllib.parse import quote
 import requests
 
 from django_pjpixel._version import __version__
-from django_pjpixel.auth import Credentials
-from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.exceptions import (
-    InvalidInput,
-    PjpixelConfigurationError,
-    PrisjaktAnswerTooLarge,
-    PrisjaktAPIError,
-    RateLimit,
-)
-from django_pjpixel.markets import market_of
-from django_pjpixel.pagination import EventPage, Pager, walk_events
-from django_pjpixel.payloads import (
+from django_pjpixel.api.auth import Credentials
+from django_pjpixel.api.pagination import EventPage, Pager, walk_events
+from django_pjpixel.api.payloads import (
     EVENT_NAME_PURCHASE,
     MAX_LIST_RANGE,
     MAX_VALUE,
@@ -47,8 +38,23 @@ from django_pjpixel.payloads import (
     purchase_payload,
     to_api_amount,
 )
-from django_pjpixel.problems import api_error, decode_json, path_of
-from django_pjpixel.transport import ACCEPT_ENCODING, Answer, Deadline, bounded_session, exchange
+from django_pjpixel.api.problems import api_error, decode_json, path_of
+from django_pjpixel.api.transport import (
+    ACCEPT_ENCODING,
+    Answer,
+    Deadline,
+    bounded_session,
+    exchange,
+)
+from django_pjpixel.conf import pjpixel_settings
+from django_pjpixel.exceptions import (
+    InvalidInput,
+    PjpixelConfigurationError,
+    PrisjaktAnswerTooLarge,
+    PrisjaktAPIError,
+    RateLimit,
+)
+from django_pjpixel.markets import market_of
 
 # Besides the client's own names, the ones other modules and tests import from
 # here since before they moved to ``payloads`` and ``pagination``: kept so

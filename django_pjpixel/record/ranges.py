@@ -22,9 +22,9 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from django_pjpixel import markets, times
+from django_pjpixel.api.payloads import MAX_LIST_RANGE, check_range
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.payloads import MAX_LIST_RANGE, check_range
 
 MAX_DAYS = MAX_LIST_RANGE.days
 DEFAULT_DAYS = 7

@@ -28,8 +28,9 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from django_pjpixel import times
-from django_pjpixel.charts import range_context
-from django_pjpixel.client import get_client
+from django_pjpixel.admin.charts import range_context
+from django_pjpixel.api.client import get_client
+from django_pjpixel.api.pagination import EventPage, readable_events
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,
@@ -39,8 +40,7 @@ from django_pjpixel.exceptions import (
     PrisjaktTimeout,
 )
 from django_pjpixel.models import ConversionEvent
-from django_pjpixel.pagination import EventPage, readable_events
-from django_pjpixel.range_forms import MARKET_PARAMETER, MAX_DAYS, EventRangeForm
+from django_pjpixel.record.ranges import MARKET_PARAMETER, MAX_DAYS, EventRangeForm
 
 if TYPE_CHECKING:
     from django.contrib.admin import ModelAdmin

@@ -31,10 +31,10 @@ from django.db.models import F, Q, QuerySet
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
-from django_pjpixel import keyed
-from django_pjpixel.client import ApiResult
+from django_pjpixel.api.client import ApiResult
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, PrisjaktConflict
+from django_pjpixel.ledger import keyed
 from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent, OutboxRow
 from django_pjpixel.signals import Cancel
 

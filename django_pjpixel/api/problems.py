@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from django_pjpixel.api.payloads import parse_retry_after
 from django_pjpixel.exceptions import (
     PrisjaktAPIError,
     Problem,
@@ -23,7 +24,6 @@ from django_pjpixel.exceptions import (
     body_excerpt,
     error_class_for,
 )
-from django_pjpixel.payloads import parse_retry_after
 
 
 def api_error(response: requests.Response, *, secret: str) -> PrisjaktAPIError:

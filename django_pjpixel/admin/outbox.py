@@ -26,16 +26,18 @@ from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from django_pjpixel import markets, mirror_admin, publisher, views
-from django_pjpixel.admin_restatements import (
+from django_pjpixel import markets
+from django_pjpixel.admin import events, mirror
+from django_pjpixel.admin.filters import MarketColumn, PixelFilter
+from django_pjpixel.admin.restatements import (
     RESTATE_PERMISSION,
     RestatedFilter,
     RestatementInline,
     restate_view,
 )
 from django_pjpixel.health import delivery_health
+from django_pjpixel.ledger import publisher
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
-from django_pjpixel.pixel_filter import MarketColumn, PixelFilter
 
 Status = ConversionEvent.Status
 
@@ -278,7 +280,7 @@ class ConversionEventAdmin(MarketColumn, ModelAdmin):
             "health": delivery_health(pixel_id=pixel_id),
             "health_market": markets.label(pixel_id) if pixel_id else None,
             "reconciliation_url": reverse("admin:django_pjpixel_reconciliation") + query
-            if mirror_admin.may_reconcile(request)
+            if mirror.may_reconcile(request)
             else None,
         }
         return super().changelist_view(request, extra_context=context)
@@ -372,4 +374,4 @@ class ConversionEventAdmin(MarketColumn, ModelAdmin):
         ]
 
     def prisjakt_events_view(self, request: HttpRequest) -> TemplateResponse:
-        return views.prisjakt_events_view(self, request)
+        return events.prisjakt_events_view(self, request)

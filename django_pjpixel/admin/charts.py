@@ -19,7 +19,7 @@ from django.utils.formats import number_format
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from django_pjpixel.totals import OURS, PRISJAKT, RangeTotals, Totals, range_totals
+from django_pjpixel.record.totals import OURS, PRISJAKT, RangeTotals, Totals, range_totals
 
 PLOT_HEIGHT = 120  # the tallest bar
 TOP = 14  # room for the highest value's label

@@ -26,11 +26,18 @@ from django.db import router, transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
-from django_pjpixel import keyed
-from django_pjpixel.delivery import build_payload, patch
 from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.ledger import keyed
+from django_pjpixel.ledger.restatements import (
+    SUPERSEDED,
+    TOO_OLD,
+    not_at_prisjakt,
+    restated_values,
+    window_start,
+)
 from django_pjpixel.models import ConversionEvent, Restatement
-from django_pjpixel.outbox import (
+from django_pjpixel.sending.delivery import build_payload, patch
+from django_pjpixel.sending.outbox import (
     STALE,
     Outcome,
     SendResult,
@@ -40,13 +47,6 @@ from django_pjpixel.outbox import (
     is_due,
     write_chunk,
     write_outcome,
-)
-from django_pjpixel.restatements import (
-    SUPERSEDED,
-    TOO_OLD,
-    not_at_prisjakt,
-    restated_values,
-    window_start,
 )
 
 logger = logging.getLogger("django_pjpixel.restating")

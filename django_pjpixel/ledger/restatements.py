@@ -35,13 +35,13 @@ from typing import Any
 from django.db import router, transaction
 from django.dispatch import Signal
 
-from django_pjpixel import keyed, markets, times
+from django_pjpixel import markets, times
+from django_pjpixel.api.payloads import EVENT_NAME_PURCHASE
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.models import INVALID_RESTATEMENT, ConversionEvent, Restatement
-from django_pjpixel.payloads import EVENT_NAME_PURCHASE
-from django_pjpixel.purchases import Amount, OrderMapper, mapped_receiver
-from django_pjpixel.validation import (
+from django_pjpixel.ledger import keyed
+from django_pjpixel.ledger.purchases import Amount, OrderMapper, mapped_receiver
+from django_pjpixel.ledger.validation import (
     OrderId,
     Restated,
     bad_call,
@@ -49,6 +49,7 @@ from django_pjpixel.validation import (
     invalid_values,
     reason_text,
 )
+from django_pjpixel.models import INVALID_RESTATEMENT, ConversionEvent, Restatement
 
 logger = logging.getLogger("django_pjpixel.restatements")
 

@@ -27,28 +27,29 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from django.db import IntegrityError, router, transaction
 from django.dispatch import Signal
 
-from django_pjpixel import markets, publisher, times
-from django_pjpixel.attaching import attach_click as attach_click  # where it always was
-from django_pjpixel.attaching import attribute
+from django_pjpixel import markets, times
+from django_pjpixel.api.payloads import EVENT_NAME_PURCHASE
 from django_pjpixel.attribution import resolve_click
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
-from django_pjpixel.payloads import EVENT_NAME_PURCHASE
-from django_pjpixel.validation import (
+from django_pjpixel.ledger import publisher
+from django_pjpixel.ledger.attaching import attach_click as attach_click  # where it always was
+from django_pjpixel.ledger.attaching import attribute
+from django_pjpixel.ledger.validation import (
     OrderId,
     Purchase,
     bad_call,
     check_purchase,
     invalid_values,
 )
+from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
 
 logger = logging.getLogger("django_pjpixel.purchases")
 
-ORDER_COMPLETED_UID = "django_pjpixel.purchases.on_order_completed"
+ORDER_COMPLETED_UID = "django_pjpixel.ledger.purchases.on_order_completed"
 PURCHASE_FIELDS = frozenset(
     {
         "order_id",

@@ -24,16 +24,16 @@ from django.conf import settings
 from django.utils import timezone
 
 from django_pjpixel import times
-from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.exceptions import InvalidInput
-from django_pjpixel.models import INVALID_PURCHASE
-from django_pjpixel.payloads import (
+from django_pjpixel.api.payloads import (
     MAX_EXTERNAL_EVENT_ID,
     purchase_payload,
     to_api_amount,
     validate_currency,
     validate_items,
 )
+from django_pjpixel.conf import pjpixel_settings
+from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.models import INVALID_PURCHASE
 
 _CENT = Decimal("0.01")
 _MAX_STORED_AMOUNT = Decimal("1e12")  # ConversionEvent.amount: 14 digits, 2 decimals

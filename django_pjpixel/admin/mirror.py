@@ -26,11 +26,11 @@ from django.urls import URLPattern, path, reverse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from django_pjpixel.exports import csv_lines
+from django_pjpixel.admin.filters import MarketColumn, PixelFilter
 from django_pjpixel.models import ConversionEvent, PrisjaktEvent
-from django_pjpixel.pixel_filter import MarketColumn, PixelFilter
-from django_pjpixel.range_forms import MARKET_PARAMETER, ReconciliationForm
-from django_pjpixel.reconciliation import (
+from django_pjpixel.record.exports import csv_lines
+from django_pjpixel.record.ranges import MARKET_PARAMETER, ReconciliationForm
+from django_pjpixel.record.reconciliation import (
     CATEGORIES,
     CSV_HEADER,
     DIFFERENCES,

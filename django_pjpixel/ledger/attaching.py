@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING
 
 from django.db import router, transaction
 
-from django_pjpixel import markets, publisher, times
+from django_pjpixel import markets, times
+from django_pjpixel.api.payloads import EVENT_NAME_PURCHASE
 from django_pjpixel.attribution import UNNAMED, Click, keep_click_for_order, order_pixels
 from django_pjpixel.exceptions import InvalidInput
+from django_pjpixel.ledger import publisher
+from django_pjpixel.ledger.validation import OrderId, order_id_text
 from django_pjpixel.models import ConversionEvent, OrderClick
-from django_pjpixel.payloads import EVENT_NAME_PURCHASE
-from django_pjpixel.validation import OrderId, order_id_text
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
