@@ -17,7 +17,7 @@ from django.utils import timezone
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.record import reconciliation, sync
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from tests.test_reconciliation import order
+from tests.record.test_reconciliation import order
 
 pytestmark = pytest.mark.django_db
 

@@ -21,7 +21,7 @@ from django.utils import translation
 import django_pjpixel
 from django_pjpixel.record import sync
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from tests.test_reconciliation import order
+from tests.record.test_reconciliation import order
 
 LC_MESSAGES = Path(django_pjpixel.__file__).parent / "locale" / "sv" / "LC_MESSAGES"
 

@@ -7,7 +7,7 @@ import json
 
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.wire import REDACTED
-from tests.test_emulator import (
+from tests.testing.test_emulator import (
     AUTH,
     CLIENT,
     DEFAULT_BASE_URL,
@@ -17,8 +17,8 @@ from tests.test_emulator import (
     post,
     purchase,
 )
-from tests.test_emulator import clock as clock  # fixtures, shared by name
-from tests.test_emulator import emu as emu
+from tests.testing.test_emulator import clock as clock  # fixtures, shared by name
+from tests.testing.test_emulator import emu as emu
 
 
 def test_every_answer_carries_a_request_id(emu: PrisjaktEmulator) -> None:

@@ -32,7 +32,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 Status = ConversionEvent.Status
 SECRET = "s3cr3t-never-shown"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def reload(event: ConversionEvent) -> ConversionEvent:

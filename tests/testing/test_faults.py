@@ -10,9 +10,9 @@ import pytest
 
 from django_pjpixel.testing.clock import ManualClock
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from tests.test_emulator import CLIENT, SECRET, call, make_emulator, post, purchase
-from tests.test_emulator import clock as clock  # fixtures, shared by name
-from tests.test_emulator import emu as emu
+from tests.testing.test_emulator import CLIENT, SECRET, call, make_emulator, post, purchase
+from tests.testing.test_emulator import clock as clock  # fixtures, shared by name
+from tests.testing.test_emulator import emu as emu
 
 
 def test_script_is_consumed_one_step_per_request(emu: PrisjaktEmulator) -> None:

@@ -18,7 +18,7 @@ from django_pjpixel.models import ConversionEvent, PrisjaktEvent
 from django_pjpixel.record import sync
 from django_pjpixel.record.ranges import ReconciliationForm
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from tests.test_reconciliation import order
+from tests.record.test_reconciliation import order
 
 pytestmark = [pytest.mark.django_db]
 

@@ -14,7 +14,7 @@ from django_pjpixel.testing.clock import ManualClock
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from tests.seed import BODY as SEED_BODY
 from tests.seed import VALIDATION as SEED_VALIDATION
-from tests.test_emulator import (
+from tests.testing.test_emulator import (
     CLICK,
     CLIENT,
     PIXEL,
@@ -25,8 +25,8 @@ from tests.test_emulator import (
     post,
     purchase,
 )
-from tests.test_emulator import clock as clock  # fixtures, shared by name
-from tests.test_emulator import emu as emu
+from tests.testing.test_emulator import clock as clock  # fixtures, shared by name
+from tests.testing.test_emulator import emu as emu
 
 # -- Creating an event ----------------------------------------------------
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from django_pjpixel.admin.charts import BAR, GAP, LEFT, PLOT_HEIGHT, TOP, bar_width, daily_chart
 from django_pjpixel.testing.emulator import PrisjaktEmulator
-from tests.test_totals import week  # noqa: F401  (the fixture)
+from tests.record.test_totals import week  # noqa: F401  (the fixture)
 
 DAYS = [date(2025, 3, 1) + timedelta(days=n) for n in range(3)]
 

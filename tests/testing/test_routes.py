@@ -18,7 +18,7 @@ from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.wire import REDACTED, EmulatorResponse
 from tests.seed import LINK_LINE as SEED_LINK
 from tests.seed import NOT_FOUND as SEED_NOT_FOUND
-from tests.test_emulator import (
+from tests.testing.test_emulator import (
     AUTH,
     CLICK,
     CLIENT,
@@ -30,8 +30,8 @@ from tests.test_emulator import (
     post,
     purchase,
 )
-from tests.test_emulator import clock as clock  # fixtures, shared by name
-from tests.test_emulator import emu as emu
+from tests.testing.test_emulator import clock as clock  # fixtures, shared by name
+from tests.testing.test_emulator import emu as emu
 
 
 def listing(emulator: PrisjaktEmulator, **query: str) -> EmulatorResponse:

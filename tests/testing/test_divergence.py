@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from django_pjpixel.testing.emulator import ManualClock, PrisjaktEmulator
-from tests.test_emulator import CLICK, PIXEL, call, make_emulator, post, purchase
+from tests.testing.test_emulator import CLICK, PIXEL, call, make_emulator, post, purchase
 
 QUERY = {"from": "2025-03-01T00:00:00Z", "to": "2025-03-31T00:00:00Z"}
 

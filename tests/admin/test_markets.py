@@ -32,8 +32,8 @@ from django_pjpixel.record import sync
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.pytest_plugin import emulator_from_settings
 from django_pjpixel.testing.responses_adapter import EmulatorMock
+from tests.admin.test_reconciliation import count_of
 from tests.helpers import CLICK, MARKETS, complete_sync, make_event, markets
-from tests.test_admin_reconciliation import count_of
 
 pytestmark = pytest.mark.django_db
 
