@@ -13,7 +13,7 @@ class PjpixelConfig(AppConfig):
 
     def ready(self) -> None:
         # Registers the checks, and the tasks the publisher sends by name.
-        from django_pjpixel import checks, market_checks, tasks  # noqa: F401
+        from django_pjpixel import checks, credential_checks, market_checks, tasks  # noqa: F401
         from django_pjpixel.health import FAILURE_STREAK_UID, failure_streak
         from django_pjpixel.ledger.purchases import ORDER_COMPLETED_UID, on_order_completed
         from django_pjpixel.signals import order_completed, post_send

@@ -18,7 +18,6 @@ from django.db import router
 from django.utils.module_loading import import_string
 
 from django_pjpixel.conf import DEFAULTS, SUPPORTED_CURRENCIES, pjpixel_settings
-from django_pjpixel.markets import is_configured
 
 _MIDDLEWARE = "django_pjpixel.middleware.PjclidMiddleware"
 _SESSION_MIDDLEWARE = "django.contrib.sessions.middleware.SessionMiddleware"
@@ -32,7 +31,9 @@ _NUMBERS: dict[str, tuple[float, float | None]] = {
     "RETRY_MAX_DELAY": (0, None),
     "MAX_ATTEMPTS": (1, None),
     "LEASE_SECONDS": (1, None),
-    "MAX_COUNTDOWN": (1, None),
+    # With a request's 600 s at most, 5 minutes short of RabbitMQ's consumer_timeout
+    # (1800 s by default): a retried message is held for the countdown and the run.
+    "MAX_COUNTDOWN": (1, 900),
     "PUBLISH_RETRIES": (0, 10),
     "PUBLISH_TIMEOUT": (0.01, 60),
     "PUBLISH_QUEUE_SIZE": (1, None),
@@ -157,8 +158,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     enabled = raw.get("ENABLED", True)
     if not isinstance(enabled, bool):
         messages.append(_type_error("ENABLED", enabled, "True or False"))
-    elif enabled and not is_configured():  # else each market's (market_checks)
-        messages.extend(_check_credentials())
+    # Unset credentials: credential_checks (a warning; an error at deployment).
     check_url("API_URL", raw.get("API_URL", DEFAULTS["API_URL"]), messages)
     if raw.get("AUTH", "headers") == "oauth2":
         check_url("TOKEN_URL", raw.get("TOKEN_URL", DEFAULTS["TOKEN_URL"]), messages)
@@ -204,27 +204,6 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages.extend(_check_session_age())
     messages.extend(_check_retention())
     messages.extend(_check_database())
-    return messages
-
-
-def _check_credentials() -> list[CheckMessage]:
-    messages: list[CheckMessage] = []
-    required = (
-        ("PIXEL_ID", "E002", "your pixel id from Business Center (Settings > Conversion Pixel)"),
-        ("CLIENT_ID", "E003", "the client id Prisjakt gave you"),
-        ("CLIENT_SECRET", "E004", "the client secret Prisjakt gave you"),
-    )
-    for key, code, what in required:
-        value = pjpixel_settings.get(key)
-        if not isinstance(value, str) or not value.strip():
-            messages.append(
-                Error(
-                    f'PJPIXEL["{key}"] is not set.',
-                    hint=f'Set PJPIXEL["{key}"] to {what}, or the environment variable '
-                    f'PJPIXEL_{key}. Set PJPIXEL["ENABLED"] = False to run without it.',
-                    id=f"django_pjpixel.{code}",
-                )
-            )
     return messages
 
 

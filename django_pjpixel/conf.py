@@ -58,8 +58,11 @@ DEFAULTS: dict[str, Any] = {
     "MAX_AGE": timedelta(days=3),
     # How long a claimed row stays leased to one sender.
     "LEASE_SECONDS": 120.0,
-    # Celery countdowns stay below the broker's visibility timeout (Redis: 1 h).
-    "MAX_COUNTDOWN": 3000.0,
+    # The longest Celery countdown; a longer wait is left to deliver_due. A worker holds
+    # a retried task's message unacknowledged for the countdown plus the run (at most
+    # REQUEST_DEADLINE, 600 s): 600 + 600 s stays within RabbitMQ's consumer_timeout
+    # (30 min by default) and Redis' visibility_timeout (1 h) with time to spare.
+    "MAX_COUNTDOWN": 600.0,
     # Publishing to the broker after a checkout commits (in a background thread):
     # attempts, seconds a publish may block before new events skip the broker,
     # and events that may wait to be published.

@@ -10,12 +10,13 @@ can help. Configuration errors subclass ``ImproperlyConfigured`` so a broad
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_pjpixel.logtext import one_line
+from django_pjpixel.logtext import masked, masked_value, one_line
 
 # Answers that a later attempt may turn into a success.
 RETRYABLE_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
@@ -181,17 +182,18 @@ class PrisjaktAPIError(PjpixelError):
             parts.append(f"body: {self.body_excerpt}")
         if self.request_id:
             parts.append(f"request-id {self.request_id}")
-        # Logged as it is: the API's text must not start a line of its own.
-        return one_line(" — ".join(parts))
+        # Logged as it is: the API's text must not start a line of its own, nor
+        # show a bearer token an error built elsewhere may carry.
+        return one_line(masked(" — ".join(parts)))
 
     def as_record(self) -> dict[str, Any]:
         """The fields a ledger row keeps of this error."""
         return {
             "status": self.status,
             "type": self.type,
-            "title": self.title or self.message,
-            "detail": self.detail or self.body_excerpt or "",
-            "field_errors": self.field_errors,
+            "title": masked(self.title or self.message),
+            "detail": masked(self.detail or self.body_excerpt or ""),
+            "field_errors": masked_value(self.field_errors),
             "request_id": self.request_id,
         }
 
@@ -272,15 +274,15 @@ def error_class_for(status: int) -> type[PrisjaktAPIError]:
     return PrisjaktAPIError
 
 
-def body_excerpt(body: bytes | str | None, *, hide: str | None = None) -> str | None:
-    """A short, single-line, printable excerpt of a (non-JSON) body, without ``hide``."""
+def body_excerpt(body: bytes | str | None, *, hide: Iterable[str] = ()) -> str | None:
+    """A short, single-line, printable excerpt of a (non-JSON) body, ``hide`` and
+    anything after ``Bearer `` masked (``logtext.masked``)."""
     if not body:
         return None
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     text = " ".join(text.split())
     text = "".join(ch for ch in text if ch.isprintable())
-    if hide:
-        text = text.replace(hide, "***")
+    text = masked(text, hide)
     if len(text) > _BODY_EXCERPT:
         text = text[: _BODY_EXCERPT - 1] + "…"
     return text or None

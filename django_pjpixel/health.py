@@ -4,7 +4,9 @@
 oldest due event has waited for a sender, how many events failed or were
 given up in the last 24 hours, the last successful send, the last complete
 sync of Prisjakt's events (of each market's pixel); and, against the
-``HEALTH_MAX_*`` settings, what is wrong. ``pixel_id`` narrows it to one
+``HEALTH_MAX_*`` settings, what is wrong. A new install is "not synced yet",
+not a problem, until a sync is due: ``HEALTH_MAX_SYNC_AGE`` after its first
+migration. ``pixel_id`` narrows it to one
 market's rows and sync. The outbox changelist shows it (a warning band when
 unhealthy; a market's when its pixel filter names one), ``pjpixel_check
 --health`` prints it with an exit status, and
@@ -23,6 +25,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.db import connections, router
+from django.db.migrations.recorder import MigrationRecorder
 from django.db.models import Case, Count, Max, Min, Q, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -67,6 +71,14 @@ class DeliveryHealth:
     last_sync: PrisjaktSync | None
     syncs: list[tuple[str, PrisjaktSync | None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    installed_at: datetime | None = None
+
+    @property
+    def sync_due(self) -> bool:
+        """Whether a first sync is due: ``HEALTH_MAX_SYNC_AGE`` after the install (its first
+        migration; unknown: due). Until then a market never synced is "not synced yet"."""
+        since = self.installed_at
+        return since is None or self.checked_at - since > pjpixel_settings.HEALTH_MAX_SYNC_AGE
 
     @property
     def healthy(self) -> bool:
@@ -78,13 +90,13 @@ class DeliveryHealth:
 
     def lines(self) -> list[str]:
         """The summary as ``label: value`` lines, for a terminal (a sync line a market)."""
-        never = _("never")
+        never = _("never") if self.sync_due else _("not synced yet")
         lines = [
             _("Due events: %(count)d") % {"count": self.due},
             _("Oldest due for: %(age)s") % {"age": _age(self.due_since, self.checked_at)},
             _("Failed in the last 24 hours: %(count)d") % {"count": self.failed},
             _("Given up in the last 24 hours: %(count)d") % {"count": self.dead},
-            _("Last successful send: %(when)s") % {"when": _when(self.last_sent_at) or never},
+            _("Last successful send: %(when)s") % {"when": _when(self.last_sent_at) or _("never")},
         ]
         for market, run in self.syncs or [("", self.last_sync)]:
             when = _when(run.finished_at if run else None) or never
@@ -127,9 +139,23 @@ def delivery_health(now: datetime | None = None, *, pixel_id: str | None = None)
     found = [run for _market, run in syncs if run is not None]
     complete = found and len(found) == len(syncs)
     oldest = min(found, key=lambda run: run.finished_at or run.started_at) if complete else None
-    health = DeliveryHealth(checked_at=now, last_sync=oldest, syncs=syncs, **totals)
+    health = DeliveryHealth(
+        checked_at=now, last_sync=oldest, syncs=syncs, installed_at=installed_at(), **totals
+    )
     health.problems.extend(_problems(health))
     return health
+
+
+def installed_at() -> datetime | None:
+    """When django_pjpixel's first migration was applied to the outbox's database; None
+    where it was not recorded (tables made from the models, as by ``--no-migrations``)."""
+    recorder = MigrationRecorder(connections[router.db_for_write(ConversionEvent)])
+    if not recorder.has_table():
+        return None
+    first: datetime | None = recorder.migration_qs.filter(app="django_pjpixel").aggregate(
+        first=Min("applied")
+    )["first"]
+    return first
 
 
 def _problems(health: DeliveryHealth) -> list[str]:
@@ -166,6 +192,8 @@ def _problems(health: DeliveryHealth) -> list[str]:
             % {"count": health.dead, "limit": conf.HEALTH_MAX_DEAD}
         )
     for market, run in health.syncs:
+        if run is None and not health.sync_due:
+            continue  # a new install: not synced yet
         problem = _sync_problem(run.finished_at if run else None, now)
         if problem and market:
             problem = _("Market %(market)s: %(problem)s") % {"market": market, "problem": problem}

@@ -1,8 +1,9 @@
 """System checks of several markets: ``PJPIXEL["PIXELS"]``, ``PIXEL_ROUTER``, ``PIXEL_CURRENCIES``.
 
-Every message names the market's key. A market's missing credential is the
-single pixel's check (``E002`` to ``E004``), as are its URLs and ``AUTH``
-(``E005`` to ``E007``); what only markets have is ``E011`` to ``E015``, ``W006``.
+Every message names the market's key. A market's URLs and ``AUTH`` are the
+single pixel's checks (``E005`` to ``E007``), as are its unset credentials
+(``credential_checks``: ``W007``, and ``E002`` to ``E004`` at deployment);
+what only markets have is ``E011`` to ``E015``, ``W006``.
 """
 
 from __future__ import annotations
@@ -21,16 +22,10 @@ from django_pjpixel.markets import (
     KEY_RE,
     MARKET_SETTINGS,
     all_markets,
-    env_name,
     market_setting,
     route_by_currency,
 )
 
-_REQUIRED = {
-    "PIXEL_ID": ("E002", "the market's pixel id from Business Center"),
-    "CLIENT_ID": ("E003", "the client id Prisjakt gave you for the market"),
-    "CLIENT_SECRET": ("E004", "the client secret Prisjakt gave you for the market"),
-}
 _EXAMPLE = '{"se": {"PIXEL_ID": ..., "CLIENT_ID": ..., "CLIENT_SECRET": ...}, "no": {...}}'
 
 
@@ -50,10 +45,9 @@ def check_markets(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
                 id="django_pjpixel.E011",
             )
         ]
-    enabled = raw.get("ENABLED", True) is True
     messages: list[CheckMessage] = []
     for key, entry in pixels.items():
-        messages.extend(_check_market(key, entry, enabled))
+        messages.extend(_check_market(key, entry))
     messages.extend(_check_shared_pixels())
     router = raw.get("PIXEL_ROUTER", DEFAULTS["PIXEL_ROUTER"])
     messages.extend(_check_router(router))
@@ -77,7 +71,7 @@ def _unused(raw: Mapping[str, Any]) -> list[CheckMessage]:
     ]
 
 
-def _check_market(key: object, entry: object, enabled: bool) -> list[CheckMessage]:
+def _check_market(key: object, entry: object) -> list[CheckMessage]:
     if not isinstance(key, str) or KEY_RE.fullmatch(key) is None:
         return [
             Error(
@@ -107,17 +101,6 @@ def _check_market(key: object, entry: object, enabled: bool) -> list[CheckMessag
                 id="django_pjpixel.E012",
             )
         )
-    for name, (code, what) in _REQUIRED.items() if enabled else ():
-        value = market_setting(key, entry, name)
-        if not isinstance(value, str) or not value.strip():
-            messages.append(
-                Error(
-                    f'{where}["{name}"] is not set.',
-                    hint=f"Set it to {what}, or the environment variable {env_name(key, name)}. "
-                    'Set PJPIXEL["ENABLED"] = False to run without it.',
-                    id=f"django_pjpixel.{code}",
-                )
-            )
     auth = market_setting(key, entry, "AUTH")
     if "AUTH" in entry and auth not in ("headers", "oauth2"):
         messages.append(

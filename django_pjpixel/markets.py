@@ -81,9 +81,7 @@ class Market:
 
     def setting_name(self, name: str) -> str:
         """Where this market's setting ``name`` is written, for messages."""
-        if self.key:
-            return f'PJPIXEL["PIXELS"]["{self.key}"]["{name}"]'
-        return f'PJPIXEL["{name}"]'
+        return setting_name(self.key, name)
 
     def missing(self) -> list[str]:
         """Where this market's unset credentials are written."""
@@ -125,6 +123,11 @@ class Lane:
     @property
     def client_id(self) -> str:
         return self.market.client_id if self.market is not None else ""
+
+
+def setting_name(key: str, name: str) -> str:
+    """``PJPIXEL["CLIENT_SECRET"]``, or a market's ``PJPIXEL["PIXELS"]["no"]["CLIENT_SECRET"]``."""
+    return f'PJPIXEL["PIXELS"]["{key}"]["{name}"]' if key else f'PJPIXEL["{name}"]'
 
 
 def env_name(key: str, name: str) -> str:

@@ -9,6 +9,8 @@ from django.db.models.functions import Coalesce, NullIf
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from django_pjpixel.logtext import one_line
+
 
 class OutboxRow(models.Model):
     """A row sent to Prisjakt through the outbox: its pixel, its lease and attempts, the answer.
@@ -42,6 +44,17 @@ class OutboxRow(models.Model):
 
     class Meta:
         abstract = True
+
+    @property
+    def field_error(self) -> str:
+        """The first of ``field_errors`` in one line, ``field: message (value: …)``; "" if none."""
+        errors = self.field_errors if isinstance(self.field_errors, dict) else {}
+        for name, error in errors.items():
+            detail = error if isinstance(error, dict) else {"message": error}
+            message, value = detail.get("message"), detail.get("value")
+            text = f"{name}: {message}" if message not in (None, "") else str(name)
+            return one_line(text if value in (None, "") else f"{text} (value: {value})")
+        return ""
 
 
 class ConversionEvent(OutboxRow):
@@ -116,6 +129,16 @@ class ConversionEvent(OutboxRow):
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def reason(self) -> str:
+        """Why the row is where it is, in one line: a skipped row's reason; else the last
+        answer (its HTTP status, its problem's title) and the first field error; "" if none."""
+        if self.status == "skipped" and self.skip_reason:
+            return one_line(self.skip_reason)
+        code = "" if self.last_status_code is None else str(self.last_status_code)
+        answer = " ".join(part for part in (code, self.problem_title) if part)
+        return one_line(": ".join(part for part in (answer, self.field_error) if part))
 
     @property
     def is_restated(self) -> bool:

@@ -4,9 +4,13 @@
 message carries the row's primary key only. A transient failure is retried
 through Celery (``self.retry``) at the time the ledger recorded in
 ``next_attempt_at``, when that is at most ``PJPIXEL["MAX_COUNTDOWN"]`` seconds
-away (keep it below the broker's visibility timeout: Redis' is one hour);
-later retries, and everything whose publish failed, are sent by the periodic
-``deliver_due``. Schedule it with Celery beat::
+away (600 by default). The worker holds a retried task's message
+unacknowledged until it has run: RabbitMQ closes the channel of a consumer that
+holds one past ``consumer_timeout`` (30 minutes by default), after which the
+worker consumes nothing, and Redis hands it to another worker after its
+``visibility_timeout`` (one hour). A longer wait (a ``Retry-After: 2400``),
+and everything whose publish failed, is left to the periodic ``deliver_due``:
+the row stays ``pending`` with its ``next_attempt_at``. Schedule it with Celery beat::
 
     CELERY_BEAT_SCHEDULE = {
         "pjpixel-deliver-due": {

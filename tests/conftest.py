@@ -52,6 +52,19 @@ def pjpixel(settings: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
+def installed_long_ago(monkeypatch: pytest.MonkeyPatch) -> None:
+    """django_pjpixel was installed a day ago: a first sync of Prisjakt's events is due (the
+    test database's migrations ran moments ago, a new install's "not synced yet")."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from django_pjpixel import health
+
+    monkeypatch.setattr(health, "installed_at", lambda: timezone.now() - timedelta(days=1))
+
+
+@pytest.fixture
 def inline_queue() -> Iterator[None]:
     """Celery runs queued tasks eagerly, in the publishing thread: no broker, no worker."""
     celery_app.conf.task_always_eager = True

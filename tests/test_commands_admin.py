@@ -8,8 +8,10 @@ import json
 from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
@@ -52,11 +54,34 @@ def test_check_all_good(use_tz: bool, pjpixel_api: PrisjaktEmulator) -> None:
     assert "The credentials may send events." in out
     assert "Prisjakt conversion tracking is ready." in out
     assert "Failed events: none." in out
+    assert "First sync of Prisjakt's events: 0 events in the last 7 days." in out
     assert err == ""
     paths = [r.path for r in pjpixel_api.requests]
-    assert paths == ["/clients/test-client", f"/pixels/{PIXEL}/events"]
+    assert paths == ["/clients/test-client", f"/pixels/{PIXEL}/events", f"/pixels/{PIXEL}/events"]
     listing = pjpixel_api.requests[1]
     assert listing.query["page"] == "1"
+    # Synced once: the next run says when, and asks Prisjakt nothing more.
+    out, err = run("pjpixel_check")
+    assert "Last complete sync of Prisjakt's events: 20" in out
+    assert len(pjpixel_api.requests) == 5
+
+
+def test_check_syncs_prisjakts_events_the_first_time(pjpixel_api: PrisjaktEmulator) -> None:
+    pjpixel_api.add_event(external_event_id="order-1")
+    pjpixel_api.add_event(external_event_id="order-2")
+    out, _err = run("pjpixel_check")
+    assert "First sync of Prisjakt's events: 2 events in the last 7 days." in out
+    from django_pjpixel.health import delivery_health
+
+    assert delivery_health().last_sync is not None
+
+
+def test_check_fails_when_the_first_sync_does(pjpixel_api: PrisjaktEmulator) -> None:
+    pjpixel_api.script([200, 200, 500])  # the client, the pixel; the sync refused
+    out, err, message = fails("pjpixel_check")
+    assert f"Pixel {PIXEL} exists." in out
+    assert "First sync: HTTP 500" in err
+    assert message == "Prisjakt conversion tracking is not ready."
 
 
 def test_check_counts_failed_events(pjpixel_api: PrisjaktEmulator) -> None:
@@ -66,9 +91,31 @@ def test_check_counts_failed_events(pjpixel_api: PrisjaktEmulator) -> None:
     track_purchase(order_id=100006.5, amount=10, number_of_items=1)  # not an order id
     track_purchase(order_id="order-2", amount=10, currency="USD", number_of_items=1)
     ConversionEvent.objects.filter(order_id="order-2").update(problem_title="Bad request")
-    out, err = run("pjpixel_check")
-    assert "Failed events: 2, 1 of them reported by the shop with an invalid value" in err
-    assert "Prisjakt conversion tracking is ready." in out  # the credentials are fine
+    out, err, message = fails("pjpixel_check")
+    assert "Failed events: 2, 1 of them reported by the shop with an invalid value" in out
+    assert "The credentials may send events." in out  # the credentials are fine
+    assert message == "Prisjakt conversion tracking is set up, but 2 reports failed."
+    assert "Failed" not in err
+
+
+def test_check_fails_on_a_purchase_reported_without_its_number_of_items(
+    pjpixel_api: PrisjaktEmulator,
+) -> None:
+    """The first hour's stop: a paid order reported without number_of_items failed, and
+    pjpixel_check said "ready". Now it names the order and the field, and exits 1; the
+    order reported again with its values is sent, and the check passes."""
+    from django_pjpixel.signals import order_completed
+
+    order_completed.send(sender=None, order_id="1001", amount=499)
+    out, _err, message = fails("pjpixel_check")
+    assert "Failed events: 1, 1 of them reported by the shop with an invalid value" in out
+    assert "The latest, order 1001: Invalid purchase: number_of_items: is required" in out
+    assert "Report such an order again with the right values" in out
+    assert message == "Prisjakt conversion tracking is set up, but 1 report failed."
+    order_completed.send(sender=None, order_id="1001", amount=499, number_of_items=1)
+    out, _err = run("pjpixel_check")
+    assert "Failed events: none." in out
+    assert "Prisjakt conversion tracking is ready." in out
 
 
 def test_check_a_shop_user_client_may_send(pjpixel_api: PrisjaktEmulator) -> None:
@@ -137,12 +184,13 @@ def test_check_timeout_and_reset(pjpixel_api: PrisjaktEmulator) -> None:
     assert "Pixel: Prisjakt could not be reached" in err
 
 
-def test_check_without_settings() -> None:
-    with (
-        override_settings(PJPIXEL={"CLIENT_ID": "test-client", "CLIENT_SECRET": SECRET}),
-        pytest.raises(CommandError, match="settings are incomplete"),
-    ):
-        call_command("pjpixel_check", stdout=io.StringIO(), stderr=io.StringIO())
+def test_check_without_settings(pjpixel_api: PrisjaktEmulator) -> None:
+    with override_settings(PJPIXEL={"CLIENT_ID": "test-client", "CLIENT_SECRET": SECRET}):
+        out, err, message = fails("pjpixel_check")
+    assert "Pixel: -" in out
+    assert 'The settings are incomplete: PJPIXEL["PIXEL_ID"] not set' in err
+    assert message == "Prisjakt conversion tracking is not ready."
+    assert pjpixel_api.requests == []
 
 
 def test_check_odd_client_answer(pjpixel_api: PrisjaktEmulator, monkeypatch: Any) -> None:
@@ -236,6 +284,28 @@ def test_events_csv_odd_values(pjpixel_api: PrisjaktEmulator) -> None:
     assert out.splitlines()[0].startswith("id,click_id")
 
 
+def test_events_without_dates_lists_the_last_7_days(
+    use_tz: bool, pjpixel_api: PrisjaktEmulator
+) -> None:
+    events = seed(pjpixel_api, 2)
+    pjpixel_api.add_event(
+        event_time=datetime.now(dt_timezone.utc) - timedelta(days=8), external_event_id="old"
+    )
+    out, _err = run("pjpixel_events", "--format", "json")
+    assert json.loads(out) == events
+    [listing] = [r for r in pjpixel_api.requests if r.path.endswith("/events")]
+    today = timezone.localtime(datetime.now(dt_timezone.utc)).date()
+    start = datetime.fromisoformat(listing.query["from"].replace("Z", "+00:00"))
+    first_day = start.astimezone(ZoneInfo(settings.TIME_ZONE)).date()
+    assert first_day == today - timedelta(days=6)
+
+
+def test_events_takes_from_and_to_together(pjpixel_api: PrisjaktEmulator) -> None:
+    _out, _err, message = fails("pjpixel_events", "--from", "2025-03-01")
+    assert message == "Give --from and --to together."
+    assert pjpixel_api.requests == []
+
+
 def test_events_range_over_60_days_refused_before_any_request(
     pjpixel_api: PrisjaktEmulator,
 ) -> None:
@@ -268,5 +338,7 @@ def test_check_counts_failed_events_in_swedish(pjpixel_api: PrisjaktEmulator) ->
 
     track_purchase(order_id=None, amount=10, number_of_items=1)  # type: ignore[arg-type]
     with translation.override("sv"):
-        _out, err = run("pjpixel_check")
-    assert "Misslyckade händelser: 1, varav 1 rapporterade av butiken" in err
+        out, _err, message = fails("pjpixel_check")
+    assert "Misslyckade händelser: 1, varav 1 rapporterade av butiken" in out
+    assert "Den senaste, order " in out
+    assert message == "Prisjakts konverteringsspårning är inställd, men 1 rapport misslyckades."

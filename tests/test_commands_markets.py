@@ -62,11 +62,14 @@ def test_check_reports_each_market_with_its_own_credentials(api: PrisjaktEmulato
     assert f"Pixel {NO} exists." in no
     assert "Credentials: client shop-no" in no
     assert "Failed events: none." in out
+    assert out.count("First sync of Prisjakt's events: 0 events in the last 7 days.") == 2
     assert out.rstrip().endswith("Prisjakt conversion tracking is ready.")
     assert seen(api) == [
         ("/clients/shop-se", "shop-se"),
         (f"/pixels/{SE}/events", "shop-se"),
+        (f"/pixels/{SE}/events", "shop-se"),  # the first sync
         ("/clients/shop-no", "shop-no"),
+        (f"/pixels/{NO}/events", "shop-no"),
         (f"/pixels/{NO}/events", "shop-no"),
     ]
 
@@ -178,8 +181,10 @@ def test_check_of_one_market_counts_its_failed_events(api: PrisjaktEmulator) -> 
     make_event("failed-no", pixel_id=NO, status=failed)
     make_event("failed-se", pixel_id=SE, status=failed)
     make_event("failed-nowhere", pixel_id="", status=failed)
-    _out, err, message = run("pjpixel_check", "--pixel", "no")
-    assert message is None
-    assert "Failed events: 1, 0 of them" in err
-    _out, err, _message = run("pjpixel_check")
-    assert "Failed events: 3, 0 of them" in err
+    out, _err, message = run("pjpixel_check", "--pixel", "no")
+    assert message == "Prisjakt conversion tracking is set up, but 1 report failed."
+    assert "Failed events: 1, 0 of them" in out
+    assert "The latest, order failed-no: -" in out
+    out, _err, message = run("pjpixel_check")
+    assert "Failed events: 3, 0 of them" in out
+    assert message == "Prisjakt conversion tracking is set up, but 3 reports failed."

@@ -50,7 +50,7 @@ def test_defaults(no_env: pytest.MonkeyPatch) -> None:
     assert conf.MAX_ATTEMPTS == 15
     assert timedelta(days=3) == conf.MAX_AGE
     assert conf.LEASE_SECONDS == 120.0
-    assert conf.MAX_COUNTDOWN == 3000.0
+    assert conf.MAX_COUNTDOWN == 600.0
     assert conf.PUBLISH_RETRIES == 2
     assert conf.PUBLISH_TIMEOUT == 2.0
     assert conf.BATCH_SIZE == 100

@@ -82,6 +82,7 @@ def test_failures_and_dead_events_of_the_last_day(pjpixel: dict[str, Any]) -> No
     assert delivery_health().healthy
 
 
+@pytest.mark.usefixtures("installed_long_ago")
 def test_the_sync_of_prisjakts_events(pjpixel: dict[str, Any]) -> None:
     [problem] = delivery_health().problems
     assert "never been synced completely" in problem
@@ -99,6 +100,42 @@ def test_the_sync_of_prisjakts_events(pjpixel: dict[str, Any]) -> None:
     assert "never" in delivery_health().lines()[4]
 
 
+def test_a_new_install_is_not_synced_yet_until_a_sync_is_due(pjpixel: dict[str, Any]) -> None:
+    """The test database's migrations ran moments ago: a new install, never synced, is
+    healthy until HEALTH_MAX_SYNC_AGE (3 hours) after its first migration."""
+    installed = health.installed_at()
+    assert installed is not None
+    assert timezone.now() - installed < timedelta(hours=1)
+    report = delivery_health()
+    assert report.healthy
+    assert not report.sync_due
+    assert report.lines()[5] == "Last complete sync of Prisjakt's events: not synced yet"
+    due = delivery_health(installed + timedelta(hours=3, minutes=1))
+    assert due.sync_due
+    [problem] = due.problems
+    assert "never been synced completely" in problem
+    assert due.lines()[5] == "Last complete sync of Prisjakt's events: never"
+    pjpixel["HEALTH_MAX_SYNC_AGE"] = timedelta(days=1)
+    assert delivery_health(installed + timedelta(hours=3, minutes=1)).healthy
+
+
+def test_an_install_without_a_migration_record_is_due(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables made from the models (``--no-migrations``): the install's age is unknown."""
+    from django.db.migrations.recorder import MigrationRecorder
+
+    monkeypatch.setattr(MigrationRecorder, "has_table", lambda self: False)
+    assert health.installed_at() is None
+    assert delivery_health().sync_due
+
+
+def test_pjpixel_check_health_of_a_new_install(pjpixel_api: PrisjaktEmulator) -> None:
+    out, err = run("pjpixel_check", "--health")
+    assert "Last complete sync of Prisjakt's events: not synced yet" in out
+    assert "Delivery to Prisjakt is healthy." in out
+    assert err == ""
+
+
+@pytest.mark.usefixtures("installed_long_ago")
 def test_pjpixel_check_health_exit_status(pjpixel_api: PrisjaktEmulator) -> None:
     out, err, message = fails("pjpixel_check", "--health")
     assert "Due events: 0" in out

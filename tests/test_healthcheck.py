@@ -20,6 +20,7 @@ DOTTED = "django_pjpixel.healthcheck.DeliveryHealthCheck"
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("installed_long_ago")
 def test_the_check_fails_exactly_when_delivery_is_unhealthy() -> None:
     check = DeliveryHealthCheck()
     assert isinstance(check, Base)
@@ -27,6 +28,11 @@ def test_the_check_fails_exactly_when_delivery_is_unhealthy() -> None:
         check.check_status()
     complete_sync()
     check.check_status()
+
+
+@pytest.mark.django_db
+def test_a_new_install_passes_before_its_first_sync() -> None:
+    DeliveryHealthCheck().check_status()
 
 
 def test_it_is_registered_or_can_be_named() -> None:
@@ -42,6 +48,7 @@ def test_it_is_registered_or_can_be_named() -> None:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.urls(__name__)
+@pytest.mark.usefixtures("installed_long_ago")
 def test_the_package_view_reports_it(client: Client) -> None:
     response = client.get("/ht/?format=json")
     assert response.status_code == 500

@@ -10,7 +10,7 @@ import pytest
 import responses
 
 from django_pjpixel.exceptions import PrisjaktAPIError, Problem
-from django_pjpixel.logtext import one_line
+from django_pjpixel.logtext import masked, masked_bytes, masked_value, one_line
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.sending.backlog import deliver_due
 from django_pjpixel.sending.delivery import deliver_event
@@ -89,3 +89,12 @@ def test_a_refused_batch_with_line_breaks_is_logged_on_one_line(
     make_event("order-2")
     assert deliver_due() == {"failed": 2}
     assert_one_line_each(caplog)
+
+
+def test_one_masking_rule_for_every_credential() -> None:
+    assert masked("a s3cr3t b", ["s3cr3t"]) == "a *** b"
+    assert masked("Authorization: bearer abc.def-ghi, then") == "Authorization: bearer ***, then"
+    # The longest first: a hidden value holding another is masked whole.
+    assert masked("tok-1x tok-1", ["tok-1", "tok"]) == "***x ***"
+    assert masked_bytes(b'{"d": "Bearer tok-other"}') == b'{"d": "Bearer ***"}'
+    assert masked_value({"s3cr3t": ["s3cr3t", 1, None]}, ["s3cr3t"]) == {"***": ["***", 1, None]}

@@ -10,6 +10,7 @@ from django.core.checks import CheckMessage
 from django.test import override_settings
 
 from django_pjpixel.checks import check_settings
+from django_pjpixel.credential_checks import check_credentials, check_credentials_set
 from django_pjpixel.market_checks import check_markets
 from django_pjpixel.markets import route_by_currency
 from tests.helpers import MARKETS, check_command_output, markets
@@ -40,21 +41,6 @@ def _no_credentials_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 # Each case: PJPIXEL, exactly the ids check_markets() reports, and a text each message holds.
 CASES: dict[str, tuple[dict[str, Any], list[str], str]] = {
-    "E002 pixel id": (
-        shop({"se": market("se"), "no": market("no", PIXEL_ID=None)}),
-        ["E002"],
-        'PJPIXEL["PIXELS"]["no"]["PIXEL_ID"] is not set',
-    ),
-    "E003 client id blank": (
-        shop({"se": market("se", CLIENT_ID=" "), "no": market("no")}),
-        ["E003"],
-        'PJPIXEL["PIXELS"]["se"]["CLIENT_ID"]',
-    ),
-    "E004 secret": (
-        shop({"se": market("se"), "no": market("no", CLIENT_SECRET=None)}),
-        ["E004"],
-        "PJPIXEL_NO_CLIENT_SECRET",
-    ),
     "E005 market API_URL": (
         shop({"se": market("se", API_URL="api.pj.nu"), "no": market("no")}),
         ["E005"],
@@ -70,12 +56,8 @@ CASES: dict[str, tuple[dict[str, Any], list[str], str]] = {
         ["E007"],
         'PJPIXEL["PIXELS"]["se"]["AUTH"]',
     ),
-    # Not a dict: no markets, so the single pixel's credentials are missing too.
-    "E011 not a dict": (
-        shop([("se", {})]),
-        ["E002", "E003", "E004", "E011"],
-        "PJPIXEL",
-    ),
+    # Not a dict: no markets, so the single pixel's credentials are missing too (W007).
+    "E011 not a dict": (shop([("se", {})]), ["E011", "W007"], "PJPIXEL"),
     "E011 market not a dict": (
         shop({"se": market("se"), "no": "22222222"}),
         ["E011"],
@@ -154,7 +136,7 @@ CLEAN: dict[str, dict[str, Any]] = {
 
 def run(pjpixel: dict[str, Any]) -> list[CheckMessage]:
     with override_settings(PJPIXEL=pjpixel):
-        return check_settings() + check_markets()
+        return check_settings() + check_markets() + check_credentials_set()
 
 
 @pytest.mark.parametrize(("overrides", "expected", "text"), CASES.values(), ids=CASES.keys())
@@ -193,9 +175,9 @@ def test_a_markets_credentials_from_the_environment(monkeypatch: pytest.MonkeyPa
 def test_the_single_pixels_credentials_are_not_needed_with_markets() -> None:
     assert "PIXEL_ID" not in shop()
     with override_settings(PJPIXEL=shop()):
-        assert check_settings() == []
+        assert check_settings() + check_credentials() == []
     with override_settings(PJPIXEL={**shop(), "PIXELS": {}}):
-        codes = [m.id for m in check_settings()]
+        codes = [m.id for m in check_credentials()]
     assert codes == ["django_pjpixel.E002", "django_pjpixel.E003", "django_pjpixel.E004"]
 
 

@@ -14,6 +14,7 @@ from django.utils import timezone
 from kombu import Producer
 
 from django_pjpixel import tasks
+from django_pjpixel.conf import DEFAULTS
 from django_pjpixel.ledger.publisher import enqueue, flush_publishes
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.testing.emulator import PrisjaktEmulator
@@ -25,6 +26,8 @@ pytestmark = pytest.mark.django_db
 
 Status = ConversionEvent.Status
 SECRET = "s3cr3t-never-shown"
+RABBITMQ_CONSUMER_TIMEOUT = 1800.0  # seconds: RabbitMQ's default consumer_timeout
+REDIS_VISIBILITY_TIMEOUT = 3600.0  # seconds: Celery's default for Redis
 
 
 @pytest.fixture
@@ -78,6 +81,27 @@ def test_a_retry_beyond_max_countdown_is_left_to_deliver_due(
     event = make_event()
     assert tasks.deliver_event(event.pk) == Status.PENDING
     retry.assert_not_called()
+
+
+def test_by_default_a_retry_after_past_the_brokers_patience_is_left_to_deliver_due(
+    pjpixel_api: PrisjaktEmulator, pjpixel: dict[str, Any], retry: mock.Mock
+) -> None:
+    # 40 minutes: a worker holding the retry would outlast RabbitMQ's consumer_timeout.
+    pjpixel.pop("MAX_COUNTDOWN", None)
+    pjpixel_api.scripted_retry_after = 2400
+    pjpixel_api.script([503])
+    event = make_event()
+    assert tasks.deliver_event(event.pk) == Status.PENDING
+    retry.assert_not_called()
+    row = ConversionEvent.objects.get(pk=event.pk)
+    assert row.next_attempt_at is not None
+    assert row.next_attempt_at >= timezone.now() + timedelta(seconds=2390)
+
+
+def test_the_default_countdown_and_a_request_stay_within_both_brokers_limits() -> None:
+    held = DEFAULTS["MAX_COUNTDOWN"] + DEFAULTS["REQUEST_DEADLINE"]
+    assert held <= RABBITMQ_CONSUMER_TIMEOUT / 2
+    assert held <= REDIS_VISIBILITY_TIMEOUT / 2
 
 
 def test_a_task_that_arrives_early_waits_for_the_rows_time(retry: mock.Mock) -> None:

@@ -179,9 +179,12 @@ class PrisjaktEventAdmin(MarketColumn, ModelAdmin):
         response = StreamingHttpResponse(
             csv_lines(chain([CSV_HEADER], rows)), content_type="text/csv; charset=utf-8"
         )
-        key = form.cleaned_data["market"].key
-        market = f"{key}-" if key else ""
-        name = f"pjpixel-reconciliation-{market}{form.data['from']}-{form.data['to']}.csv"
+        # From the cleaned values: the query's own text may hold a CR or LF (a header
+        # holding one is refused, a 500), the dates and the market's key cannot.
+        cleaned = form.cleaned_data
+        market = f"{cleaned['market'].key}-" if cleaned["market"].key else ""
+        days = f"{cleaned['from']:%Y-%m-%d}-{cleaned['to']:%Y-%m-%d}"
+        name = f"pjpixel-reconciliation-{market}{days}.csv"
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response
 

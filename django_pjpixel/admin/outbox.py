@@ -189,13 +189,10 @@ class ConversionEventAdmin(MarketColumn, ModelAdmin):
             obj.get_status_display(),
         )
 
-    @admin.display(description=_("last answer"), ordering="last_status_code")
+    @admin.display(description=_("last answer or reason"), ordering="last_status_code")
     def last_answer(self, obj: ConversionEvent) -> str:
-        if obj.last_status_code is None:
-            return obj.problem_title or self.get_empty_value_display()
-        if obj.problem_title:
-            return f"{obj.last_status_code} {obj.problem_title}"
-        return str(obj.last_status_code)
+        """The last answer and its first field error; a skipped row's reason."""
+        return obj.reason or self.get_empty_value_display()
 
     # -- detail page --------------------------------------------------------
 

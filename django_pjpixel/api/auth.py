@@ -12,7 +12,8 @@ Two schemes, chosen by ``PJPIXEL["AUTH"]``:
   [portal]; ``client-id`` is still sent as a header.
 
 The secret only ever travels in a header or the token form, never in a URL,
-and neither the token nor the secret is logged.
+and neither the token nor the secret is logged: ``hidden()`` lists the values
+an answer's text is masked of (``problems``), the tokens given up included.
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import deque
 
 import requests
 import requests.auth
 
 from django_pjpixel.api.problems import api_error, decode_json
 from django_pjpixel.api.transport import Deadline, exchange
-from django_pjpixel.exceptions import PjpixelConfigurationError, PrisjaktAuthError
+from django_pjpixel.exceptions import (
+    PjpixelConfigurationError,
+    PrisjaktAPIError,
+    PrisjaktAuthError,
+)
 
 AUTH_MODES = ("headers", "oauth2")
 # The roles of a client are admin, shop_user and event_publisher [docs]. Prisjakt's
@@ -40,6 +46,8 @@ BATCH_ROLES = ("shop_user", "admin")
 _TOKEN_MARGIN = 60.0
 # The lifetime assumed of a token answered without expires_in [open].
 _DEFAULT_LIFETIME = 300.0
+# Tokens given up that an answer may still echo ("token <old> was revoked").
+_PREVIOUS_TOKENS = 4
 
 
 class Credentials(requests.auth.AuthBase):
@@ -80,8 +88,13 @@ class Credentials(requests.auth.AuthBase):
         the parent at ``fork()`` would never be released here)."""
         self._pid = os.getpid()
         self._token: str | None = None
+        self._previous: deque[str] = deque(maxlen=_PREVIOUS_TOKENS)
         self._token_expires = 0.0
         self._token_lock = threading.Lock()
+
+    def hidden(self) -> tuple[str, ...]:
+        """What an answer's text must not show: the secret, the token, the previous tokens."""
+        return tuple(v for v in (self._secret, self._token, *self._previous) if v)
 
     def install(self, session: requests.Session) -> None:
         """Put the headers every request carries on ``session``: ``client-id``, and in
@@ -109,6 +122,7 @@ class Credentials(requests.auth.AuthBase):
             self.after_fork()
         with self._token_lock:
             if self._token is None or time.monotonic() >= self._token_expires:
+                self.forget_token()
                 self._token, lifetime = self._fetch_token(session, deadline, timeout, cap)
                 self._token_expires = time.monotonic() + max(lifetime - _TOKEN_MARGIN, 0.0)
 
@@ -119,7 +133,10 @@ class Credentials(requests.auth.AuthBase):
         return request
 
     def forget_token(self) -> None:
-        """Drop the cached token, so the next request fetches a new one."""
+        """Drop the cached token, so the next request fetches a new one (it stays
+        among ``hidden()``: a later answer may echo it)."""
+        if self._token is not None:
+            self._previous.append(self._token)
         self._token = None
 
     def _fetch_token(
@@ -137,7 +154,7 @@ class Credentials(requests.auth.AuthBase):
         )
         response = answer.response
         if response.status_code != 200:
-            error = api_error(response, secret=self._secret)
+            error = api_error(response, hidden=self.hidden())
             if isinstance(error, PrisjaktAuthError) or response.status_code == 400:
                 raise PrisjaktAuthError(
                     "Prisjakt token endpoint refused the client credentials",
@@ -146,7 +163,16 @@ class Credentials(requests.auth.AuthBase):
                     request_id=error.request_id,
                 )
             raise error
-        data = decode_json(response, secret=self._secret) if answer.complete else None
+        try:
+            data = decode_json(response, hidden=self.hidden()) if answer.complete else None
+        except PrisjaktAPIError as err:
+            # Not JSON, maybe a form: its text may be the token itself, so none of it is kept.
+            raise PrisjaktAPIError(
+                "Prisjakt token endpoint answered 200 with a body that is not JSON",
+                status=err.status,
+                request_id=err.request_id,
+                retryable=False,
+            ) from None
         token = data.get("access_token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token:
             raise PrisjaktAuthError(

@@ -38,7 +38,7 @@ from django_pjpixel.api.payloads import (
     purchase_payload,
     to_api_amount,
 )
-from django_pjpixel.api.problems import api_error, decode_json, path_of
+from django_pjpixel.api.problems import api_error, decode_json, path_of, request_id_of
 from django_pjpixel.api.transport import (
     ACCEPT_ENCODING,
     Answer,
@@ -264,7 +264,9 @@ class PrisjaktClient:
 
     def _page(self, url: str, page: int) -> EventPage:
         response = self._read(self._send("GET", url), "GET", url)
-        return self._pager.page(response, decode_json(response, secret=self._secret), page)
+        return self._pager.page(
+            response, decode_json(response, hidden=self._credentials.hidden()), page
+        )
 
     def _call(self, method: str, path: str, *, json: Any = None) -> ApiResult:
         url = f"{self.api_url}{path}"
@@ -272,10 +274,10 @@ class PrisjaktClient:
         response = answer.response
         data: Any = None
         if method == "GET":
-            data = decode_json(self._read(answer, method, url), secret=self._secret)
+            data = decode_json(self._read(answer, method, url), hidden=self._credentials.hidden())
         elif response.content and answer.complete:
             try:
-                data = decode_json(response, secret=self._secret)
+                data = decode_json(response, hidden=self._credentials.hidden())
             except PrisjaktAPIError:
                 # A write the API accepted stays accepted: an unreadable body
                 # must not turn a recorded event into a failure.
@@ -296,7 +298,7 @@ class PrisjaktClient:
         return ApiResult(
             status=response.status_code,
             data=data,
-            request_id=response.headers.get("request-id"),
+            request_id=request_id_of(response, self._credentials.hidden()),
             rate_limit=RateLimit.from_headers(response.headers),
         )
 
@@ -307,7 +309,7 @@ class PrisjaktClient:
                 f"Prisjakt API answered {method} {path_of(url)} with more than "
                 f'{self.max_response_bytes} bytes (PJPIXEL["MAX_RESPONSE_BYTES"])',
                 status=answer.response.status_code,
-                request_id=answer.response.headers.get("request-id"),
+                request_id=request_id_of(answer.response, self._credentials.hidden()),
             )
         return answer.response
 
@@ -322,7 +324,7 @@ class PrisjaktClient:
             self._credentials.forget_token()  # expired or revoked early: fetch a new one, once
             answer = self._send_once(method, url, json, deadline)
         if answer.response.status_code >= 300:
-            raise api_error(answer.response, secret=self._secret)
+            raise api_error(answer.response, hidden=self._credentials.hidden())
         return answer
 
     def _send_once(self, method: str, url: str, json: Any, deadline: Deadline) -> Answer:

@@ -9,7 +9,14 @@ id; an ``OrderClick``, which is nothing without its click, is deleted.
 ``erase`` does the same at once, whatever the age, for one order or one
 click id; an event not sent yet is then skipped, never sent.
 
-Every table holding a click id is listed once, in ``CLICK_COLUMNS``.
+Every table holding a click id is listed once, in ``CLICK_COLUMNS``. A click id
+also stands where it was copied: a 400's ``field_errors`` echo the
+``signed_click_id`` sent [seed], a problem's detail may quote it, the mirror
+keeps the event as listed (``data``). Each erasure replaces those copies by
+``[erased]`` too, in every text and JSON column of the app's models
+(``copy_columns``, found from the models, so a new column is covered): the
+rows ``purge`` ages (and their restatements), the rows of the order ``erase``
+is given, every row for a click id.
 """
 
 from __future__ import annotations
@@ -18,15 +25,27 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.apps import apps
 from django.db import models, router, transaction
-from django.db.models import Q
+from django.db.models import F, Q, QuerySet, Value
+from django.db.models.functions import Cast
 
 from django_pjpixel import times
 from django_pjpixel.conf import pjpixel_settings
-from django_pjpixel.models import FINAL_STATUSES, ConversionEvent, OrderClick, PrisjaktEvent
+from django_pjpixel.models import (
+    FINAL_STATUSES,
+    ConversionEvent,
+    OrderClick,
+    PrisjaktEvent,
+    Restatement,
+)
 
 PURGE_BATCH = 1000
 ERASED_REASON = "click id erased"
+# What a copy of an erased click id becomes in a text or JSON column.
+ERASED = "[erased]"
+# erase()'s count of rows that held a copy only.
+COPIES = "copies"
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,9 @@ class ClickColumn:
     delete_row: bool = False  # the row is nothing without its click
     # What an erased row that is not ``done`` becomes (by ``erase`` only).
     undone: dict[str, Any] = field(default_factory=dict)
+    # Rows of other tables that belong to one of these (model, the path to it), and
+    # may hold copies of its click id: a restatement's answer echoes its event's click.
+    related: tuple[tuple[type[models.Model], str], ...] = ()
 
     @property
     def label(self) -> str:
@@ -62,6 +84,7 @@ CLICK_COLUMNS: tuple[ClickColumn, ...] = (
             "leased_until": None,
             "lease_token": None,
         },
+        related=((Restatement, "event"),),
     ),
     ClickColumn(OrderClick, "click_id", "order_id", "created_at", delete_row=True),
     # The mirror of Prisjakt's listing. A later sync of an old range lists the
@@ -86,16 +109,37 @@ def purge(*, now: datetime | None = None, batch_size: int = PURGE_BATCH) -> dict
 
 
 def erase(*, order_id: str | None = None, click_id: str | None = None) -> dict[str, int]:
-    """Erase one order's or one click id's clicks from every table now; counts per table."""
+    """Erase one order's or one click id's clicks from every table now; counts per table.
+
+    With ``click_id`` the click id leaves every row of every table, its copies
+    too; with ``order_id`` the order's click ids leave the order's rows and the
+    rows of no order (another order attributed to the same click keeps it:
+    erase the click id for that). ``COPIES`` counts, when there were any, the
+    rows that held a copy only (their click column erased before, by an older
+    version or a purge).
+    """
     if (order_id is None) == (click_id is None):
         raise TypeError("erase() takes order_id or click_id, one of them")
     counts: dict[str, int] = {}
+    clicks = {click_id} if click_id is not None else set()
     for column in CLICK_COLUMNS:
         field_name, value = (
             (column.order_field, order_id) if click_id is None else (column.click_field, click_id)
         )
         where = Q(**{field_name: value})
+        if order_id is not None:
+            clicks.update(_clicks_of(column, where))
         counts[column.label] = _erase_where(column, where, PURGE_BATCH, settle=True)
+    copies = 0
+    for model in app_models():
+        rows = model._default_manager.using(router.db_for_write(model)).all()
+        order_field = ORDER_FIELDS.get(model._meta.label)
+        if order_id is not None and order_field is not None:
+            rows = rows.filter(**{order_field: order_id})
+        for click in sorted(clicks):
+            copies += _erase_copies(rows, click)
+    if copies:
+        counts[COPIES] = copies
     return counts
 
 
@@ -113,9 +157,91 @@ def _erase_where(column: ClickColumn, where: Q, batch_size: int, *, settle: bool
         after = keys[-1]
         with transaction.atomic(using=alias):
             chosen = rows.filter(pk__in=keys)  # still as chosen: rows change meanwhile
+            _erase_copies(chosen, F(column.click_field))
+            for model, path in column.related:
+                related = model._default_manager.using(alias).filter(**{f"{path}__in": keys})
+                _erase_copies(related, F(f"{path}__{column.click_field}"))
             if column.delete_row:
                 erased += chosen.delete()[1].get(column.label, 0)
                 continue
             if settle and column.undone:
                 chosen.exclude(column.done).update(**column.undone)
             erased += chosen.update(**{column.click_field: ""})
+
+
+# The shop's order id in each table that has one: a key, never a copy to erase.
+ORDER_FIELDS: dict[str, str] = {
+    **{column.label: column.order_field for column in CLICK_COLUMNS},
+    Restatement._meta.label: "order_id",
+}
+
+
+CLICK_FIELDS: dict[str, str] = {column.label: column.click_field for column in CLICK_COLUMNS}
+
+
+def app_models() -> list[type[models.Model]]:
+    return list(apps.get_app_config("django_pjpixel").get_models())
+
+
+def copy_columns(model: type[models.Model]) -> list[models.Field[Any, Any]]:
+    """The text and JSON columns of ``model`` where a copy of a click id may stand: not
+    its key, the shop's order id, nor the click column (``CLICK_COLUMNS`` erase it)."""
+    keys = {ORDER_FIELDS.get(model._meta.label), CLICK_FIELDS.get(model._meta.label)}
+    return [
+        column
+        for column in model._meta.concrete_fields
+        if isinstance(column, (models.CharField, models.TextField, models.JSONField))
+        and not column.primary_key
+        and column.name not in keys
+    ]
+
+
+def _clicks_of(column: ClickColumn, where: Q) -> list[str]:
+    rows = column.model._default_manager.using(router.db_for_write(column.model)).filter(where)
+    return [click for click in rows.values_list(column.click_field, flat=True) if click]
+
+
+def _erase_copies(rows: QuerySet[Any], click: str | F) -> int:
+    """Replace ``click`` (a click id, or the path to each row's) by ``[erased]`` in every
+    text and JSON column of ``rows`` holding it; how many rows changed."""
+    model = rows.model
+    columns = copy_columns(model)
+    holding, texts = Q(), {}
+    for column in columns:
+        name = column.name
+        if isinstance(column, models.JSONField):
+            name = f"pjpixel_text_{column.name}"
+            texts[name] = Cast(column.name, models.TextField())
+        holding |= Q(**{f"{name}__contains": click})
+    own = click if isinstance(click, F) else Value(click)
+    found = (
+        rows.annotate(pjpixel_click=own, **texts)
+        .filter(holding)
+        .exclude(pjpixel_click="")
+        .values("pk", "pjpixel_click", *(column.name for column in columns))
+    )
+    changed = 0
+    for found_row in found:
+        value = str(found_row["pjpixel_click"])
+        update = {
+            column.name: _without(found_row[column.name], value)
+            for column in columns
+            if _without(found_row[column.name], value) != found_row[column.name]
+        }
+        if update:
+            changed += (
+                rows.model._default_manager.using(rows.db)
+                .filter(pk=found_row["pk"])
+                .update(**update)
+            )
+    return changed
+
+
+def _without(value: Any, click: str) -> Any:
+    if isinstance(value, str):
+        return value.replace(click, ERASED)
+    if isinstance(value, dict):
+        return {_without(k, click): _without(v, click) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without(v, click) for v in value]
+    return value

@@ -5,8 +5,8 @@
   ``divergence``;
 - ``responses_adapter.EmulatorMock``: the emulator behind ``requests``;
 - ``server.EmulatorServer`` and ``python -m django_pjpixel.testing.server``:
-  the emulator over real HTTP, with its ``admin_path``, and the stand-in for
-  Prisjakt's browser script (``browser_script``);
+  the emulator over real HTTP (``wsgi``), with its ``admin_path``, and the
+  stand-in for Prisjakt's browser script (``browser_script``);
 - ``pytest_plugin``: the ``pjpixel_api`` fixture.
 
 Only the standard library is imported here; ``responses`` is needed by the

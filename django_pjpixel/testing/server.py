@@ -1,13 +1,14 @@
 """The emulator over real HTTP: a threaded WSGI server, loopback only by default.
 
-Run it::
+Run it (``--help`` shows every option's default)::
 
-    python -m django_pjpixel.testing.server --port 8765 \\
-        --pixel 5c034de4-8e86-4d16-9fd1-20cfec6c97e4 \\
-        --client-id demo-client --client-secret demo-secret
+    python -m django_pjpixel.testing.server
 
 The API is then at ``http://127.0.0.1:8765/click-conversion`` and the OAuth2
-token endpoint at ``http://127.0.0.1:8765/oauth2/token``. ``Link`` headers
+token endpoint at ``http://127.0.0.1:8765/oauth2/token``, for the client
+``demo-client`` with the secret ``demo-secret`` (roles ``event_publisher`` and
+``shop_user``) and the pixel ``5c034de4-8e86-4d16-9fd1-20cfec6c97e4``: it
+prints these as the ``PJPIXEL`` settings that report to it. ``Link`` headers
 point back at the server itself.
 
 In tests, ``with EmulatorServer(emulator) as server:`` serves ``emulator`` on a
@@ -15,10 +16,7 @@ free port from a daemon thread; ``server.url`` is its base URL. Connections
 are HTTP/1.1 and kept alive between requests, as behind the real API's front
 end; stopping the server ends them.
 
-Faults: a ``"timeout"`` step holds the answer for ``timeout_sleep`` seconds
-(then answers 504); a ``"reset"`` step resets the TCP connection; latency is
-slept before answering. All sleeps end early when the server stops.
-
+Its WSGI app and HTTP/1.1 handling (faults, held answers) are ``wsgi.py``'s.
 The admin path ``/_emulator`` (``admin_path.py``) lets another process (the
 demo) see and script what the emulator holds; ``server.script_url`` hands out
 a stand-in for Prisjakt's browser script (``browser_script.py``).
@@ -27,213 +25,21 @@ a stand-in for Prisjakt's browser script (``browser_script.py``).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import socket
-import struct
+import json
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
-from socketserver import ThreadingMixIn
+from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
-from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer
-from wsgiref.util import request_uri
 
 from django_pjpixel.checks import is_loopback
-from django_pjpixel.testing.admin_path import ADMIN_PREFIX, answer_admin
-from django_pjpixel.testing.browser_script import HEADERS, SCRIPT_PATH, standin_script
+from django_pjpixel.testing.browser_script import SCRIPT_PATH
 from django_pjpixel.testing.emulator import PrisjaktEmulator
+from django_pjpixel.testing.wsgi import Handler, ThreadingWSGIServer, make_wsgi_app
 
-RESET_KEY = "django_pjpixel.emulator.reset_connection"
 DEFAULT_PIXEL = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
-MAX_REQUEST_LINE = 65536
-
-StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
-
-
-def _status_line(status: int) -> str:
-    from http import HTTPStatus
-
-    try:
-        return f"{status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"{status} Unknown"
-
-
-def _request_headers(environ: dict[str, Any]) -> dict[str, str]:
-    headers = {
-        key[5:].replace("_", "-").lower(): str(value)
-        for key, value in environ.items()
-        if key.startswith("HTTP_")
-    }
-    if environ.get("CONTENT_LENGTH"):  # wsgiref fills in a CONTENT_TYPE of its own
-        headers["content-length"] = str(environ["CONTENT_LENGTH"])
-        headers["content-type"] = str(environ.get("CONTENT_TYPE", ""))
-    return headers
-
-
-def make_wsgi_app(
-    emulator: PrisjaktEmulator,
-    *,
-    timeout_sleep: float = 30.0,
-    wait: Callable[[float], object] | None = None,
-) -> WSGIApp:
-    """A WSGI app answering with ``emulator``; ``wait`` sleeps (default ``emulator.sleep``)."""
-
-    def sleep(seconds: float) -> None:
-        (wait or emulator.sleep)(seconds)
-
-    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        body = environ["wsgi.input"].read(length) if length > 0 else b""
-        path = environ.get("PATH_INFO", "")
-        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
-            status, headers, payload = answer_admin(emulator, environ["REQUEST_METHOD"], path, body)
-        elif path == SCRIPT_PATH:
-            status, headers, payload = 200, HEADERS, standin_script()
-        else:
-            answer = emulator.handle(
-                environ["REQUEST_METHOD"], request_uri(environ), _request_headers(environ), body
-            )
-            if answer.fault == "reset" and RESET_KEY in environ:
-                environ[RESET_KEY]()
-                raise ConnectionResetError("emulated connection reset")
-            if answer.fault in ("timeout", "connect_timeout"):
-                sleep(timeout_sleep)
-            elif answer.delay > 0:
-                sleep(answer.delay)
-            status, headers, payload = answer.status, answer.headers, answer.body
-        start_response(_status_line(status), list(headers.items()))
-        return [payload]
-
-    return app
-
-
-class _ServerHandler11(ServerHandler):
-    http_version = "1.1"
-
-    def cleanup_headers(self) -> None:
-        """Say ``Connection: close`` when the connection ends after this answer.
-
-        Without it an HTTP/1.1 client takes the connection for reusable and may
-        send its next request into a socket that is being closed.
-        """
-        super().cleanup_headers()
-        handler: _Handler = self.request_handler  # type: ignore[attr-defined]
-        if handler.close_connection or handler.server.stopping:
-            self.headers["Connection"] = "close"  # type: ignore[attr-defined]  # set by start_response
-
-
-class _Handler(WSGIRequestHandler):
-    """``WSGIRequestHandler`` that keeps HTTP/1.1 connections open for further requests.
-
-    A client's ``Connection: close`` (or HTTP/1.0) closes it after the answer,
-    as do a reset fault, an idle ``IDLE_TIMEOUT``, and the server stopping.
-    """
-
-    protocol_version = "HTTP/1.1"
-    # wsgiref writes the head and the body apart: with Nagle's algorithm the body
-    # would wait for the client's delayed ACK (40 ms) on a kept-alive connection.
-    disable_nagle_algorithm = True
-    IDLE_TIMEOUT = 30.0
-    server: _ThreadingWSGIServer
-    busy = False  # between reading a request and finishing its answer
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.settimeout(self.IDLE_TIMEOUT)
-        self.server.track(self, open=True)
-
-    def finish(self) -> None:
-        self.server.track(self, open=False)
-        with contextlib.suppress(OSError):  # the peer, a reset fault or stop() closed it
-            super().finish()
-
-    def handle(self) -> None:
-        self.close_connection = True
-        self._handle_one()
-        while not self.close_connection and not self.server.stopping:
-            self._handle_one()
-
-    def _handle_one(self) -> None:
-        try:
-            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
-        except OSError:  # idle too long, or closed under us
-            self.close_connection = True
-            return
-        if not self.raw_requestline or len(self.raw_requestline) > MAX_REQUEST_LINE:
-            self.close_connection = True
-            return
-        self.busy = True
-        try:
-            self._answer()
-        finally:
-            self.busy = False
-
-    def _answer(self) -> None:
-        if not self.parse_request():
-            return
-        handler = _ServerHandler11(
-            self.rfile,
-            self.wfile,  # type: ignore[arg-type]  # a socket writer, as in WSGIRequestHandler
-            self.get_stderr(),
-            self.get_environ(),
-            multithread=True,
-        )
-        handler.request_handler = self  # type: ignore[attr-defined]  # as WSGIRequestHandler does
-        app = self.server.get_app()
-        assert app is not None  # EmulatorServer sets it before serving
-        handler.run(app)
-
-    def get_environ(self) -> dict[str, str]:
-        environ = super().get_environ()
-        environ[RESET_KEY] = self._reset
-        return environ
-
-    def _reset(self) -> None:
-        """Close the connection with a TCP RST instead of an answer."""
-        self.close_connection = True
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.rfile.close()
-        self.connection.close()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        if getattr(self.server, "verbose", False):
-            super().log_message(format, *args)
-
-
-class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    verbose = False
-    stopping = False
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._open: set[_Handler] = set()
-        self._open_lock = threading.Lock()
-
-    def track(self, handler: _Handler, *, open: bool) -> None:
-        with self._open_lock:
-            if open:
-                self._open.add(handler)
-            else:
-                self._open.discard(handler)
-
-    def close_connections(self) -> None:
-        """End every kept-alive connection, so no client reaches a stopped emulator.
-
-        A connection waiting for its next request is shut down now; one whose
-        answer is under way closes after that answer.
-        """
-        self.stopping = True
-        with self._open_lock:
-            idle = [handler for handler in self._open if not handler.busy]
-        for handler in idle:
-            with contextlib.suppress(OSError):  # closed already
-                handler.connection.shutdown(socket.SHUT_RDWR)
+# The emulator's own demo credentials (client id, secret): shown, as they guard nothing.
+DEMO = ("demo-client", "demo-secret")
+BASE_PATH = "/click-conversion"
 
 
 class EmulatorServer:
@@ -251,7 +57,7 @@ class EmulatorServer:
         self.emulator = emulator
         self._stopped = threading.Event()
         self.app = make_wsgi_app(emulator, timeout_sleep=timeout_sleep, wait=self._stopped.wait)
-        self.httpd = _ThreadingWSGIServer((host, port), _Handler)
+        self.httpd = ThreadingWSGIServer((host, port), Handler)
         self.httpd.verbose = verbose
         self.httpd.set_app(self.app)
         self.host = host
@@ -314,27 +120,65 @@ class EmulatorServer:
         self.stop()
 
 
+class _DefaultsFormatter(
+    argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter
+):
+    """Every option's default in ``--help`` (a flag has none; ``--pixel``'s is in its help),
+    and the settings in the epilog as lines of code."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or isinstance(action.default, bool):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m django_pjpixel.testing.server",
-        description="Serve the emulated Prisjakt Click & Conversion API over HTTP.",
+        description="Serve the emulated Prisjakt Click & Conversion API over HTTP.\n"
+        "At start-up it prints the PJPIXEL settings that report to it.",
+        epilog="With the defaults, a development shop's settings are:\n\n"
+        + "".join(
+            f"    {line}\n"
+            for line in settings_lines(f"http://127.0.0.1:8765{BASE_PATH}", [DEFAULT_PIXEL], *DEMO)
+        ),
+        formatter_class=_DefaultsFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1", help="default: 127.0.0.1 (loopback)")
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--pixel", action="append", help=f"repeatable; default {DEFAULT_PIXEL}")
-    parser.add_argument("--client-id", default="demo-client")
-    parser.add_argument("--client-secret", default="demo-secret")
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (loopback)")
+    parser.add_argument("--port", type=int, default=8765, help="0: a free port")
     parser.add_argument(
-        "--roles", default="event_publisher,shop_user", help="comma-separated roles"
+        "--pixel",
+        action="append",
+        help=f"a pixel id it knows, repeatable (default: {DEFAULT_PIXEL})",
+    )
+    parser.add_argument("--client-id", default=DEMO[0], help="the client id it accepts")
+    parser.add_argument("--client-secret", default=DEMO[1], help="that client's secret")
+    parser.add_argument(
+        "--roles", default="event_publisher,shop_user", help="that client's roles, comma-separated"
     )
     parser.add_argument("--shop", default="1", help="the shop id that holds the pixels")
-    parser.add_argument("--base-path", default="/click-conversion")
+    parser.add_argument("--base-path", default=BASE_PATH, help="the API's path on the server")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per request")
-    parser.add_argument("--page-size", type=int, default=50)
-    parser.add_argument("--rate-limit", type=int, default=10_000)
-    parser.add_argument("--timeout-sleep", type=float, default=30.0)
+    parser.add_argument("--page-size", type=int, default=50, help="events a listed page holds")
+    parser.add_argument("--rate-limit", type=int, default=10_000, help="requests an hour")
+    parser.add_argument(
+        "--timeout-sleep", type=float, default=30.0, help="seconds a scripted timeout holds"
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request")
     return parser
+
+
+def settings_lines(api_url: str, pixels: Sequence[str], client_id: str, secret: str) -> list[str]:
+    """``PJPIXEL = {...}`` for a shop reporting to this emulator, a line each."""
+    also = f"  # also: {', '.join(pixels[1:])}" if len(pixels) > 1 else ""
+    return [
+        "PJPIXEL = {",
+        f'    "API_URL": {json.dumps(api_url)},',
+        f'    "PIXEL_ID": {json.dumps(pixels[0])},{also}',
+        f'    "CLIENT_ID": {json.dumps(client_id)},',
+        f'    "CLIENT_SECRET": {json.dumps(secret)},',
+        "}",
+    ]
 
 
 def emulator_from_args(args: argparse.Namespace) -> PrisjaktEmulator:
@@ -348,9 +192,12 @@ def emulator_from_args(args: argparse.Namespace) -> PrisjaktEmulator:
         rate_limit=args.rate_limit,
         latency=args.latency,
     )
-    roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    emulator.add_client(args.client_id, args.client_secret, roles)
+    emulator.add_client(args.client_id, args.client_secret, roles_of(args))
     return emulator
+
+
+def roles_of(args: argparse.Namespace) -> list[str]:
+    return [role.strip() for role in args.roles.split(",") if role.strip()]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -362,9 +209,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         emulator, args.host, args.port, timeout_sleep=args.timeout_sleep, verbose=args.verbose
     )
     server.start()
+    pixels = args.pixel or [DEFAULT_PIXEL]
+    lines = settings_lines(server.url, pixels, args.client_id, args.client_secret)
     sys.stdout.write(
         f"pjpixel emulator: API at {server.url}, token at {server.token_url}, "
         f"browser script at {server.script_url}\n"
+        "Report to it from a development shop with these settings:\n"
+        + "".join(f"    {line}\n" for line in lines)
+        + f"Roles of {args.client_id}: {', '.join(roles_of(args))}. Stop it with Ctrl-C.\n"
     )
     sys.stdout.flush()
     try:

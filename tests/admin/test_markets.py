@@ -235,6 +235,7 @@ def synced(pixel: str, ago: timedelta) -> PrisjaktSync:
     return complete_sync(ago, pixel)
 
 
+@pytest.mark.usefixtures("installed_long_ago")
 def test_health_names_each_market_never_or_long_ago_synced(api: PrisjaktEmulator) -> None:
     synced(SE, timedelta(minutes=30))
     health = delivery_health()
@@ -266,6 +267,7 @@ def test_health_of_one_market_counts_its_rows_only(api: PrisjaktEmulator) -> Non
     assert delivery_health().due == 1
 
 
+@pytest.mark.usefixtures("installed_long_ago")
 def test_the_band_follows_the_outbox_pixel_filter(
     admin_client: Client, api: PrisjaktEmulator
 ) -> None:
@@ -290,6 +292,7 @@ def run_check(*args: str) -> tuple[str, str | None]:
     return out.getvalue() + err.getvalue(), None
 
 
+@pytest.mark.usefixtures("installed_long_ago")
 def test_check_health_per_market(api: PrisjaktEmulator) -> None:
     synced(SE, timedelta(minutes=30))
     text, message = run_check("--health")

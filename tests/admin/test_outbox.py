@@ -21,6 +21,7 @@ from django.utils import timezone, translation
 from django_pjpixel.admin import outbox as pjadmin
 from django_pjpixel.ledger.purchases import track_purchase
 from django_pjpixel.models import ConversionEvent
+from django_pjpixel.signals import order_completed
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -118,8 +119,24 @@ def test_last_answer_column_variants() -> None:
     assert model_admin.last_answer(event) == "Prisjakt API timed out"
     event.last_status_code, event.problem_title = 502, ""
     assert model_admin.last_answer(event) == "502"
+    event.field_errors = {"amount": "too large\nforged: line"}  # a bare message, one line
+    assert model_admin.last_answer(event) == "502: amount: too large\\nforged: line"
+    event.field_errors = {"x": {}}
+    assert model_admin.last_answer(event) == "502: x"
     event.click_id = "short"
     assert model_admin.short_click_id(event) == "short"
+
+
+def test_the_list_says_why_a_row_failed_or_was_skipped(admin_client: Client) -> None:
+    """Where the list showed "-" (or a bare title): the skip reason, the first field error."""
+    failed_event(1)
+    make_event(2, status=ConversionEvent.Status.SKIPPED, skip_reason="No click id for the order.")
+    order_completed.send(sender=None, order_id="order-3", amount=10)  # number_of_items left out
+    html = changelist(admin_client)
+    assert "400 Request validation failed: data.currency: must be one of: SEK (value: XYZ)" in html
+    assert "No click id for the order." in html
+    assert "Invalid purchase: number_of_items: is required" in html
+    assert "Last answer or reason" in html
 
 
 def test_filters_and_search(admin_client: Client) -> None:

@@ -13,6 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from django_pjpixel import health
 from django_pjpixel.admin.mirror import SHOWN
 from django_pjpixel.models import ConversionEvent, PrisjaktEvent
 from django_pjpixel.record import sync
@@ -219,3 +220,17 @@ def test_the_outbox_shows_delivery_health(
     assert "Delivery to Prisjakt needs attention" in page
     assert "An event has waited 2" in page
     assert '<dd class="pjpixel-failed-24h">0</dd>' in page
+
+
+def test_a_new_install_is_not_synced_yet_until_a_sync_is_due(
+    admin_client: Client, pjpixel_api: PrisjaktEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never synced, moments after the first migrate: no band until a sync is due."""
+    changelist = reverse("admin:django_pjpixel_conversionevent_changelist")
+    new = admin_client.get(changelist).content.decode()
+    monkeypatch.setattr(health, "installed_at", lambda: timezone.now() - timedelta(hours=4))
+    due = admin_client.get(changelist).content.decode()
+    assert ("needs attention" in new, "needs attention" in due) == (False, True)
+    assert '<dd class="pjpixel-last-sync">not synced yet</dd>' in new
+    assert '<dd class="pjpixel-last-sync">never</dd>' in due
+    assert "never been synced completely" in due

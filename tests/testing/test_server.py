@@ -21,6 +21,7 @@ import requests
 from django_pjpixel.api.client import PrisjaktClient
 from django_pjpixel.exceptions import PrisjaktConnectionError, PrisjaktTimeout
 from django_pjpixel.testing import server as server_module
+from django_pjpixel.testing import wsgi
 from django_pjpixel.testing.emulator import PrisjaktEmulator
 from django_pjpixel.testing.server import EmulatorServer, make_wsgi_app
 
@@ -333,6 +334,62 @@ def test_main_in_process(
     assert "/click-conversion, token at http://127.0.0.1:" in out
     assert "/libs/pjpixel/pjpixel.min.js" in out
     assert ("not loopback only" in err) is not loopback
+    assert '"PIXEL_ID": "p1",  # also: p2' in out
+    assert "Roles of demo-client: event_publisher, shop_user." in out
+
+
+def test_the_emulator_prints_the_settings_that_reach_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a new user pastes into settings.py: every value the emulator accepts."""
+    seen: list[EmulatorServer] = []
+
+    def interrupted(self: EmulatorServer, timeout: float | None = None) -> bool:
+        seen.append(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EmulatorServer, "wait", interrupted)
+    assert (
+        server_module.main(["--port", "0", "--client-id", "my-shop", "--client-secret", "pssst"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    [server] = seen
+    block = out[out.index("PJPIXEL = {") :]
+    assert block.splitlines()[:6] == [
+        "PJPIXEL = {",
+        f'        "API_URL": "{server.url}",',
+        f'        "PIXEL_ID": "{PIXEL}",',
+        '        "CLIENT_ID": "my-shop",',
+        '        "CLIENT_SECRET": "pssst",',
+        "    }",
+    ]
+    assert server.url == f"http://127.0.0.1:{server.port}/click-conversion"
+
+
+def test_help_shows_every_default(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # no value cut at a line's end
+    with pytest.raises(SystemExit):
+        server_module.main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for default in (
+        "(default: 127.0.0.1)",
+        "(default: 8765)",
+        f"(default: {PIXEL})",
+        "(default: demo-client)",
+        "(default: demo-secret)",
+        "(default: event_publisher,shop_user)",
+        "(default: 1)",
+        "(default: /click-conversion)",
+        "(default: 50)",
+        "(default: 10000)",
+        "(default: 30.0)",
+    ):
+        assert default in text
+    assert '"API_URL": "http://127.0.0.1:8765/click-conversion",' in text
+    assert '"CLIENT_SECRET": "demo-secret",' in text
 
 
 def test_emulator_from_args_defaults() -> None:
@@ -463,7 +520,7 @@ def test_stop_ends_kept_alive_connections(emulator: PrisjaktEmulator) -> None:
 def test_an_idle_connection_is_closed(
     server: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server_module._Handler, "IDLE_TIMEOUT", 0.2)
+    monkeypatch.setattr(wsgi.Handler, "IDLE_TIMEOUT", 0.2)
     with socket.create_connection((server.host, server.port), timeout=5) as sock:
         began = time.monotonic()
         assert sock.recv(1) == b""  # closed by the server, not by our timeout

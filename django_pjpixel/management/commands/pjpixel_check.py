@@ -1,27 +1,33 @@
-"""``manage.py pjpixel_check``: can this shop report purchases to Prisjakt?
+"""``manage.py pjpixel_check``: can this shop report purchases to Prisjakt? The last step
+of setting up, and what to run after any change of the settings.
 
-Counts the outbox's failed events (purchases the shop reported with a bad
-value among them: those never reach Prisjakt), then reaches the API with the
-configured credentials, tells who they are and their roles, whether the pixel
-exists and whether it can be written; with several markets (``PJPIXEL["PIXELS"]``)
-a section for each. Exit status 0 when the credentials and the pixel (of every
-market) are in order, 1 otherwise. ``--health`` instead summarises
-delivery (``health.delivery_health``, the outbox admin's summary), exit
-status 1 when it is unhealthy. ``--pixel KEY`` does either for one market.
+For each pixel (with several markets, ``PJPIXEL["PIXELS"]``, a section each):
+its settings set, who the credentials are and their roles, whether the pixel
+exists (by listing a day of its events), and a first sync of Prisjakt's
+events into the mirror where none was complete yet (else when the last was).
+Then the outbox's failed rows: their count, and the latest one's reason with
+its first field error. Exit status 0 when every pixel is ready and no report
+failed; 1 otherwise (the failures on stdout, the verdict on stderr).
+``--health`` instead summarises delivery (``health.delivery_health``, the
+outbox admin's summary), exit status 1 when it is unhealthy. ``--pixel KEY``
+does either for one market.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Count, Q
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from django_pjpixel import times
 from django_pjpixel.api.auth import BATCH_ROLES, SEND_ROLES
 from django_pjpixel.api.client import PrisjaktClient, get_client
+from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import (
     InvalidInput,
     PjpixelConfigurationError,
@@ -30,9 +36,10 @@ from django_pjpixel.exceptions import (
     PrisjaktTimeout,
 )
 from django_pjpixel.health import delivery_health
-from django_pjpixel.logtext import one_line
+from django_pjpixel.logtext import masked, one_line
 from django_pjpixel.markets import Market, all_markets, is_configured, market_named
 from django_pjpixel.models import INVALID_PURCHASE, ConversionEvent
+from django_pjpixel.record.sync import last_sync, sync_recent
 
 
 class Command(BaseCommand):
@@ -50,12 +57,11 @@ class Command(BaseCommand):
             self.check_health(chosen)
             return
         several = is_configured()
-        if several:
-            self.count_failed(chosen)
         found = all_markets() if chosen is None else [chosen]
         if not found:
             raise CommandError(_('PJPIXEL["PIXELS"] names no market; manage.py check says why.'))
         not_ready = [market.key for market in found if not self.check_market(market)]
+        failed = self.report_failed(chosen)
         if not_ready:
             message = _("Prisjakt conversion tracking is not ready.")
             if several:
@@ -63,6 +69,15 @@ class Command(BaseCommand):
                     "keys": ", ".join(not_ready)
                 }
             raise CommandError(message)
+        if failed:
+            raise CommandError(
+                ngettext(
+                    "Prisjakt conversion tracking is set up, but %(count)d report failed.",
+                    "Prisjakt conversion tracking is set up, but %(count)d reports failed.",
+                    failed,
+                )
+                % {"count": failed}
+            )
         self.stdout.write(self.style.SUCCESS(_("Prisjakt conversion tracking is ready.")))
 
     def check_market(self, market: Market) -> bool:
@@ -72,9 +87,7 @@ class Command(BaseCommand):
         self.stdout.write(_("API: %(url)s") % {"url": market.api_url})
         self.stdout.write(_("Pixel: %(pixel)s") % {"pixel": market.pixel_id or "-"})
         self.stdout.write(_("Client id: %(client)s") % {"client": market.client_id or "-"})
-        if not market.key:
-            self.count_failed()
-        elif market.missing():
+        if market.missing():
             self.stderr.write(_("The settings are incomplete: %s") % _not_set(market))
             return False
         try:
@@ -85,27 +98,65 @@ class Command(BaseCommand):
             raise CommandError(_("The settings are incomplete: %s") % err) from err
         may_send = self.report_roles(roles)
         # None: the pixel could not be listed for want of a role, which sending
-        # one event at a time does not need.
-        return may_send and pixel_ok is not False
+        # one event at a time does not need (nor is there a sync to run).
+        synced = self.first_sync(market) if pixel_ok else True
+        return may_send and pixel_ok is not False and synced
 
-    def count_failed(self, market: Market | None = None) -> None:
-        """The failed rows (of ``market``'s pixel; None: of every pixel)."""
+    def first_sync(self, market: Market) -> bool:
+        """Prisjakt's events in the mirror: a first sync where none was complete; whether
+        the mirror holds a complete one now."""
+        run = last_sync(market.pixel_id)
+        if run is not None:
+            line = _("Last complete sync of Prisjakt's events: %(when)s")
+            self.stdout.write(line % {"when": _local(run.finished_at or run.started_at)})
+            return True
+        try:
+            run = sync_recent(pixel_id=market.pixel_id)
+        except PrisjaktAPIError as err:
+            self.stderr.write(_("First sync: %s") % describe(err, _("the pixel")))
+            return False
+        if not run.complete:
+            self.stderr.write(_("First sync: it stopped early: %s") % run.error)
+            return False
+        days = pjpixel_settings.SYNC_DAYS
+        line = ngettext(
+            "First sync of Prisjakt's events: %(count)d event in the last %(days)d days.",
+            "First sync of Prisjakt's events: %(count)d events in the last %(days)d days.",
+            run.events,
+        )
+        self.stdout.write(self.style.SUCCESS(line % {"count": run.events, "days": days}))
+        return True
+
+    def report_failed(self, market: Market | None = None) -> int:
+        """The failed rows (of ``market``'s pixel; None: of every pixel), on stdout: their
+        count, the latest one's reason and how to send it; how many there are."""
         failed = ConversionEvent.objects.filter(status=ConversionEvent.Status.FAILED)
         if market is not None:
             failed = failed.filter(pixel_id=market.pixel_id)
         counts = failed.aggregate(
             total=Count("pk"), invalid=Count("pk", filter=Q(problem_title=INVALID_PURCHASE))
         )
-        if not counts["total"]:
+        latest = failed.order_by("-updated_at", "-pk").first()
+        if latest is None:
             self.stdout.write(_("Failed events: none."))
-            return
-        self.stderr.write(
+            return 0
+        lines = [
             _(
                 "Failed events: %(total)d, %(invalid)d of them reported by the shop with an "
                 "invalid value; see Conversion events in the admin (status: Failed)."
             )
-            % counts
-        )
+            % counts,
+            _("The latest, order %(order)s: %(reason)s")
+            % {"order": one_line(latest.order_id), "reason": latest.reason or "-"},
+            _(
+                "Report such an order again with the right values (order_completed or "
+                "track_purchase) and it is sent; one Prisjakt refused is sent again by the "
+                "admin's action Retry failed events."
+            ),
+        ]
+        for line in lines:
+            self.stdout.write(self.style.ERROR(line))
+        return int(counts["total"])
 
     def report_roles(self, roles: list[str] | None) -> bool:
         """Say what the roles allow; whether they may send events at all."""
@@ -190,6 +241,10 @@ def market_option(key: str | None, returncode: int = 1) -> Market | None:
         raise CommandError(f"--pixel: {err.message}", returncode=returncode) from None
 
 
+def _local(value: datetime) -> str:
+    return f"{value if timezone.is_naive(value) else timezone.localtime(value):%Y-%m-%d %H:%M}"
+
+
 def _not_set(market: Market) -> str:
     return _("%(names)s not set") % {"names": ", ".join(market.missing())}
 
@@ -213,4 +268,4 @@ def describe(err: PrisjaktAPIError, what: str) -> str:
     extra = [value for value in (err.title, err.detail) if value]
     if err.request_id:
         extra.append(_("request id %(id)s") % {"id": err.request_id})
-    return one_line(" — ".join([text, *extra]))
+    return one_line(masked(" — ".join([text, *extra])))

@@ -1,9 +1,11 @@
 """``manage.py pjpixel_erase --order ID | --click ID``: a data subject's request for erasure.
 
 Erases the click id of one order, or one click id wherever it is, from every
-table that holds one (``retention.CLICK_COLUMNS``), whatever its age; an
-event not sent yet is skipped rather than sent. Prints how many rows of each
-table it erased. The exit status says what it found:
+table that holds one (``retention.CLICK_COLUMNS``), whatever its age, and
+every copy of it in a text or JSON column (a problem's detail, the field errors
+that echo the value sent, the mirror's event as listed); an event not sent yet
+is skipped rather than sent. Prints how many rows of each table held the click
+id. The exit status says what it found:
 
 - 0: it erased something;
 - 1: nothing held that order's or that click's id (nothing to erase);
@@ -23,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 from django.utils.translation import gettext as _
 
-from django_pjpixel.ledger.retention import erase
+from django_pjpixel.ledger.retention import COPIES, erase
 
 NOTHING_FOUND, CANNOT_RUN = 1, 2
 
@@ -51,6 +53,9 @@ class Command(BaseCommand):
                 _("The erasure failed in the database: %s") % err, returncode=CANNOT_RUN
             ) from err
         for label, count in counts.items():
+            if label == COPIES:
+                self.stdout.write(_("other rows holding a copy: %(count)d") % {"count": count})
+                continue
             table = apps.get_model(label)._meta.verbose_name_plural
             self.stdout.write(f"{table}: {count}")
         if not any(counts.values()):

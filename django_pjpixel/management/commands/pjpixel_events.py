@@ -1,28 +1,31 @@
-"""``manage.py pjpixel_events --from YYYY-MM-DD --to YYYY-MM-DD [--format csv|json]``.
+"""``manage.py pjpixel_events [--from YYYY-MM-DD --to YYYY-MM-DD] [--format csv|json]``.
 
 Every page of the pixel's events (``--pixel``: a market's) in the range (whole
-days in the current time zone), each event once, streamed to stdout as it
-arrives: CSV rows, or one JSON array written element by element.
+days in the current time zone; without ``--from``/``--to``, the last 7 days:
+today and the 6 before), each event once, streamed to stdout as it arrives:
+CSV rows, or one JSON array written element by element.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from argparse import ArgumentParser, ArgumentTypeError
-from datetime import date, datetime
+from collections.abc import Iterable, Iterator
+from datetime import date, datetime, timedelta
+from itertools import chain
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
+from django_pjpixel import times
 from django_pjpixel.api.client import get_client
 from django_pjpixel.exceptions import InvalidInput, PjpixelConfigurationError, PrisjaktAPIError
 from django_pjpixel.management.commands.pjpixel_check import describe, market_option
-from django_pjpixel.record.exports import safe_cell
+from django_pjpixel.record.exports import csv_lines
 from django_pjpixel.record.ranges import DATE_FORMAT, check_days
 
+DEFAULT_DAYS = 7
 CSV_COLUMNS = (
     "id",
     "click_id",
@@ -43,19 +46,32 @@ def day(value: str) -> date:
 
 
 class Command(BaseCommand):
-    help = "Write the pixel's events at Prisjakt between two dates (at most 60 days) to stdout."
+    help = (
+        "Write the pixel's events at Prisjakt between two dates (at most 60 days; default the "
+        "last 7) to stdout."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--from", dest="first", type=day, required=True, help="YYYY-MM-DD")
-        parser.add_argument("--to", dest="last", type=day, required=True, help="YYYY-MM-DD")
+        parser.add_argument(
+            "--from", dest="first", type=day, help="YYYY-MM-DD, with --to (default: 6 days ago)"
+        )
+        parser.add_argument(
+            "--to", dest="last", type=day, help="YYYY-MM-DD, with --from (default: today)"
+        )
         parser.add_argument("--format", choices=("csv", "json"), default="csv")
         parser.add_argument(
             "--pixel", metavar="MARKET", help='a market of PJPIXEL["PIXELS"] (default: the first)'
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        first, last = options["first"], options["last"]
+        if (first is None) != (last is None):
+            raise CommandError(_("Give --from and --to together."))
+        if first is None:
+            last = times.localdate()
+            first = last - timedelta(days=DEFAULT_DAYS - 1)
         try:
-            start, end = check_days(options["first"], options["last"])
+            start, end = check_days(first, last)
         except InvalidInput as err:
             raise CommandError(err.message) from err
         market = market_option(options["pixel"])
@@ -71,18 +87,10 @@ class Command(BaseCommand):
         except PjpixelConfigurationError as err:
             raise CommandError(_("The settings are incomplete: %s") % err) from err
 
-    def write_csv(self, events: Any) -> None:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(CSV_COLUMNS)
-        for event in events:
-            data = event.get("data") if isinstance(event.get("data"), dict) else {}
-            writer.writerow(
-                [safe_cell(event.get(name)) for name in CSV_COLUMNS[:5]]
-                + [safe_cell(data.get(name)) for name in CSV_COLUMNS[5:]]
-            )
-            self.flush(buffer)
-        self.flush(buffer)
+    def write_csv(self, events: Iterable[dict[str, Any]]) -> None:
+        for line in csv_lines(chain([CSV_COLUMNS], _rows(events))):
+            self.stdout.write(line, ending="")
+            self.stdout.flush()
 
     def write_json(self, events: Any) -> None:
         separator = "[\n"
@@ -92,8 +100,12 @@ class Command(BaseCommand):
             separator = ",\n"
         self.stdout.write("[]\n" if separator == "[\n" else "\n]\n", ending="")
 
-    def flush(self, buffer: io.StringIO) -> None:
-        self.stdout.write(buffer.getvalue(), ending="")
-        self.stdout.flush()
-        buffer.seek(0)
-        buffer.truncate()
+
+def _rows(events: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
+    for event in events:
+        data = event.get("data")
+        if not isinstance(data, dict):
+            data = {}
+        yield [event.get(name) for name in CSV_COLUMNS[:5]] + [
+            data.get(name) for name in CSV_COLUMNS[5:]
+        ]

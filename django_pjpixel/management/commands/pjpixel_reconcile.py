@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from argparse import ArgumentParser
 from datetime import timedelta
+from itertools import chain
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -130,9 +131,7 @@ class Command(BaseCommand):
 
     def write_csv(self, report: Report) -> None:
         rows = (difference.as_row() for difference in report.differences())
-        for line in csv_lines([CSV_HEADER]):
-            self.stdout.write(line, ending="")
-        for line in csv_lines(rows):
+        for line in csv_lines(chain([CSV_HEADER], rows)):
             self.stdout.write(line, ending="")
         self.stdout.flush()
 
