@@ -350,7 +350,7 @@ def _check_database() -> list[CheckMessage]:
             "transaction that meets another's lock fails with 'database is locked' (a paid "
             "order not recorded, a pjpixel_deliver run that dies).",
             hint=f'Add {", ".join(missing.values())} to DATABASES[{alias!r}]["OPTIONS"], '
-            'or use PostgreSQL or MariaDB/MySQL. See the README, "SQLite".',
+            'or use PostgreSQL or MariaDB/MySQL. See the docs, "Deployment", "SQLite".',
             id="django_pjpixel.W004",
         )
     ]
