@@ -4,7 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: test demo lint bench install clean
+DOCS_STAMP := $(VENV)/.docs-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: test demo lint bench docs install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +16,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The docs need only the package and the `docs` extra, so a fresh clone builds them
+# without the test set-up.
+$(DOCS_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e '.[docs]'
+	rm -f $(VENV)/.docs-*
+	touch $(DOCS_STAMP)
+
+# Warnings are errors; --keep-going lists all of them before failing.
+docs: $(DOCS_STAMP)
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
+	@echo "The docs are in docs/_build/html/index.html"
 
 # tests/oscar is a django-oscar shop with settings of its own, so a pytest process of
 # its own; its tables come from the models (Oscar's migrations alone take 20 s).
@@ -46,4 +61,4 @@ bench: $(STAMP)
 	@if [ -d benchmarks ]; then $(BIN)/python -m benchmarks; else echo "make bench: no benchmarks yet."; fi
 
 clean:
-	rm -rf $(VENV) .tox .coverage .coverage.* .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) docs/_build .tox .coverage .coverage.* .mypy_cache .ruff_cache .hypothesis

@@ -102,7 +102,7 @@ class Worker:
     """``celery worker --pool threads --concurrency N`` on the benchmarks' broker and database.
 
     ``pooled``: the worker's database connections come from Django's
-    connection pool (Django 5.1+), as the README advises; without it Celery
+    connection pool (Django 5.1+), as the docs advise (Deployment); without it Celery
     closes the connection after every task and the next task opens a new one.
     """
 

@@ -58,7 +58,7 @@ CELERY_BROKER_URL = os.environ.get("PJPIXEL_BENCH_BROKER_URL", "redis://127.0.0.
 CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PJPIXEL_BENCH_QUEUE", "pjpixel-bench")
 # The throughput benchmark's Celery worker: Celery closes the database connection
 # after every task, so the worker takes its connections from Django's pool
-# (Django 5.1+), as the README advises; the pool replaces persistent connections.
+# (Django 5.1+), as the docs advise (Deployment); the pool replaces persistent connections.
 if os.environ.get("PJPIXEL_BENCH_DB_POOL") == "1":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     DATABASES["default"]["OPTIONS"] = {

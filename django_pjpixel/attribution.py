@@ -31,7 +31,8 @@ from django.db import router
 from django.utils.module_loading import import_string
 
 from django_pjpixel import markets, stores, times
-from django_pjpixel.api.payloads import EVENT_NAME_PURCHASE, is_valid_click_id
+from django_pjpixel.api.clickids import best, is_valid_click_id, is_well_formed, replaces
+from django_pjpixel.api.payloads import EVENT_NAME_PURCHASE
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.models import ConversionEvent, OrderClick
@@ -55,6 +56,8 @@ SKIP_NO_CONSENT = "no consent"
 SKIP_INVALID_CLICK_ID = "invalid click id"
 SKIP_CLICK_AFTER_PURCHASE = "click after the purchase"
 SKIP_MARKET_NOT_NAMED = "click attached without pixel=, and the order is in several markets"
+# Held, not sent: the only click is of another shape than PJPIXEL["CLICK_ID_PATTERN"].
+SKIP_ODD_CLICK = "click id of an unexpected shape: held"
 
 
 @dataclass(frozen=True)
@@ -131,12 +134,16 @@ def store_click(request: HttpRequest, click_id: str, now: datetime | None = None
 
     Does not ask for consent: the caller has (``PjclidMiddleware`` does). The
     same click id landing again keeps its first capture time, so reloading
-    the landing page neither extends the window nor rewrites the store.
+    the landing page neither extends the window nor rewrites the store. A
+    click of an odd shape never replaces a well-formed one (``clickids``):
+    the kept click is returned.
     """
     if not is_valid_click_id(click_id):
         raise InvalidInput("click_id", "is not a Prisjakt click id")
     current = get_click(request)
-    if current is not None and current.click_id == click_id:
+    if current is not None and (
+        current.click_id == click_id or not replaces(click_id, current.click_id)
+    ):
         return current
     captured_at = times.aware(now) if now is not None else times.now()
     stores.current().save(request, click_id, captured_at)
@@ -186,18 +193,26 @@ def keep_click_for_order(
     """Keep the visitor's click for ``order_id`` (``attaching.attach_click``); returns it.
 
     The store's click, else the browser script's click the checkout form
-    posted, kept for the market of ``pixel_id`` (``UNNAMED``: for none named).
+    posted, kept for the market of ``pixel_id`` (``UNNAMED``: for none named);
+    a well-formed click wins over an odd one, and a click attached before is
+    never replaced by an odd one (``clickids``).
     Nothing is kept without consent, without a click, or when a purchase at
     ``now`` (default: the current time) would not be attributed to it.
     """
     if not has_consent(request):
         return None
-    click = get_click(request)
-    if click is None or not click.is_within_window(now):
-        click = posted_click(request, now)  # captured now: within the window
+    kept = get_click(request)
+    found = [kept] if kept is not None and kept.is_within_window(now) else []
+    posted = posted_click(request, now)  # captured now: within the window
+    found += [posted] if posted is not None else []
+    chosen = best([found_click.click_id for found_click in found])
+    click = next((found_click for found_click in found if found_click.click_id == chosen), None)
     if click is None:
         return None
     assert click.captured_at is not None  # a kept or posted click has its capture time
+    attached = OrderClick.objects.filter(order_id=order_id, pixel_id=pixel_id).first()
+    if attached is not None and not replaces(click.click_id, attached.click_id):
+        return Click(attached.click_id, times.aware(attached.captured_at))
     OrderClick.objects.update_or_create(
         order_id=order_id,
         pixel_id=pixel_id,
@@ -230,7 +245,7 @@ def attached_click(order_id: str, pixel_id: str | None = None) -> Resolution:
         named = (UNNAMED,) if pixel_id is None else (pixel_id, UNNAMED)
         rows = rows.filter(pixel_id__in=named).order_by("-pixel_id")  # the market's own first
     row = rows.first()
-    if row is None:
+    if row is None or not is_valid_click_id(row.click_id):  # junk kept by an older version
         return Resolution(None, SKIP_NO_CLICK)
     unnamed = row.pixel_id == UNNAMED and markets.is_configured()
     if unnamed and pixel_id is not None and order_pixels(order_id) - {pixel_id}:
@@ -257,22 +272,41 @@ def resolve_click(
 ) -> Resolution:
     """The click of ``order_id``'s purchase, made at ``at`` (default: the current time).
 
-    Sources, first found wins: ``signed_click_id`` (None or "" means not
-    given), the click attached to ``order_id`` for the market of ``pixel_id``
-    (the purchase's; ``attached_click``), ``request``'s store (only with
-    consent).
+    Sources, in order: ``signed_click_id`` (None or "" means not given), the
+    click attached to ``order_id`` for the market of ``pixel_id`` (the
+    purchase's; ``attached_click``), ``request``'s store (only with consent).
+    The first well-formed click wins (``clickids``); junk is no click; a
+    click of an odd shape is used only when no source has a well-formed one.
     """
-    if signed_click_id:
-        if not is_valid_click_id(signed_click_id):
-            return Resolution(None, SKIP_INVALID_CLICK_ID)
-        return Resolution(Click(signed_click_id, None))
+    given = Click(signed_click_id, None) if signed_click_id else None
+    if given is not None and is_well_formed(given.click_id):
+        return Resolution(given)
     attached = attached_click(order_id, pixel_id)
     click = attached.click
-    if click is None and request is not None:
-        if not has_consent(request):
-            return Resolution(None, SKIP_NO_CONSENT)
-        click = get_click(request)
+    if (click is None or not is_well_formed(click.click_id)) and request is not None:
+        if has_consent(request):
+            click = _better(click, get_click(request))
+        elif click is None:
+            return _odd_or(given, SKIP_NO_CONSENT)
     if click is None:
-        return Resolution(None, attached.skip_reason)
+        return _odd_or(given, SKIP_INVALID_CLICK_ID if given else attached.skip_reason)
     reason = click.skip_reason_at(times.now() if at is None else at)
-    return Resolution(None, reason) if reason else Resolution(click)
+    if reason:
+        return _odd_or(given, reason)
+    if given is not None and not is_well_formed(click.click_id):
+        return _odd_or(given, "")
+    return Resolution(click)
+
+
+def _better(kept: Click | None, other: Click | None) -> Click | None:
+    """Of the attached click and the store's, the well-formed one; the attached one first."""
+    if kept is None or (other is not None and is_well_formed(other.click_id)):
+        return other if other is not None else kept
+    return kept
+
+
+def _odd_or(given: Click | None, reason: str) -> Resolution:
+    """The given click if it may be one at all (odd: held by the caller), else ``reason``."""
+    if given is not None and is_valid_click_id(given.click_id):
+        return Resolution(given)
+    return Resolution(None, reason or SKIP_INVALID_CLICK_ID)

@@ -168,6 +168,8 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     cookie_name = raw.get("COOKIE_NAME", DEFAULTS["COOKIE_NAME"])
     if not isinstance(cookie_name, str) or not _COOKIE_NAME_RE.fullmatch(cookie_name):
         messages.append(_type_error("COOKIE_NAME", cookie_name, "a cookie name"))
+    if "CLICK_ID_PATTERN" in raw and not _is_regex(raw["CLICK_ID_PATTERN"]):
+        messages.append(_type_error("CLICK_ID_PATTERN", raw["CLICK_ID_PATTERN"], "a regex"))
     for key, choices in _CHOICES.items():
         if key in raw and raw[key] not in choices:
             messages.append(_type_error(key, raw[key], " or ".join(repr(c) for c in choices)))
@@ -213,6 +215,14 @@ def _type_error(key: str, value: Any, expected: str) -> CheckMessage:
         hint=f'Fix PJPIXEL["{key}"] or remove it to use the default ({DEFAULTS[key]!r}).',
         id="django_pjpixel.E007",
     )
+
+
+def _is_regex(value: Any) -> bool:
+    try:
+        re.compile(value)
+    except (re.error, TypeError):
+        return False
+    return True
 
 
 def _check_number(key: str, value: Any, low: float, high: float | None) -> list[CheckMessage]:
@@ -340,7 +350,7 @@ def _check_database() -> list[CheckMessage]:
             "transaction that meets another's lock fails with 'database is locked' (a paid "
             "order not recorded, a pjpixel_deliver run that dies).",
             hint=f'Add {", ".join(missing.values())} to DATABASES[{alias!r}]["OPTIONS"], '
-            'or use PostgreSQL or MariaDB/MySQL. See the README, "SQLite".',
+            'or use PostgreSQL or MariaDB/MySQL. See the docs, "Deployment", "SQLite".',
             id="django_pjpixel.W004",
         )
     ]

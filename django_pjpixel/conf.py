@@ -47,6 +47,11 @@ DEFAULTS: dict[str, Any] = {
     # Where a visitor's click waits for the checkout: "session" or "cookie" (stores.py).
     "CLICK_STORE": "session",
     "COOKIE_NAME": "pjpixel_click",
+    # A well-formed click id (clickids.py): by default the documented shape, a UUID v4,
+    # "_" and 16 lowercase hex digits. Change it only if Prisjakt changes its format.
+    "CLICK_ID_PATTERN": (
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}_[0-9a-f]{16}"
+    ),
     # Prisjakt's browser script ({% pjpixel_script %}); New Zealand's is on PriceSpy's CDN.
     "SCRIPT_URL": DEFAULT_SCRIPT_URL,
     # How long click ids are kept in rows that are done with (retention.purge).
@@ -202,6 +207,10 @@ class PjpixelSettings:
     @property
     def COOKIE_NAME(self) -> str:
         return str(self.get("COOKIE_NAME"))
+
+    @property
+    def CLICK_ID_PATTERN(self) -> str:
+        return str(self.get("CLICK_ID_PATTERN"))
 
     @property
     def SCRIPT_URL(self) -> str:

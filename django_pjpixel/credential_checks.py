@@ -1,7 +1,7 @@
 """The credentials' checks: a warning while a shop is set up, errors at deployment.
 
 A new install has no client secret yet (it is asked of Prisjakt, or comes from
-the production environment), and the README's first step is ``migrate``. So an
+the production environment), and the install's first step is ``migrate``. So an
 unset ``PIXEL_ID``, ``CLIENT_ID`` or ``CLIENT_SECRET`` never stops ``migrate``,
 ``makemigrations``, ``runserver``, ``collectstatic`` or a test run: the normal
 checks warn (``W007``, one a pixel, naming every unset credential), and only

@@ -1,4 +1,4 @@
-"""Is delivery to Prisjakt healthy? What ops watch, read in four indexed queries and one a market.
+"""Is delivery to Prisjakt healthy? What ops watch, read in five indexed queries and one a market.
 
 ``delivery_health()`` summarises the outbox and the mirror: how long the
 oldest due event has waited for a sender, how many events failed or were
@@ -59,7 +59,9 @@ class DeliveryHealth:
     hours; ``last_sent_at``: the latest ``sent_at`` (``sent`` or
     ``duplicate``); ``syncs``: each market's label (its key and pixel; "" for
     the single pixel) and its latest complete ``PrisjaktSync`` (None: never);
-    ``last_sync``: the oldest of those, None when a market was never synced.
+    ``last_sync``: the oldest of those, None when a market was never synced;
+    ``conflicts``: orders reported again as another purchase in the last 24
+    hours (``conflicts``).
     """
 
     checked_at: datetime
@@ -71,6 +73,7 @@ class DeliveryHealth:
     last_sync: PrisjaktSync | None
     syncs: list[tuple[str, PrisjaktSync | None]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    conflicts: int = 0
     installed_at: datetime | None = None
 
     @property
@@ -107,6 +110,8 @@ class DeliveryHealth:
                 lines.append(
                     _("Last complete sync of Prisjakt's events: %(when)s") % {"when": when}
                 )
+        line = _("Orders reported again as another purchase in the last 24 hours: %(count)d")
+        lines.append(line % {"count": self.conflicts})
         return lines
 
 
@@ -144,6 +149,7 @@ def delivery_health(now: datetime | None = None, *, pixel_id: str | None = None)
         ),
         default=None,
     )
+    totals["conflicts"] = rows.filter(conflict_at__gte=now - DAY).count()
     several = markets.is_configured()
     pixels = markets.pixel_ids() if pixel_id is None else [pixel_id]
     syncs = [(markets.label(pixel) if several else "", last_sync(pixel)) for pixel in pixels]
@@ -201,6 +207,17 @@ def _problems(health: DeliveryHealth) -> list[str]:
                 health.dead,
             )
             % {"count": health.dead, "limit": conf.HEALTH_MAX_DEAD}
+        )
+    if health.conflicts:
+        problems.append(
+            ngettext(
+                "%(count)d order id was reported again as another purchase in the last 24 "
+                "hours: see Conversion events (conflicting report).",
+                "%(count)d order ids were reported again as another purchase in the last 24 "
+                "hours: see Conversion events (conflicting report).",
+                health.conflicts,
+            )
+            % {"count": health.conflicts}
         )
     for market, run in health.syncs:
         if run is None and not health.sync_due:

@@ -10,7 +10,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.core.exceptions import SuspiciousOperation
 
 from django_pjpixel import stores
-from django_pjpixel.api.payloads import is_valid_click_id
+from django_pjpixel.api.clickids import is_valid_click_id
 from django_pjpixel.attribution import Click, has_consent, store_click
 from django_pjpixel.stores import AFTER_VIEW
 
@@ -32,12 +32,13 @@ class PjclidMiddleware:
     in its query string costs one substring test and one look at the
     request's attributes: the store is not read, so such responses get no
     ``Vary: Cookie`` and no session query. On a landing the value is checked
-    (``[A-Za-z0-9_-]{1,128}``; of a repeated parameter the last value
+    by the click rule (``clickids``; of a repeated parameter the last value
     counts), consent is asked of ``PJPIXEL["CONSENT"]``, and the click is
-    kept with its capture time; a newer click replaces an older one, an
-    invalid value never does. An invalid value or a refusal is logged at
-    DEBUG and otherwise ignored: the landing page is always served, and a
-    landing on a page that answers 404 keeps the click all the same.
+    kept with its capture time; a newer click replaces an older one, junk
+    never does, nor does a click of an odd shape replace a well-formed one.
+    An invalid value or a refusal is logged at DEBUG and otherwise ignored:
+    the landing page is always served, and a landing on a page that answers
+    404 keeps the click all the same.
 
     After the view it writes to the response what a store left for it: the
     cookie store's cookie (set, or deleted by ``forget_click``), the session

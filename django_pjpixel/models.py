@@ -106,6 +106,10 @@ class ConversionEvent(OutboxRow):
     )
     restated_currency = models.CharField(_("restated currency"), max_length=3, blank=True)
     restated_at = models.DateTimeField(_("restated at"), null=True, blank=True)
+    # The latest report of this order id whose purchase differs from the recorded one (an
+    # order id used again): its values, never sent (``conflicts``). Null: none.
+    conflict = models.JSONField(_("conflicting report"), null=True, blank=True)
+    conflict_at = models.DateTimeField(_("conflicting report at"), null=True, blank=True)
 
     class Meta:
         verbose_name = _("conversion event")
@@ -133,6 +137,8 @@ class ConversionEvent(OutboxRow):
             models.Index(fields=("status", "updated_at"), name="pjpixel_status_updated"),
             models.Index(fields=("status", "sent_at"), name="pjpixel_status_sent"),
             models.Index(fields=("pixel_id", "event_time"), name="pjpixel_event_time"),
+            # The conflict filter and the health summary's conflicts of the last 24 hours.
+            models.Index(fields=("conflict_at",), name="pjpixel_conflict_at"),
         ]
 
     def __str__(self) -> str:

@@ -51,7 +51,7 @@ class Cancel:
 
 
 def __getattr__(name: str) -> Any:
-    # ``django_pjpixel.signals.connect_order_signal`` is where the README has
+    # ``django_pjpixel.signals.connect_order_signal`` is where the docs have
     # always pointed; the function lives with the rest of the purchase code.
     if name in {"connect_order_signal", "track_purchase"}:
         from django_pjpixel.ledger import purchases

@@ -34,7 +34,7 @@ from django.core import signing
 from django.utils.cache import patch_cache_control
 
 from django_pjpixel import times
-from django_pjpixel.api.payloads import is_valid_click_id
+from django_pjpixel.api.clickids import is_valid_click_id
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import PjpixelConfigurationError
 

@@ -8,7 +8,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from io import StringIO
 from typing import TYPE_CHECKING, Any
@@ -21,12 +21,24 @@ from django.core.management.base import SystemCheckError
 from django_pjpixel.api.payloads import purchase_payload
 
 if TYPE_CHECKING:
-    from datetime import timedelta
-
     from django_pjpixel.models import ConversionEvent, PrisjaktSync
 
 PIXEL_ID = "5c034de4-8e86-4d16-9fd1-20cfec6c97e4"
 CLICK = "239cd31f-9d43-4cb4-b8dc-2057fe18c289_1b05fa7f1c34d125"
+
+
+def earlier_today(count: int = 1, step: timedelta = timedelta(minutes=1)) -> list[datetime]:
+    """``count`` distinct times ``step`` apart, the latest now, all in today's local day.
+
+    Just after local midnight the step shrinks, so that "today" in a test stays
+    today's whole range instead of reaching into yesterday.
+    """
+    from django.utils import timezone
+
+    now = timezone.now()
+    midnight = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
+    step = min(step, (now - midnight) / (count + 1))
+    return [now - step * index for index in range(count)]
 
 
 def connect(receivers: list[Any], signal: Any, receiver: Any) -> None:

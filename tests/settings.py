@@ -93,7 +93,7 @@ def _postgres_reachable(db: dict[str, object]) -> str | None:
 
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/test")
 _db: dict[str, Any] = dict(dj_database_url.parse(DATABASE_URL))
-# SQLite as the README advises (check django_pjpixel.W004): a busy timeout, and
+# SQLite as the docs advise (check django_pjpixel.W004): a busy timeout, and
 # the write lock taken when a transaction begins.
 _SQLITE: dict[str, Any] = {
     "ENGINE": "django.db.backends.sqlite3",

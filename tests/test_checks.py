@@ -55,6 +55,10 @@ CASES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "E006 private address": (pjpixel(API_URL="http://10.0.0.5:8000"), ["E006"]),
     "E005 script url": (pjpixel(SCRIPT_URL="cdn.pji.nu/libs/pjpixel/pjpixel.min.js"), ["E005"]),
     "E006 script url": (pjpixel(SCRIPT_URL="http://cdn.pji.nu/pjpixel.min.js"), ["E006"]),
+    # E007: the click id pattern is not a regular expression
+    "E007 click pattern unbalanced": (pjpixel(CLICK_ID_PATTERN="[0-9a-f"), ["E007"]),
+    "E007 click pattern not a string": (pjpixel(CLICK_ID_PATTERN=42), ["E007"]),
+    "a click pattern": (pjpixel(CLICK_ID_PATTERN=r"[0-9a-f]{40}"), []),
     # E007: wrong type or out of range
     "E007 ENABLED": (pjpixel(ENABLED="yes"), ["E007"]),
     "E007 AUTH": (pjpixel(AUTH="basic"), ["E007"]),

@@ -39,7 +39,7 @@ def checkout(request: HttpRequest) -> JsonResponse:
 
 
 class DeclineCookies(CookieGroupDeclineView):
-    """The package's decline view, which also forgets the click (as the README shows)."""
+    """The package's decline view, which also forgets the click (as the docs show, "Consent")."""
 
     def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         response = super().post(request, *args, **kwargs)

@@ -151,7 +151,7 @@ def test_check_deploy_passes_once_set() -> None:
 
 @pytest.mark.django_db
 def test_migrate_and_makemigrations_run_with_the_secret_unset() -> None:
-    """The README's first steps: they run the system checks (skip_checks=False, as
+    """The install's first steps: they run the system checks (skip_checks=False, as
     manage.py does), which must not stop them for want of a secret."""
     stdout = StringIO()
     with override_settings(PJPIXEL=without("CLIENT_SECRET")):

@@ -1,9 +1,9 @@
-"""Migration 0006 adds the history indexes to tables that already hold rows, without locking.
+"""Migration 0007 adds the history indexes to tables that already hold rows, without locking.
 
 On PostgreSQL each index is built ``CONCURRENTLY`` (which refuses to run in a
 transaction, so the migration is not atomic); on MariaDB online; on SQLite
-plainly. Here: on the test database, rows written at 0005 stay and every
-index is there after 0006, and back again.
+plainly. Here: on the test database, rows written at 0006 stay and every
+index is there after 0007, and back again.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from django_pjpixel.models import ConversionEvent, OrderClick, PrisjaktEvent, Re
 pytestmark = pytest.mark.django_db(transaction=True)
 
 APP = "django_pjpixel"
-BEFORE = [(APP, "0005_order_click_market")]
-AFTER = [(APP, "0006_history_indexes")]
+BEFORE = [(APP, "0006_conversionevent_conflict")]
+AFTER = [(APP, "0007_history_indexes")]
 MODELS = (ConversionEvent, Restatement, PrisjaktEvent, OrderClick)
 
 

@@ -84,6 +84,8 @@ LOGGERS = {
     "django_pjpixel.api.client": "django_pjpixel.client",
     "django_pjpixel.api.pagination": "django_pjpixel.client",
     "django_pjpixel.ledger.purchases": "django_pjpixel.purchases",
+    "django_pjpixel.ledger.conflicts": "django_pjpixel.purchases",
+    "django_pjpixel.api.clickids": "django_pjpixel.clickids",
     "django_pjpixel.ledger.attaching": "django_pjpixel.attaching",
     "django_pjpixel.ledger.restatements": "django_pjpixel.restatements",
     "django_pjpixel.ledger.publisher": "django_pjpixel.publisher",

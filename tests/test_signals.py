@@ -1,4 +1,4 @@
-"""The signal objects, and the import paths the README documents for shops."""
+"""The signal objects, and the import paths the docs document for shops."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_signals_holds_the_three_signals_and_cancel() -> None:
 def test_documented_import_paths_work(path: str, name: str, home: object) -> None:
     module = importlib.import_module(path)
     assert getattr(module, name) is home
-    exec(f"from {path} import {name}", {})  # the README's own spelling
+    exec(f"from {path} import {name}", {})  # the docs' own spelling
 
 
 def test_an_unknown_name_is_an_attribute_error() -> None:

@@ -1,5 +1,6 @@
-"""The pixel filter and the market column of the outbox's, the restatements' and the
-mirror's changelists: each pixel of the rows, its market's key beside it."""
+"""The outbox's filters: the pixel filter and the market column of the outbox's, the
+restatements' and the mirror's changelists (each pixel of the rows, its market's key
+beside it); the outbox's click and conflict filters."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from django_pjpixel.admin.history import distinct_values
+from django_pjpixel.attribution import SKIP_ODD_CLICK
 from django_pjpixel.markets import UNROUTED, is_configured, label
 
 if TYPE_CHECKING:
@@ -48,3 +50,43 @@ class MarketColumn:
     @admin.display(description=_("market"), ordering="pixel_id")
     def market(self, obj: Any) -> str:
         return label(obj.pixel_id)
+
+
+class ClickFilter(admin.SimpleListFilter):
+    """Rows by their click: held for a click of an unexpected shape (``clickids``), or none."""
+
+    title = _("click")
+    parameter_name = "click"
+
+    def lookups(self, request: HttpRequest, model_admin: ModelAdmin[Any]) -> list[tuple[str, Any]]:
+        return [
+            ("odd", _("Held: a click id of an unexpected shape")),
+            ("none", _("No click")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        chosen: QuerySet[Any] = queryset
+        if self.value() == "odd":
+            chosen = queryset.filter(status="skipped", skip_reason=SKIP_ODD_CLICK)
+        elif self.value() == "none":
+            chosen = queryset.filter(click_id="")
+        return chosen
+
+
+class ConflictFilter(admin.SimpleListFilter):
+    """Rows whose order id was reported again as another purchase (``conflicts``)."""
+
+    title = _("conflicting report")
+    parameter_name = "conflict"
+
+    def lookups(self, request: HttpRequest, model_admin: ModelAdmin[Any]) -> list[tuple[str, Any]]:
+        return [
+            ("yes", _("Order id reported again as another purchase")),
+            ("no", _("No conflicting report")),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        chosen: QuerySet[Any] = queryset
+        if self.value() in ("yes", "no"):
+            chosen = queryset.filter(conflict_at__isnull=self.value() == "no")
+        return chosen

@@ -28,7 +28,7 @@ from django.utils.translation import ngettext
 
 from django_pjpixel import markets
 from django_pjpixel.admin import events, mirror
-from django_pjpixel.admin.filters import MarketColumn, PixelFilter
+from django_pjpixel.admin.filters import ClickFilter, ConflictFilter, MarketColumn, PixelFilter
 from django_pjpixel.admin.history import (
     EXACT_UP_TO,
     CurrencyFilter,
@@ -43,7 +43,8 @@ from django_pjpixel.admin.restatements import (
     restate_view,
 )
 from django_pjpixel.health import delivery_health
-from django_pjpixel.ledger import publisher
+from django_pjpixel.ledger import conflicts, publisher
+from django_pjpixel.ledger.attaching import release_held
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
 
 Status = ConversionEvent.Status
@@ -91,6 +92,8 @@ class ConversionEventAdmin(MarketColumn, HistoryAdmin, ModelAdmin):
     list_filter = (
         "status",
         CurrencyFilter,
+        ClickFilter,
+        ConflictFilter,
         RestatedFilter,
         PixelFilter,
         ("created_at", admin.DateFieldListFilter),
@@ -111,6 +114,8 @@ class ConversionEventAdmin(MarketColumn, HistoryAdmin, ModelAdmin):
                     "pixel_id",
                     "click_id",
                     "click_captured_at",
+                    "conflicting_report",
+                    "conflict_at",
                 )
             },
         ),
@@ -230,6 +235,10 @@ class ConversionEventAdmin(MarketColumn, HistoryAdmin, ModelAdmin):
             rows,
         )
 
+    @admin.display(description=_("reported again as another purchase"))
+    def conflicting_report(self, obj: ConversionEvent) -> str:
+        return conflicts.reported_text(obj) or self.get_empty_value_display()
+
     @admin.display(description=_("request id to quote to Prisjakt"))
     def request_id_to_quote(self, obj: ConversionEvent) -> str | SafeString:
         if not obj.request_id:
@@ -300,6 +309,8 @@ class ConversionEventAdmin(MarketColumn, HistoryAdmin, ModelAdmin):
 
     @admin.action(description=_("Send now"), permissions=("change",))
     def send_now(self, request: HttpRequest, queryset: QuerySet[ConversionEvent]) -> None:
+        if self.has_change_permission(request):
+            release_held(queryset)  # held for a click CLICK_ID_PATTERN now accepts: pending
         self._hand_back(request, queryset, SEND_NOW_STATUSES)
 
     @admin.action(description=_("Retry failed events"), permissions=("change",))

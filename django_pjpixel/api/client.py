@@ -26,6 +26,7 @@ import requests
 
 from django_pjpixel._version import __version__
 from django_pjpixel.api.auth import Credentials
+from django_pjpixel.api.clickids import is_valid_click_id
 from django_pjpixel.api.pagination import EventPage, Pager, walk_events
 from django_pjpixel.api.payloads import (
     EVENT_NAME_PURCHASE,
@@ -33,7 +34,6 @@ from django_pjpixel.api.payloads import (
     MAX_VALUE,
     check_range,
     format_time,
-    is_valid_click_id,
     parse_retry_after,
     purchase_payload,
     to_api_amount,

@@ -10,12 +10,12 @@ notes: [seed] the conversion-tracking page, [docs] Prisjakt's developer docs,
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from django_pjpixel.api.clickids import is_valid_click_id
 from django_pjpixel.conf import SUPPORTED_CURRENCIES, pjpixel_settings
 from django_pjpixel.exceptions import MAX_HEADER_WAIT, InvalidInput
 
@@ -28,20 +28,7 @@ MAX_EXTERNAL_EVENT_ID = 100
 MAX_VALUE = 999_999_999
 # The widest from..to of one listing [docs].
 MAX_LIST_RANGE = timedelta(days=60)
-# The observed click id is a UUID, "_" and 16 hex digits (53 characters); the
-# shop treats it as opaque but refuses what cannot be one.
-CLICK_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _MAX_DIGITS = 18
-
-
-def is_valid_click_id(value: object) -> bool:
-    """Whether ``value`` can be a ``pjclid``: 1 to 128 of ``[A-Za-z0-9_-]``.
-
-    The observed shape is ``<uuid>_<16 hex digits>`` [docs]; anything of the
-    allowed characters and length is accepted, since Prisjakt does not promise
-    that shape. Never raises.
-    """
-    return isinstance(value, str) and CLICK_ID_RE.fullmatch(value) is not None
 
 
 def format_time(value: datetime) -> str:
@@ -143,7 +130,9 @@ def purchase_payload(
     }
     if signed_click_id is not None:
         if not is_valid_click_id(signed_click_id):
-            raise InvalidInput("signed_click_id", "is not a Prisjakt click id")
+            raise InvalidInput(
+                "signed_click_id", "is not a Prisjakt click id (a placeholder, or junk)"
+            )
         payload["signed_click_id"] = signed_click_id
     return payload
 

@@ -22,16 +22,26 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from django.db import router, transaction
+from django.db.models import Q
 
 from django_pjpixel import markets, times
+from django_pjpixel.api.clickids import is_well_formed
 from django_pjpixel.api.payloads import EVENT_NAME_PURCHASE
-from django_pjpixel.attribution import UNNAMED, Click, keep_click_for_order, order_pixels
+from django_pjpixel.attribution import (
+    SKIP_ODD_CLICK,
+    UNNAMED,
+    Click,
+    keep_click_for_order,
+    order_pixels,
+)
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.ledger import publisher
+from django_pjpixel.ledger.conflicts import is_recent
 from django_pjpixel.ledger.validation import OrderId, order_id_text
 from django_pjpixel.models import ConversionEvent, OrderClick
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
     from django.http import HttpRequest
 
 logger = logging.getLogger("django_pjpixel.attaching")
@@ -76,7 +86,7 @@ def attach_click(
         with transaction.atomic(using=router.db_for_write(OrderClick)):
             pixel_id = UNNAMED if market is None else market.pixel_id
             click = keep_click_for_order(request, text, pixel_id=pixel_id, now=now)
-            event = _skipped_row(text, alias, market) if click else None
+            event = _skipped_row(text, alias, market, now) if click else None
             if event is not None and click is not None and attribute(event, click, alias):
                 logger.info("pjpixel: order %s, skipped before, now has a click", text)
                 transaction.on_commit(partial(publisher.enqueue, event), using=alias, robust=True)
@@ -89,19 +99,23 @@ def attach_click(
 def attribute(event: ConversionEvent, click: Click, alias: str) -> bool:
     """A row skipped for want of a usable click takes ``click`` and is ``pending`` again.
 
-    Only when the click is within the window of the recorded purchase. One
-    conditional ``UPDATE``: of two reports racing here, one turns the row.
-    A row sent, being sent, failed, or skipped by ``pre_send`` (it has a
+    Only a well-formed click (``clickids``), within the window of the
+    recorded purchase; a row held for a click of an odd shape takes it too.
+    One conditional ``UPDATE``: of two reports racing here, one turns the
+    row. A row sent, being sent, failed, or skipped by ``pre_send`` (it has a
     click) never changes.
     """
     Status = ConversionEvent.Status
     skipped = event.status == str(Status.SKIPPED)
-    if not skipped or event.click_id or click.skip_reason_at(event.event_time):
+    held = event.skip_reason == SKIP_ODD_CLICK
+    if not skipped or (event.click_id and not held) or not is_well_formed(click.click_id):
+        return False
+    if click.skip_reason_at(event.event_time):
         return False
     captured_at = click.captured_at
     updated = (
         ConversionEvent.objects.using(alias)
-        .filter(pk=event.pk, status=Status.SKIPPED, click_id="")
+        .filter(Q(click_id="") | Q(skip_reason=SKIP_ODD_CLICK), pk=event.pk, status=Status.SKIPPED)
         .update(
             status=Status.PENDING,
             click_id=click.click_id,
@@ -115,13 +129,27 @@ def attribute(event: ConversionEvent, click: Click, alias: str) -> bool:
     return bool(updated)
 
 
+def release_held(rows: QuerySet[ConversionEvent]) -> int:
+    """Of ``rows``, those held for a click of an odd shape that is now well-formed become
+    ``pending`` (after ``CLICK_ID_PATTERN`` changed: the admin's *Send now*); how many."""
+    Status = ConversionEvent.Status
+    held = rows.filter(status=Status.SKIPPED, skip_reason=SKIP_ODD_CLICK)
+    pks = [pk for pk, click_id in held.values_list("pk", "click_id") if is_well_formed(click_id)]
+    released: int = ConversionEvent.objects.filter(
+        pk__in=pks, status=Status.SKIPPED, skip_reason=SKIP_ODD_CLICK
+    ).update(status=Status.PENDING, skip_reason="", next_attempt_at=None)
+    return released
+
+
 def _skipped_row(
-    order_id: str, alias: str, market: markets.Market | None
+    order_id: str, alias: str, market: markets.Market | None, now: datetime | None
 ) -> ConversionEvent | None:
     """``order_id``'s row in ``market`` if it was skipped for want of a usable click.
 
     ``market`` None: the order's row in the one market that has the order;
-    none when the order is recorded in several (logged).
+    none when the order is recorded in several (logged). A row whose purchase
+    is older than a checkout's (``conflicts.is_recent``) is another purchase
+    under a reused order id: none (logged).
     """
     pixel_ids = markets.pixel_ids() if market is None else [market.pixel_id]
     row: ConversionEvent | None = (
@@ -131,10 +159,18 @@ def _skipped_row(
             order_id=order_id,
             event_name=EVENT_NAME_PURCHASE,
             status=ConversionEvent.Status.SKIPPED,
-            click_id="",
         )
+        .filter(Q(click_id="") | Q(skip_reason=SKIP_ODD_CLICK))
         .first()
     )
+    if row is not None and not is_recent(row, times.now() if now is None else now):
+        logger.warning(
+            "pjpixel: order %s was recorded skipped at %s, too long ago to be this checkout's "
+            "purchase: the click attached is not sent with it (is the order id used again?)",
+            order_id,
+            row.event_time.isoformat(),
+        )
+        return None
     if row is None or market is not None or not markets.is_configured():
         return row
     found = order_pixels(order_id)

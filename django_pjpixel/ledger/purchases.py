@@ -28,13 +28,15 @@ from django.db import IntegrityError, router, transaction
 from django.dispatch import Signal
 
 from django_pjpixel import markets, times
+from django_pjpixel.api.clickids import is_well_formed
 from django_pjpixel.api.payloads import EVENT_NAME_PURCHASE
-from django_pjpixel.attribution import resolve_click
+from django_pjpixel.attribution import SKIP_ODD_CLICK, resolve_click
 from django_pjpixel.conf import pjpixel_settings
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.ledger import publisher
 from django_pjpixel.ledger.attaching import attach_click as attach_click  # where it always was
 from django_pjpixel.ledger.attaching import attribute
+from django_pjpixel.ledger.conflicts import record_conflict
 from django_pjpixel.ledger.validation import (
     OrderId,
     Purchase,
@@ -90,9 +92,12 @@ def track_purchase(
     one in ``request``'s click store; without one the row is stored ``skipped``
     with the reason. The same order tracked again returns the existing row;
     a ``skipped`` one becomes ``pending`` if this report brings a usable click.
-    With several markets (``PJPIXEL["PIXELS"]``) the row is the market's
-    ``pixel`` (a market key) names, else the one ``PIXEL_ROUTER`` chooses;
-    one per (pixel, order).
+    A report of the order that is another purchase (a different amount,
+    currency, number of items, or given time) is a conflict: logged at
+    WARNING and kept on the row, never sent (``conflicts``). With several
+    markets (``PJPIXEL["PIXELS"]``) the row is the market's ``pixel`` (a
+    market key) names, else the one ``PIXEL_ROUTER`` chooses; one per
+    (pixel, order).
 
     ``order_id`` is a string, an int or a UUID (sent as its ``str``);
     ``event_time`` (default: now) is aware, or naive in ``TIME_ZONE`` under
@@ -121,7 +126,8 @@ def track_purchase(
             pixel_id = markets.route(asdict(purchase), request, pixel).pixel_id
         except InvalidInput as err:
             return _record_invalid(err, reported, now, sender, markets.UNROUTED)
-        return _record(purchase, request, signed_click_id, now, pixel_id)
+        time_given = event_time is not None
+        return _record(purchase, request, signed_click_id, now, pixel_id, time_given)
     except Exception:
         logger.exception(
             "pjpixel: could not record the purchase of order %r (sender %r)", order_id, sender
@@ -227,6 +233,7 @@ def _record(
     signed_click_id: str | None,
     now: datetime,
     pixel_id: str,
+    time_given: bool,
 ) -> ConversionEvent:
     Status = ConversionEvent.Status
     alias = router.db_for_write(ConversionEvent)
@@ -250,6 +257,9 @@ def _record(
             )
             click = resolution.click
             captured_at = click.captured_at if click else None
+            # A click of an odd shape is kept on the row, which is held (clickids).
+            held = click is not None and not is_well_formed(click.click_id)
+            reason = SKIP_ODD_CLICK if held else resolution.skip_reason[:200]
             values: dict[str, Any] = {
                 "event_time": times.as_django(purchase.event_time),
                 "amount": purchase.amount,
@@ -258,17 +268,20 @@ def _record(
                 "number_of_items": purchase.number_of_items,
                 "click_id": click.click_id if click else "",
                 "click_captured_at": times.as_django(captured_at) if captured_at else None,
-                "status": Status.PENDING if click else Status.SKIPPED,
-                "skip_reason": "" if click else resolution.skip_reason[:200],
+                "status": Status.PENDING if click and not held else Status.SKIPPED,
+                "skip_reason": "" if click and not held else reason,
                 "created_at": times.as_django(now),
             }
             event = ConversionEvent.objects.using(alias).create(**lookup, **values)
         created = True
     except IntegrityError:  # the same order reported again
         event = ConversionEvent.objects.using(alias).get(**lookup)
-        created = _replaces_invalid(event, values) or (
-            click is not None and attribute(event, click, alias)
-        )
+        created = _replaces_invalid(event, values)
+        if not created and record_conflict(
+            event, purchase, time_given=time_given, alias=alias, now=now
+        ):
+            return event  # another purchase under this order id: told, never mixed with it
+        created = created or (click is not None and attribute(event, click, alias))
     extra = {"pjpixel_event": event.pk, "order_id": event.order_id, "status": event.status}
     if not created:
         logger.info(

@@ -25,6 +25,7 @@ from django_pjpixel.exceptions import InvalidInput, PrisjaktAPIError, Problem
 from django_pjpixel.models import ConversionEvent
 from django_pjpixel.record import ranges
 from django_pjpixel.testing.emulator import PrisjaktEmulator
+from tests.helpers import earlier_today
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -50,15 +51,14 @@ def listings(api: PrisjaktEmulator) -> list[Any]:
 
 
 def seed(api: PrisjaktEmulator, count: int, **fields: Any) -> list[dict[str, Any]]:
-    now = timezone.now()
     return [
         api.add_event(
-            event_time=now - timedelta(minutes=index),
+            event_time=when,
             external_event_id=f"order-{index}",
             amount=100 + index,
             **fields,
         )
-        for index in range(count)
+        for index, when in enumerate(earlier_today(count))
     ]
 
 

@@ -250,6 +250,8 @@ def test_detail_shows_its_fields_in_the_order_of_its_fieldsets(admin_client: Cli
         "Pixel id",
         "Click id",
         "Click captured at",
+        "Reported again as another purchase",
+        "Conflicting report at",
         # Delivery
         "Status",
         "Skip reason",
@@ -511,3 +513,29 @@ def test_retry_delivers_through_the_queue(
     assert created["external_event_id"] == "order-1"
     html = changelist(client)
     assert 'class="pjpixel-status-sent">Sent<span class="pjpixel-count">1</span>' in html
+
+
+def test_send_now_releases_rows_held_for_a_click_the_pattern_now_accepts(
+    operator: Client,
+    handed: list[int],
+    pjpixel: dict[str, Any],
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    # Prisjakt's clicks got a longer signature; the shop held them until it said so.
+    new_format = CLICK + "0123"
+    held = track_purchase(order_id="o-1", amount=10, number_of_items=1, signed_click_id=new_format)
+    junkish = track_purchase(
+        order_id="o-2", amount=10, number_of_items=1, signed_click_id="a1" * 15
+    )
+    assert held is not None
+    assert junkish is not None
+    assert held.status == junkish.status == ConversionEvent.Status.SKIPPED
+    pjpixel["CLICK_ID_PATTERN"] = r"[0-9a-f]{8}-[0-9a-f-]{27}_[0-9a-f]{20}"
+    with django_capture_on_commit_callbacks(execute=True):
+        html = run_action(operator, "send_now", held, junkish).content.decode()
+    assert "1 event was handed to delivery." in html
+    assert handed == [held.pk]
+    held.refresh_from_db()
+    junkish.refresh_from_db()
+    assert (held.status, held.click_id, held.skip_reason) == ("pending", new_format, "")
+    assert junkish.status == ConversionEvent.Status.SKIPPED

@@ -5,7 +5,7 @@ deployment test all read them from the environment:
 
 - ``PJPIXEL_DEPLOY_DATABASE_URL``: the shop's database (``postgres://``,
   ``mysql://`` for MariaDB through PyMySQL, ``sqlite:///<file>``);
-- ``PJPIXEL_DEPLOY_SQLITE``: ``tuned`` (the README's advice: a busy timeout,
+- ``PJPIXEL_DEPLOY_SQLITE``: ``tuned`` (the docs' advice, "Deployment": a busy timeout,
   and ``IMMEDIATE`` transactions where Django has them) or ``default``
   (Django's defaults, as a shop that changed nothing has them);
 - ``PJPIXEL_DEPLOY_USE_TZ``: ``true`` or ``false``;

@@ -3,7 +3,7 @@
 Oscar's part follows its "Building your own shop" guide: its apps and their
 dependencies, its middleware, context processors and authentication backend,
 haystack's simple backend and ``from oscar.defaults import *``. django-pjpixel's
-part is what the README's "django-oscar" section says: the two apps, the
+part is what the docs' "django-oscar" page says: the two apps, the
 middleware, ``PJPIXEL``, ``ATOMIC_REQUESTS``, the dashboard entry. What Oscar
 adds to Django's settings is added to the main suite's (``tests/settings.py``).
 
@@ -145,7 +145,7 @@ OSCAR_DASHBOARD_NAVIGATION = [  # from oscar.defaults
     },
 ]
 
-# Delivery at commit, in the test's own thread (README, "Testing your shop").
+# Delivery at commit, in the test's own thread (the docs, "Test your shop").
 CELERY_TASK_ALWAYS_EAGER = True
 CELERY_BROKER_URL = "memory://"
 

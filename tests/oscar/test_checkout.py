@@ -197,3 +197,19 @@ def test_a_checkout_view_of_the_shops_that_chose_no_number_is_logged(
     assert error is None
     assert "pre_payment came without an order number" in caplog.text
     assert OrderClick.objects.count() == 0
+
+
+@pytest.mark.parametrize("junk", ["undefined", "null", "PANTHEON_STRIPPED", "not-a-click"])
+def test_a_junk_landing_after_a_real_one_leaves_the_order_its_real_click(
+    client: Client, products: Any, pjpixel_api: Any, delivered: Any, junk: str
+) -> None:
+    headphones, cable = products
+    land(client, headphones)
+    land(client, cable, click=junk)  # a later landing through a link a proxy rewrote
+    with delivered():
+        order = buy(client, [(headphones, 1)])
+
+    (request,) = pjpixel_api.requests
+    assert request.json["signed_click_id"] == CLICK
+    row = ConversionEvent.objects.get()
+    assert (row.order_id, row.status, row.click_id) == (order.number, "sent", CLICK)

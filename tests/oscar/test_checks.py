@@ -14,7 +14,7 @@ from django.core.management.base import SystemCheckError
 
 from django_pjpixel.contrib.oscar import checks
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+CHECKS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "checks.md"
 
 
 def check_output() -> str:
@@ -129,10 +129,10 @@ def test_a_menu_entry_for_a_page_the_urlconf_does_not_mount_is_an_error() -> Non
     assert "django_pjpixel.oscar.E004" in check_output()
 
 
-def test_the_readme_lists_every_check_of_the_adapter() -> None:
+def test_the_docs_list_every_check_of_the_adapter() -> None:
     source = Path(checks.__file__).read_text(encoding="utf-8")
     in_code = set(re.findall(r"django_pjpixel\.oscar\.[EW]\d{3}", source))
-    section = README.read_text(encoding="utf-8").split("<!-- oscar-checks-table -->\n")[1]
+    section = CHECKS_PAGE.read_text(encoding="utf-8").split("<!-- oscar-checks-table -->\n")[1]
     table = section.split("\n\n", 1)[0]
     documented = re.findall(r"^\| `(django_pjpixel\.oscar\.[EW]\d{3})` \| (\w+) \|", table, re.M)
     assert {check_id for check_id, _level in documented} == in_code

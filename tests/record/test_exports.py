@@ -15,6 +15,7 @@ from django.utils import timezone
 from django_pjpixel.record import sync
 from django_pjpixel.record.exports import csv_lines, safe_cell
 from django_pjpixel.testing.emulator import PrisjaktEmulator
+from tests.helpers import earlier_today
 from tests.test_commands_admin import run
 
 
@@ -103,9 +104,8 @@ def test_pjpixel_reconcile_keeps_a_carriage_return_in_its_cell(
 def test_the_admin_export_keeps_a_carriage_return_in_its_cell(
     admin_client: Client, pjpixel_api: PrisjaktEmulator
 ) -> None:
-    pjpixel_api.add_foreign_event(
-        external_event_id=CR_VALUE, event_time=timezone.now() - timedelta(hours=1)
-    )
+    [_now, earlier] = earlier_today(2, step=timedelta(hours=1))
+    pjpixel_api.add_foreign_event(external_event_id=CR_VALUE, event_time=earlier)
     sync.sync_recent()
     today = timezone.localdate().isoformat()
     # The dates as a crafted link may send them: a CR LF after each.

@@ -6,7 +6,8 @@ its settings set, who the credentials are and their roles, whether the pixel
 exists (by listing a day of its events), and a first sync of Prisjakt's
 events into the mirror where none was complete yet (else when the last was).
 Then the outbox's failed rows: their count, and the latest one's reason with
-its first field error. Exit status 0 when every pixel is ready and no report
+its first field error; and the orders reported again as another purchase
+(``conflicts``). Exit status 0 when every pixel is ready and no report
 failed; 1 otherwise (the failures on stdout, the verdict on stderr).
 ``--health`` instead summarises delivery (``health.delivery_health``, the
 outbox admin's summary), exit status 1 when it is unhealthy. ``--pixel KEY``
@@ -141,6 +142,7 @@ class Command(BaseCommand):
             failed.order_by().values_list("problem_title", flat=True)[: FAILED_COUNTED + 1]
         )
         counts = {"total": len(titles), "invalid": titles.count(INVALID_PURCHASE)}
+        self.count_conflicts(market)
         latest = failed.order_by("-updated_at", "-pk").first()
         if latest is None:
             self.stdout.write(_("Failed events: none."))
@@ -168,6 +170,17 @@ class Command(BaseCommand):
         for line in lines:
             self.stdout.write(self.style.ERROR(line))
         return int(counts["total"])
+
+    def count_conflicts(self, market: Market | None) -> None:
+        """Orders reported again as another purchase (``conflicts``), if any."""
+        rows = ConversionEvent.objects.filter(conflict_at__isnull=False)
+        count = (rows if market is None else rows.filter(pixel_id=market.pixel_id)).count()
+        if count:
+            line = _(
+                "Orders reported again as another purchase: %(count)d; see Conversion "
+                "events in the admin (conflicting report)."
+            )
+            self.stdout.write(self.style.WARNING(line % {"count": count}))
 
     def report_roles(self, roles: list[str] | None) -> bool:
         """Say what the roles allow; whether they may send events at all."""

@@ -58,7 +58,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ("django_pjpixel", "0005_order_click_market"),
+        ("django_pjpixel", "0006_conversionevent_conflict"),
     ]
 
     operations = [
@@ -70,6 +70,7 @@ class Migration(migrations.Migration):
         _index("conversionevent", "pjpixel_status_updated", "status", "updated_at"),
         _index("conversionevent", "pjpixel_status_sent", "status", "sent_at"),
         _index("conversionevent", "pjpixel_event_time", "pixel_id", "event_time"),
+        _index("conversionevent", "pjpixel_conflict_at", "conflict_at"),
         _index("restatement", "pjpixel_restatement_created", "created_at", "id"),
         _index("restatement", "pjpixel_restatement_status", "status", "created_at", "id"),
         _index("restatement", "pjpixel_restatement_pixel", "pixel_id", "created_at", "id"),
