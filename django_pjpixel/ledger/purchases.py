@@ -40,9 +40,10 @@ from django_pjpixel.ledger.conflicts import record_conflict
 from django_pjpixel.ledger.validation import (
     OrderId,
     Purchase,
+    Refused,
     bad_call,
-    check_purchase,
-    invalid_values,
+    refused,
+    validate_purchase,
 )
 from django_pjpixel.models import REPORTED_INVALID, ConversionEvent
 
@@ -117,15 +118,14 @@ def track_purchase(
         "event_time": event_time,
     }
     try:
-        try:
-            purchase = check_purchase(now=now, **reported)
-        except InvalidInput as err:
+        purchase = validate_purchase(reported=reported, now=now)
+        if isinstance(purchase, Refused):
             pixel_id = markets.pixel_of_invalid(reported, request, pixel)
-            return _record_invalid(err, reported, now, sender, pixel_id)
+            return _record_invalid(purchase, reported, sender, pixel_id)
         try:
             pixel_id = markets.route(asdict(purchase), request, pixel).pixel_id
         except InvalidInput as err:
-            return _record_invalid(err, reported, now, sender, markets.UNROUTED)
+            return _record_invalid(refused(err, reported, now), reported, sender, markets.UNROUTED)
         time_given = event_time is not None
         return _record(purchase, request, signed_click_id, now, pixel_id, time_given)
     except Exception:
@@ -221,7 +221,7 @@ def _track_fields(
     reported = {name: fields[name] for name in REPORTED_FIELDS if name in fields}
     try:
         pixel_id = markets.pixel_of_invalid(reported, None, fields.get("pixel"))
-        return _record_invalid(err, reported, times.now(), sender, pixel_id)
+        return _record_invalid(refused(err, reported, times.now()), reported, sender, pixel_id)
     except Exception:
         logger.exception("pjpixel: could not record the invalid purchase from %r", sender)
         return None
@@ -314,16 +314,16 @@ def _replaces_invalid(event: ConversionEvent, values: dict[str, Any]) -> bool:
 
 
 def _record_invalid(
-    err: InvalidInput, reported: Mapping[str, Any], now: datetime, sender: object, pixel_id: str
+    refusal: Refused, reported: Mapping[str, Any], sender: object, pixel_id: str
 ) -> ConversionEvent:
     """Log a purchase that cannot be sent, and keep it as a ``failed`` row the admin shows."""
     logger.error(
         "pjpixel: invalid purchase for order %r (sender %r), not sent to Prisjakt: %s",
         reported.get("order_id"),
         sender,
-        err,
+        refusal.error,
     )
-    values = invalid_values(err, reported, now)
+    values = dict(refusal.values)
     alias = router.db_for_write(ConversionEvent)
     event: ConversionEvent
     with transaction.atomic(using=alias):

@@ -4,9 +4,11 @@ Values come as the shop's framework has them: django-oscar's ``order.number``
 is an int when its signals fire, a model's key may be a UUID, ``event_time``
 is naive under ``USE_TZ = False``. ``check_purchase`` accepts those and
 returns the purchase as it is stored and sent (by the rules the payload is
-built by), or raises ``InvalidInput`` naming the field. ``invalid_values``
-keeps what can be kept of a purchase that fails, for its ``failed`` row: an
-order id that cannot be sent is stored in a safe form that stays unique.
+built by), or raises ``InvalidInput`` naming the field; ``validate_purchase``
+does it in one pass that yields either the purchase or a ``Refused``: the
+error with the fields of the purchase's ``failed`` row. ``invalid_values``
+keeps what can be kept of a report that fails, for that row: an order id
+that cannot be sent is stored in a safe form that stays unique.
 """
 
 from __future__ import annotations
@@ -87,6 +89,30 @@ def check_purchase(
         number_of_items=payload["data"]["number_of_items"],
         event_time=when,
     )
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A reported purchase that cannot be sent: why, and the fields of its ``failed`` row."""
+
+    error: InvalidInput
+    values: dict[str, Any]  # ConversionEvent fields, order_id among them
+
+
+def validate_purchase(*, reported: Mapping[str, Any], now: datetime) -> Purchase | Refused:
+    """The purchase the shop reported, or what was wrong with it and the row that says so.
+
+    ``reported`` holds ``check_purchase``'s keyword arguments (``now`` aside).
+    """
+    try:
+        return check_purchase(now=now, **reported)
+    except InvalidInput as err:
+        return refused(err, reported, now)
+
+
+def refused(err: InvalidInput, reported: Mapping[str, Any], now: datetime) -> Refused:
+    """The ``Refused`` of a reported purchase that ``err`` stops (a bad value, no market)."""
+    return Refused(err, invalid_values(err, reported, now))
 
 
 @dataclass(frozen=True)

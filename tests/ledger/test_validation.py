@@ -12,10 +12,13 @@ import pytest
 from django_pjpixel.exceptions import InvalidInput
 from django_pjpixel.ledger.validation import (
     NO_ORDER_ID,
+    Purchase,
+    Refused,
     event_time_of,
     invalid_values,
     order_id_text,
     stored_order_id,
+    validate_purchase,
 )
 
 NOW = datetime(2025, 3, 13, 12, 0, tzinfo=dt_timezone.utc)
@@ -120,3 +123,35 @@ def test_invalid_values_keep_what_can_be_kept() -> None:
         "order_id": {"message": err.message, "value": "<Unprintable>"}
     }
     assert values["event_time"] == NOW
+
+
+def test_one_pass_yields_the_purchase_as_stored_and_sent() -> None:
+    reported = {
+        "order_id": 1001,
+        "amount": "12.345",
+        "currency": None,
+        "number_of_items": 3,
+        "event_time": None,
+    }
+    purchase = validate_purchase(reported=reported, now=NOW)
+    assert isinstance(purchase, Purchase)
+    assert (purchase.order_id, str(purchase.amount), purchase.currency) == ("1001", "12.35", "SEK")
+    assert (purchase.number_of_items, purchase.event_time) == (3, NOW)
+
+
+def test_one_pass_yields_the_failed_rows_fields_naming_the_bad_field() -> None:
+    reported = {
+        "order_id": 1001,
+        "amount": "12.345",
+        "currency": "SEK",
+        "number_of_items": -1,
+        "event_time": None,
+    }
+    refusal = validate_purchase(reported=reported, now=NOW)
+    assert isinstance(refusal, Refused)
+    assert refusal.error.field == "number_of_items"
+    assert refusal.values["order_id"] == "1001"
+    assert refusal.values["field_errors"] == {
+        "number_of_items": {"message": refusal.error.message, "value": "-1"}
+    }
+    assert refusal.values == invalid_values(refusal.error, reported, NOW)
