@@ -108,15 +108,20 @@ def purge(*, now: datetime | None = None, batch_size: int = PURGE_BATCH) -> dict
     return counts
 
 
-def erase(*, order_id: str | None = None, click_id: str | None = None) -> dict[str, int]:
+def erase(
+    *, order_id: str | None = None, click_id: str | None = None, everywhere: bool = False
+) -> dict[str, int]:
     """Erase one order's or one click id's clicks from every table now; counts per table.
 
-    With ``click_id`` the click id leaves every row of every table, its copies
-    too; with ``order_id`` the order's click ids leave the order's rows and the
-    rows of no order (another order attributed to the same click keeps it:
-    erase the click id for that). ``COPIES`` counts, when there were any, the
-    rows that held a copy only (their click column erased before, by an older
-    version or a purge).
+    With ``click_id`` the click id leaves every row of every table that holds
+    it, its copies too, found through the click columns' indexes (so the cost
+    is that click's rows, not the history); with ``order_id`` the order's click
+    ids leave the order's rows and the rows of no order (another order
+    attributed to the same click keeps it: erase the click id for that).
+    ``everywhere`` also reads every row of every table for copies in rows whose
+    click column was cleared before (by a version older than this one): a full
+    scan, slow on a long history. ``COPIES`` counts, when there were any, the
+    rows that held a copy only.
     """
     if (order_id is None) == (click_id is None):
         raise TypeError("erase() takes order_id or click_id, one of them")
@@ -136,6 +141,8 @@ def erase(*, order_id: str | None = None, click_id: str | None = None) -> dict[s
         order_field = ORDER_FIELDS.get(model._meta.label)
         if order_id is not None and order_field is not None:
             rows = rows.filter(**{order_field: order_id})
+        elif click_id is not None and not everywhere and model._meta.label in FOUND_BY_CLICK:
+            continue  # its rows holding the click were found by the click column above
         for click in sorted(clicks):
             copies += _erase_copies(rows, click)
     if copies:
@@ -179,6 +186,12 @@ ORDER_FIELDS: dict[str, str] = {
 
 
 CLICK_FIELDS: dict[str, str] = {column.label: column.click_field for column in CLICK_COLUMNS}
+# The tables whose rows holding a click are found through a click column's index: the
+# click's own rows, and the rows that belong to them (a restatement of its event).
+FOUND_BY_CLICK = frozenset(
+    [column.label for column in CLICK_COLUMNS]
+    + [model._meta.label for column in CLICK_COLUMNS for model, _path in column.related]
+)
 
 
 def app_models() -> list[type[models.Model]]:

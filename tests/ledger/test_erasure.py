@@ -22,6 +22,7 @@ import responses
 from django.apps import apps
 from django.conf import settings as django_settings
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import models
 from django.test import Client
 from django.urls import reverse
@@ -211,13 +212,17 @@ def test_pjpixel_erase_clears_the_value_sent_in_the_admin(
 
 
 def test_a_copy_left_by_an_earlier_erasure_is_found_and_erased() -> None:
-    """A row whose click column an older version (or a purge) already cleared, its
-    copies kept: erasing the click id again finds them, and says so (exit 0)."""
+    """A row whose click column an older version already cleared, its copies kept:
+    erasing the click id again with --everywhere finds them, and says so (exit 0)."""
     event = make_event(ORDER, click_id="", status=ConversionEvent.Status.FAILED)
     ConversionEvent.objects.filter(pk=event.pk).update(
         field_errors={"signed_click_id": {"message": "unknown click", "value": CLICK}}
     )
+    with pytest.raises(CommandError):  # exit 1: without --everywhere, no row holds the click
+        call_command("pjpixel_erase", "--click", CLICK, stdout=StringIO())
+    assert holding(CLICK) != []
+
     out = StringIO()
-    call_command("pjpixel_erase", "--click", CLICK, stdout=out)
+    call_command("pjpixel_erase", "--click", CLICK, "--everywhere", stdout=out)
     assert "other rows holding a copy: 1" in out.getvalue()
     assert holding(CLICK) == []

@@ -41,13 +41,23 @@ class Command(BaseCommand):
         which = parser.add_mutually_exclusive_group(required=True)
         which.add_argument("--order", metavar="ID", help="the shop's order id")
         which.add_argument("--click", metavar="ID", help="a Prisjakt click id (pjclid)")
+        parser.add_argument(
+            "--everywhere",
+            action="store_true",
+            help="with --click: also read every row of every table for copies an older "
+            "version's erasure left (a full scan, slow on a long history)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         order_id, click_id = options["order"], options["click"]
         if not (order_id or click_id):
             raise CommandError(_("Give --order ID or --click ID."), returncode=CANNOT_RUN)
         try:
-            counts = erase(order_id=order_id) if order_id else erase(click_id=click_id)
+            counts = (
+                erase(order_id=order_id)
+                if order_id
+                else erase(click_id=click_id, everywhere=options["everywhere"])
+            )
         except DatabaseError as err:
             raise CommandError(
                 _("The erasure failed in the database: %s") % err, returncode=CANNOT_RUN
