@@ -72,6 +72,10 @@ TOO_OLD = (
 )
 NEVER_REPORTED = "the order was never reported: Prisjakt has no event of it"
 SUPERSEDED = "superseded by a later restatement of the order"
+CONFLICTING = (
+    "the order id was reported again as another purchase (a conflict): which purchase "
+    "this refund is of cannot be told, so Prisjakt's is left as it is"
+)
 # The restatements that stand for the order's values when they are written (in the ledger).
 STATED = (Status.APPLIED, Status.PENDING, Status.SENDING, Status.SENT, Status.SUPERSEDED)
 _NOT_AT_PRISJAKT = {
@@ -279,6 +283,8 @@ def _decide(event: ConversionEvent, now: datetime) -> tuple[str, str]:
     reason = not_at_prisjakt(event)
     if reason:
         return UNSENDABLE, reason
+    if event.conflict is not None:  # an amount of two purchases is never sent together
+        return UNSENDABLE, CONFLICTING
     if event.status == str(EventStatus.PENDING) and event.attempts == 0:
         return APPLIED, ""
     oldest = min(times.aware(event.event_time), times.aware(event.created_at))

@@ -195,3 +195,27 @@ def test_a_purchase_and_another_under_its_id_racing_never_mix() -> None:
     assert row.conflict is not None
     assert row.conflict["amount"] == "990.00"
     assert enqueue.call_count == 1
+
+
+def test_a_refund_of_an_order_id_in_conflict_changes_nothing_at_prisjakt(
+    pjpixel_api: PrisjaktEmulator,
+) -> None:
+    """The order id was used again: a refund may be of either purchase, so neither
+    purchase's amount is restated with the other's refund; the row says why."""
+    from django_pjpixel.ledger.restatements import CONFLICTING, restate_purchase
+    from django_pjpixel.models import Restatement
+    from django_pjpixel.sending.backlog import deliver_due
+    from django_pjpixel.sending.delivery import deliver_event
+
+    first = report(signed_click_id=CLICK)
+    deliver_event(first.pk)
+    listed = [dict(event["data"]) for event in pjpixel_api.events]
+    report(amount=250, signed_click_id=CLICK)  # another purchase under the same order id
+
+    row = restate_purchase(order_id="1001", amount=0, number_of_items=0, reason="refund")
+
+    assert row is not None
+    assert (row.status, row.skip_reason) == (Restatement.Status.UNSENDABLE, CONFLICTING)
+    deliver_due()
+    assert [event["data"] for event in pjpixel_api.events] == listed
+    assert ConversionEvent.objects.get().restated_amount is None
